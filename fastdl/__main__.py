@@ -1,0 +1,3 @@
+from fastdl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Shared internals: Python helpers every facade uses, and Cython declarations (.pxd)."""

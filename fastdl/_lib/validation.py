@@ -1,0 +1,109 @@
+"""Input checks shared by every facade.
+
+Everything is checked before a kernel runs or any state changes, and each error
+names the argument and the offending value.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from fastdl._lib.arrays import to_numpy
+
+__all__ = [
+    "as_float_array",
+    "as_index_array",
+    "check_count",
+    "check_shape",
+    "check_real",
+]
+
+
+def _as_array(x, name: str) -> np.ndarray:
+    x = to_numpy(x)
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be array-like, got {type(x).__name__}: {exc}") from None
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be a numeric array, got an object array")
+    return arr
+
+
+def as_float_array(x, name: str, *, ndim: int | None = 1, nonnegative: bool = False,
+                   allow_empty: bool = False) -> np.ndarray:
+    """A C-contiguous float64 copy-or-view of ``x`` with every value finite."""
+    arr = _as_array(x, name)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if arr.size == 0 and not allow_empty:
+        raise ValueError(f"{name} must not be empty")
+    arr = np.asarray(arr, dtype=np.float64, order="C")  # keeps 0-d as 0-d
+    if arr.size:
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            pos = np.flatnonzero(bad.ravel())[0]
+            raise ValueError(f"{name} must be finite, got {arr.ravel()[pos]} at position {pos}")
+        if nonnegative and arr.min() < 0:
+            pos = int(np.argmin(arr.ravel()))
+            raise ValueError(f"{name} must be non-negative, got {arr.ravel()[pos]} at position {pos}")
+    return arr
+
+
+def as_index_array(x, name: str, size: int, *, ndim: int | None = 1) -> np.ndarray:
+    """A C-contiguous int64 array of indices, each in ``[0, size)``."""
+    arr = _as_array(x, name)
+    if arr.ndim == 0 and ndim == 1:
+        arr = arr.reshape(1)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        return np.zeros(arr.shape, dtype=np.int64)
+    if not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    lo, hi = arr.min(), arr.max()
+    if lo < 0 or hi >= size:
+        bad = lo if lo < 0 else hi
+        raise IndexError(f"{name} must lie in [0, {size}), got {bad}")
+    return np.asarray(arr, dtype=np.int64, order="C")
+
+
+def check_count(n, name: str) -> int:
+    """A non-negative Python int."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative int, got {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {n}")
+    return int(n)
+
+
+def check_shape(shape, name: str = "shape") -> tuple[int, ...]:
+    """An int or a tuple of non-negative ints, as a tuple."""
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, (bool, np.bool_)):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {type(shape).__name__}") from None
+    return tuple(check_count(d, name) for d in dims)
+
+
+def check_real(x, name: str, *, low: float | None = None, high: float | None = None,
+               low_open: bool = False) -> float:
+    """A finite real number, optionally within ``[low, high]`` (``(low, high]`` if ``low_open``)."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    x = float(x)
+    if not np.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {x}")
+    if low is not None and (x < low or (low_open and x == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {x}")
+    if high is not None and x > high:
+        raise ValueError(f"{name} must be <= {high}, got {x}")
+    return x

@@ -1,0 +1,178 @@
+"""Compiled core of fastdl.sampling.AliasSampler and NegativeSampler.
+
+The alias table (Walker 1977; Vose, IEEE TSE 1991) is one array of packed
+``(prob, alias)`` rows so a draw costs one random access: pick a row ``j``
+uniformly, keep ``j`` with probability ``prob[j]``, else take ``alias[j]``.
+"""
+
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport free, malloc
+
+from fastdl._lib._random cimport next_below, next_double, stream_start
+
+cdef enum:
+    # Draws (or rows, when excluding) per random stream: fixed, so results do not
+    # depend on the thread count.
+    CHUNK = 65536
+    ROW_CHUNK = 256
+    # Rejections of an excluded id before a row switches to exact sampling of
+    # the renormalised remainder (reached only when the excluded ids hold most
+    # of the mass, so rejection would crawl).
+    MAX_REJECTIONS = 64
+
+cdef packed struct AliasEntry:
+    double prob
+    int64_t alias
+
+
+def build_table(const double[::1] weights, AliasEntry[::1] table):
+    """Vose's O(n) construction. ``weights`` are finite, >= 0, with a positive one.
+
+    Weights are scaled by their maximum before summing so that ratios up to 1e300
+    neither overflow nor lose the small weights. A zero weight gets ``prob`` 0 and
+    an alias with positive weight, so it is never drawn.
+    """
+    cdef Py_ssize_t n = weights.shape[0], i, small_top = 0, large_top = 0, l, g, any_positive = 0
+    cdef double wmax = 0.0, total = 0.0, scale
+    cdef double *q = <double *> malloc(n * sizeof(double))
+    cdef int64_t *small = <int64_t *> malloc(n * sizeof(int64_t))
+    cdef int64_t *large = <int64_t *> malloc(n * sizeof(int64_t))
+    if q == NULL or small == NULL or large == NULL:
+        free(q); free(small); free(large)
+        raise MemoryError()
+    with nogil:
+        for i in range(n):
+            if weights[i] > wmax:
+                wmax = weights[i]
+                any_positive = i
+        for i in range(n):
+            total += weights[i] / wmax
+        scale = n / total
+        for i in range(n):
+            q[i] = weights[i] / wmax * scale
+            if q[i] < 1.0:
+                small[small_top] = i
+                small_top += 1
+            else:
+                large[large_top] = i
+                large_top += 1
+        while small_top > 0 and large_top > 0:
+            small_top -= 1
+            l = small[small_top]
+            g = large[large_top - 1]
+            table[l].prob = q[l]
+            table[l].alias = g
+            # (q[g] + q[l]) - 1 loses less than q[g] - (1 - q[l]) (K. Schwarz's notes).
+            q[g] = (q[g] + q[l]) - 1.0
+            if q[g] < 1.0:
+                large_top -= 1
+                small[small_top] = g
+                small_top += 1
+        # What is left is within rounding of 1, except a zero weight, which must
+        # stay undrawable.
+        while large_top > 0:
+            large_top -= 1
+            g = large[large_top]
+            table[g].prob = 1.0
+            table[g].alias = g
+        while small_top > 0:
+            small_top -= 1
+            l = small[small_top]
+            table[l].prob = 1.0 if weights[l] > 0 else 0.0
+            table[l].alias = l if weights[l] > 0 else any_positive
+    free(q); free(small); free(large)
+
+
+cdef inline int64_t draw(const AliasEntry *table, uint64_t n, uint64_t *state) noexcept nogil:
+    cdef int64_t j = <int64_t> next_below(state, n)
+    return j if next_double(state) < table[j].prob else table[j].alias
+
+
+cdef void sample_chunk(const AliasEntry *table, uint64_t n, int64_t *out,
+                       Py_ssize_t start, Py_ssize_t stop, uint64_t key) noexcept nogil:
+    cdef uint64_t state = stream_start(key, <uint64_t>(start // CHUNK))
+    cdef Py_ssize_t k
+    for k in range(start, stop):
+        out[k] = draw(table, n, &state)
+
+
+def sample(const AliasEntry[::1] table, int64_t[::1] out, uint64_t key, int n_threads):
+    """Fill ``out`` with independent draws."""
+    cdef Py_ssize_t size = out.shape[0], n_chunks = (size + CHUNK - 1) // CHUNK, c
+    cdef uint64_t n = table.shape[0]
+    cdef const AliasEntry *tab = &table[0]
+    for c in prange(n_chunks, nogil=True, schedule="static",
+                    num_threads=max(1, min(n_threads, n_chunks))):
+        sample_chunk(tab, n, &out[0], c * CHUNK, min(size, (c + 1) * CHUNK), key)
+
+
+cdef inline bint contains(const int64_t *ids, Py_ssize_t m, int64_t x) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(m):
+        if ids[i] == x:
+            return True
+    return False
+
+
+cdef int64_t draw_renormalised(const double *probs, Py_ssize_t n, const int64_t *excluded,
+                               Py_ssize_t m, uint64_t *state) noexcept nogil:
+    # Exact inverse-CDF draw over the ids not excluded: O(n * m), used only as a
+    # fallback when rejection would take too long.
+    cdef Py_ssize_t i, last = -1
+    cdef double remaining = 0.0, target
+    for i in range(n):
+        if probs[i] > 0 and not contains(excluded, m, i):
+            remaining += probs[i]
+    target = next_double(state) * remaining
+    for i in range(n):
+        if probs[i] > 0 and not contains(excluded, m, i):
+            last = i
+            target -= probs[i]
+            if target < 0:
+                return i
+    return last  # rounding left a sliver of mass past the end
+
+
+cdef void sample_rows(const AliasEntry *table, const double *probs, Py_ssize_t n,
+                      const int64_t[:, ::1] exclude, int64_t[:, ::1] out,
+                      Py_ssize_t row_start, Py_ssize_t row_stop, uint64_t key) noexcept nogil:
+    cdef uint64_t state = stream_start(key, <uint64_t>(row_start // ROW_CHUNK))
+    cdef Py_ssize_t r, j, m = exclude.shape[1], cols = out.shape[1], rejections
+    cdef const int64_t *excluded
+    cdef int64_t x
+    cdef bint crawling
+    for r in range(row_start, row_stop):
+        excluded = &exclude[r, 0] if m > 0 else NULL
+        crawling = False
+        for j in range(cols):
+            rejections = 0
+            while True:
+                if crawling:
+                    x = draw_renormalised(probs, n, excluded, m, &state)
+                    break
+                x = draw(table, <uint64_t> n, &state)
+                if not contains(excluded, m, x):
+                    break
+                rejections += 1
+                crawling = rejections >= MAX_REJECTIONS
+            out[r, j] = x
+
+
+def sample_excluding(const AliasEntry[::1] table, const double[::1] probs,
+                     const int64_t[:, ::1] exclude, int64_t[:, ::1] out, uint64_t key,
+                     int n_threads):
+    """Fill row ``r`` of ``out`` with draws that avoid the ids in ``exclude[r]``.
+
+    The caller guarantees every row keeps some mass outside its excluded ids
+    (entries of -1 are padding and exclude nothing).
+    """
+    cdef Py_ssize_t rows = out.shape[0], n_chunks = (rows + ROW_CHUNK - 1) // ROW_CHUNK, c
+    cdef const AliasEntry *tab = &table[0]
+    cdef const double *p = &probs[0]
+    cdef Py_ssize_t n = table.shape[0]
+    if out.shape[1] == 0:
+        return
+    for c in prange(n_chunks, nogil=True, schedule="static",
+                    num_threads=max(1, min(n_threads, n_chunks))):
+        sample_rows(tab, p, n, exclude, out, c * ROW_CHUNK, min(rows, (c + 1) * ROW_CHUNK), key)

@@ -1,0 +1,194 @@
+"""Negative sampling from a smoothed unigram distribution (word2vec's noise)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastdl._lib.arrays import is_tensor, like_input, to_numpy
+from fastdl._lib.persist import load_arrays, save_arrays
+from fastdl._lib.random import check_rng, draw_key
+from fastdl._lib.threads import check_n_threads
+from fastdl._lib.validation import as_float_array, as_index_array, check_count, check_real, check_shape
+from fastdl.sampling import _alias
+from fastdl.sampling.alias import AliasSampler
+
+__all__ = ["NegativeSampler"]
+
+
+class NegativeSampler:
+    """Draw ids from ``counts**power / sum(counts**power)`` (Mikolov et al., 2013).
+
+    Parameters
+    ----------
+    counts : array-like or torch.Tensor, shape (n,)
+        Frequency of each id; finite, non-negative, at least one positive.
+        An id with count 0 is never drawn.
+    power : float, default 0.75
+        Smoothing exponent; 1 is the unigram distribution, 0 uniform over the
+        ids with a positive count.
+
+    Notes
+    -----
+    Draws are made on the CPU. If ``counts`` is a tensor, results are tensors on
+    its device (copied there from the host for a CUDA tensor).
+
+    Examples
+    --------
+    >>> from fastdl.sampling import NegativeSampler
+    >>> sampler = NegativeSampler([10, 0, 5, 1])
+    >>> neg = sampler.sample((2, 3), rng=0, exclude=[0, 2])
+    >>> bool((neg[0] != 0).all() and (neg[1] != 2).all())
+    True
+    """
+
+    def __init__(self, counts, power: float = 0.75):
+        self._template = counts.new_empty(0) if is_tensor(counts) else None
+        counts = as_float_array(counts, "counts", nonnegative=True)
+        if not counts.max() > 0:
+            raise ValueError("counts must have at least one positive value, got all zeros")
+        self.power = check_real(power, "power", low=0.0)
+        # 0**0 would make zero counts drawable: keep them at zero.
+        self._set_noise(np.where(counts > 0, counts ** self.power, 0.0))
+
+    def _set_noise(self, noise: np.ndarray) -> None:
+        self._alias = AliasSampler(noise)
+        self._noise = noise
+        self._probs = self._alias._probabilities
+        self._n_positive = int(np.count_nonzero(self._probs))
+
+    def __len__(self) -> int:
+        return len(self._alias)
+
+    @property
+    def probabilities(self):
+        """The noise distribution."""
+        return like_input(self._probs.copy(), self._template)
+
+    def log_prob(self, ids):
+        """Log-probability of ``ids`` under the noise distribution (``-inf`` for count 0).
+
+        This is the ``log Q(y)`` of the logQ correction in sampled softmax and NCE.
+        """
+        idx = as_index_array(ids, "ids", len(self), ndim=None)
+        with np.errstate(divide="ignore"):
+            result = np.log(self._probs[idx])
+        if idx.ndim == 0:
+            return float(result)
+        return like_input(result, ids if is_tensor(ids) else self._template)
+
+    def sample(self, shape, rng=None, exclude=None, n_threads: int | None = None):
+        """Draw negatives of the given ``shape``, with replacement.
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+        rng : None, int or numpy.random.Generator
+            The same ``rng`` gives the same draws at any ``n_threads``.
+        exclude : array-like of int, optional
+            Ids row ``r`` must not contain: shape ``(shape[0],)`` for one id per row
+            (the positive), or ``(shape[0], m)`` for several; -1 entries are
+            padding. Draws come from the noise distribution conditioned on
+            avoiding them, so a row whose excluded ids hold all the mass is an error.
+        n_threads : int or None
+
+        Returns
+        -------
+        numpy.ndarray of int64 (a tensor if ``counts`` was one), of ``shape``
+        """
+        shape = check_shape(shape, "shape")
+        if exclude is None:
+            return like_input(self._alias.sample(shape, rng=rng, n_threads=n_threads),
+                              self._template)
+        if len(shape) == 0:
+            raise ValueError("shape must have a first dimension (one row per exclude row), got ()")
+        excluded = self._check_exclude(exclude, shape[0])
+        out = np.empty((shape[0], int(np.prod(shape[1:]))), dtype=np.int64)
+        n_threads = check_n_threads(n_threads)
+        _alias.sample_excluding(self._alias._table, self._probs, excluded, out, draw_key(rng),
+                                n_threads)
+        return like_input(out.reshape(shape), self._template)
+
+    def _check_exclude(self, exclude, rows: int) -> np.ndarray:
+        ex = to_numpy(exclude)
+        ex = np.asarray(ex)
+        if ex.ndim == 1:
+            ex = ex[:, None]
+        if ex.ndim != 2:
+            raise ValueError(f"exclude must be 1- or 2-dimensional, got shape {ex.shape}")
+        if ex.shape[0] != rows:
+            raise ValueError(f"exclude must have one row per row of the output: "
+                             f"{ex.shape[0]} rows for shape[0]={rows}")
+        padded = ex == -1 if ex.size and np.issubdtype(ex.dtype, np.integer) else np.zeros(ex.shape, bool)
+        ids = as_index_array(np.where(padded, 0, ex), "exclude", len(self), ndim=2)
+        ids = np.where(padded, -1, ids)
+        if ids.shape[1] >= self._n_positive:
+            # Could a row exclude every id with positive probability? Count its
+            # distinct drawable ids exactly instead of comparing rounded masses.
+            drawable = np.where((ids >= 0) & (self._probs[np.maximum(ids, 0)] > 0), ids, -1)
+            drawable.sort(axis=1)
+            first = np.ones_like(drawable, dtype=bool)
+            first[:, 1:] = drawable[:, 1:] != drawable[:, :-1]
+            distinct = ((drawable >= 0) & first).sum(axis=1)
+            full = np.flatnonzero(distinct >= self._n_positive)
+            if full.size:
+                raise ValueError(f"exclude row {full[0]} excludes every id that can be drawn")
+        return np.ascontiguousarray(ids)
+
+    def shared(self, n: int, rng=None, n_threads: int | None = None):
+        """One set of ``n`` negatives to share across a whole minibatch (with replacement)."""
+        return self.sample(check_count(n, "n"), rng=rng, n_threads=n_threads)
+
+    def pairs(self, positive_pairs, ratio: int = 1, rng=None, n_threads: int | None = None):
+        """Balanced training pairs: each positive followed by ``ratio`` negatives.
+
+        Parameters
+        ----------
+        positive_pairs : array-like of int, shape (p, 2)
+            ``(input, target)`` pairs; targets must be valid ids.
+        ratio : int, default 1
+            Negatives per positive; a negative never equals its pair's target.
+        rng : None, int or numpy.random.Generator
+
+        Returns
+        -------
+        inputs, candidates : int64 arrays of shape ``(p * (1 + ratio),)``
+            For pair ``i``, rows ``i * (1 + ratio)`` onward: the pair itself, then
+            its negatives.
+        labels : float32 array of the same shape, 1 for positives and 0 for negatives
+        """
+        ratio = check_count(ratio, "ratio")
+        arr = np.asarray(to_numpy(positive_pairs))
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise ValueError(f"positive_pairs must have shape (p, 2), got {arr.shape}")
+        if arr.size and (not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+            raise TypeError(f"positive_pairs must hold integers, got dtype {arr.dtype}")
+        targets = as_index_array(arr[:, 1], "positive_pairs[:, 1]", len(self))
+        inputs = np.ascontiguousarray(arr[:, 0], dtype=np.int64)
+        p = arr.shape[0]
+        negatives = self.sample((p, ratio), rng=check_rng(rng), exclude=targets,
+                                n_threads=n_threads)
+        negatives = np.asarray(to_numpy(negatives))
+        candidates = np.concatenate([targets[:, None], negatives], axis=1).ravel()
+        labels = np.zeros((p, 1 + ratio), dtype=np.float32)
+        labels[:, 0] = 1.0
+        out_inputs = np.repeat(inputs, 1 + ratio)
+        template = positive_pairs if is_tensor(positive_pairs) else self._template
+        return (like_input(out_inputs, template), like_input(candidates, template),
+                like_input(labels.ravel(), template))
+
+    def save(self, path) -> None:
+        """Write the noise distribution to an ``.npz`` file (loading it never runs code)."""
+        save_arrays(path, "NegativeSampler", noise=self._noise, power=self.power)
+
+    @classmethod
+    def load(cls, path) -> NegativeSampler:
+        """Read a sampler written by :meth:`save` (a numpy-backed one)."""
+        data = load_arrays(path, "NegativeSampler")
+        sampler = cls.__new__(cls)
+        sampler._template = None
+        sampler.power = float(data["power"])
+        sampler._set_noise(data["noise"])
+        return sampler
+
+    def __repr__(self) -> str:
+        return f"NegativeSampler(n={len(self)}, power={self.power})"

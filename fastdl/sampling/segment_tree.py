@@ -1,0 +1,200 @@
+"""Segment tree (sum and min) for weighted sampling with updates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastdl._lib.arrays import like_input
+from fastdl._lib.persist import load_arrays, save_arrays
+from fastdl._lib.random import draw_key
+from fastdl._lib.threads import check_n_threads
+from fastdl._lib.validation import as_float_array, as_index_array, check_count
+from fastdl.sampling import _segment_tree
+
+__all__ = ["SumTree"]
+
+
+class SumTree:
+    """A sum tree over ``capacity`` non-negative float64 values.
+
+    Supports O(log N) updates, O(log N) inverse-CDF lookups and sampling in
+    proportion to the values, the smallest positive value in O(1), and the
+    total in O(1). Sums are recomputed from the children on every update, so
+    they do not drift.
+
+    Parameters
+    ----------
+    capacity : int
+        Number of slots, all zero at first. Must be positive.
+
+    See Also
+    --------
+    SumTree.from_weights : build from existing values in O(N).
+    PrioritizedSampler : prioritized experience replay on top of a SumTree.
+
+    Examples
+    --------
+    >>> from fastdl.sampling import SumTree
+    >>> tree = SumTree.from_weights([1.0, 0.0, 3.0])
+    >>> tree.total
+    4.0
+    >>> tree.find([0.5, 1.0, 3.9]).tolist()
+    [0, 2, 2]
+    """
+
+    def __init__(self, capacity: int):
+        capacity = check_count(capacity, "capacity")
+        if capacity == 0:
+            raise ValueError("capacity must be positive, got 0")
+        self._capacity = capacity
+        leaves = 1 << (capacity - 1).bit_length()
+        self._nodes = np.zeros((2 * leaves, 2), dtype=np.float64)
+        self._nodes[:, 1] = np.inf
+
+    @classmethod
+    def from_weights(cls, weights) -> SumTree:
+        """Build a tree holding ``weights`` (1-D, finite, non-negative) in O(N)."""
+        weights = as_float_array(weights, "weights", nonnegative=True)
+        tree = cls(weights.shape[0])
+        _segment_tree.build(tree._nodes, weights)
+        return tree
+
+    # -- reading ---------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        """Number of slots."""
+        return self._capacity
+
+    def __len__(self) -> int:
+        return self._capacity
+
+    @property
+    def total(self) -> float:
+        """Sum of all values."""
+        return float(self._nodes[1, 0])
+
+    @property
+    def values(self) -> np.ndarray:
+        """A copy of all values, in slot order."""
+        leaves = self._nodes.shape[0] // 2
+        return self._nodes[leaves:leaves + self._capacity, 0].copy()
+
+    def min(self) -> float:
+        """Smallest positive value (for normalising importance weights).
+
+        Raises
+        ------
+        ValueError
+            If no value is positive.
+        """
+        smallest = float(self._nodes[1, 1])
+        if smallest == np.inf:
+            raise ValueError("min() of a SumTree with no positive value")
+        return smallest
+
+    def get(self, indices):
+        """Values at ``indices`` (an int gives a float, an array an array of its shape)."""
+        idx = as_index_array(indices, "indices", self._capacity, ndim=None)
+        found = self._nodes[idx + self._nodes.shape[0] // 2, 0]
+        return float(found) if idx.ndim == 0 else like_input(found, indices)
+
+    def __getitem__(self, indices):
+        return self.get(indices)
+
+    # -- writing ---------------------------------------------------------------
+    def update(self, indices, values) -> None:
+        """Set ``tree[indices] = values``; O(log N) per index.
+
+        A repeated index takes its last value, as numpy's fancy assignment does.
+        ``values`` may be a scalar or broadcast to the shape of ``indices``. The
+        whole batch is checked before anything is written.
+        """
+        idx = as_index_array(indices, "indices", self._capacity, ndim=None).ravel()
+        vals = as_float_array(values, "values", ndim=None, nonnegative=True, allow_empty=True)
+        try:
+            vals = np.broadcast_to(vals, idx.shape) if vals.ndim == 0 else vals.ravel()
+        except ValueError:
+            raise ValueError(f"values must be a scalar or match indices, got shape {vals.shape}") from None
+        if vals.shape != idx.shape:
+            raise ValueError(
+                f"values must be a scalar or have one value per index: "
+                f"{vals.size} values for {idx.size} indices"
+            )
+        _segment_tree.update(self._nodes, idx, np.ascontiguousarray(vals))
+
+    def __setitem__(self, indices, values) -> None:
+        self.update(indices, values)
+
+    # -- sampling --------------------------------------------------------------
+    def _check_mass(self, what: str) -> None:
+        if not self.total > 0:
+            raise ValueError(f"cannot {what}: the tree's total is 0")
+
+    def find(self, prefix_sums, n_threads: int | None = None):
+        """Slot ``i`` with ``cumsum[i-1] <= v < cumsum[i]`` for each ``v`` in ``prefix_sums``.
+
+        Equivalent to ``numpy.searchsorted(numpy.cumsum(values), v, side="right")``
+        (up to the rounding of the partial sums); zero-valued slots are never
+        returned. Each ``v`` must lie in ``[0, total)``.
+        """
+        values = as_float_array(prefix_sums, "prefix_sums", ndim=None, allow_empty=True)
+        self._check_mass("find")
+        flat = values.ravel()
+        if flat.size and (flat.min() < 0 or flat.max() >= self.total):
+            bad = flat.min() if flat.min() < 0 else flat.max()
+            raise ValueError(f"prefix_sums must lie in [0, total={self.total!r}), got {bad!r}")
+        out = np.empty(flat.shape, dtype=np.int64)
+        _segment_tree.find(self._nodes, flat, out, check_n_threads(n_threads))
+        return like_input(out.reshape(values.shape), prefix_sums)
+
+    def sample(self, n: int, rng=None, stratified: bool = False,
+               n_threads: int | None = None) -> np.ndarray:
+        """Draw ``n`` slots, each with probability value / total, with replacement.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        rng : None, int or numpy.random.Generator
+            Source of randomness; the same ``rng`` gives the same draws at any
+            ``n_threads``.
+        stratified : bool
+            Draw the ``k``-th index from the ``k``-th of ``n`` equal slices of the
+            total mass, as prioritized experience replay does: lower variance,
+            and the result comes out sorted.
+        n_threads : int or None
+            Threads to use (None: OpenMP's default).
+
+        Returns
+        -------
+        numpy.ndarray of int64, shape (n,)
+        """
+        n = check_count(n, "n")
+        self._check_mass("sample")
+        out = np.empty(n, dtype=np.int64)
+        _segment_tree.sample(self._nodes, out, draw_key(rng), bool(stratified),
+                             check_n_threads(n_threads))
+        return out
+
+    def _sample_weighted(self, n: int, beta: float, rng, stratified: bool,
+                         n_threads) -> tuple[np.ndarray, np.ndarray]:
+        # Used by PrioritizedSampler: indices and (value/min)^-beta in one pass.
+        self._check_mass("sample")
+        out = np.empty(n, dtype=np.int64)
+        weights = np.empty(n, dtype=np.float64)
+        _segment_tree.sample(self._nodes, out, draw_key(rng), stratified,
+                             check_n_threads(n_threads), weights, beta)
+        return out, weights
+
+    # -- persistence -----------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the values to an ``.npz`` file (loading it never runs code)."""
+        save_arrays(path, "SumTree", values=self.values)
+
+    @classmethod
+    def load(cls, path) -> SumTree:
+        """Read a tree written by :meth:`save`."""
+        return cls.from_weights(load_arrays(path, "SumTree")["values"])
+
+    def __repr__(self) -> str:
+        return f"SumTree(capacity={self._capacity}, total={self.total!r})"
