@@ -67,8 +67,27 @@ cdef extern from *:
         }
         return hi;
     }
+
+    /* One 64-bit draw split in two, as in Lemire's method: an exactly uniform
+       integer in [0, n) and, from the low word of the product, a uniform fraction
+       in [0, 1) on a grid of spacing n * 2**-64 (independent of the integer).
+       Saves a second draw where a row and a coin are both needed. */
+    static inline uint64_t fastdl_next_below_and_fraction(uint64_t *state, uint64_t n,
+                                                          double *fraction) {
+        uint64_t lo, hi = fastdl_mul128(fastdl_next_u64(state), n, &lo);
+        if (lo < n) {
+            uint64_t threshold = (0 - n) % n;
+            while (lo < threshold) {
+                hi = fastdl_mul128(fastdl_next_u64(state), n, &lo);
+            }
+        }
+        *fraction = (double)(lo >> 11) * (1.0 / 9007199254740992.0);
+        return hi;
+    }
     """
     uint64_t stream_start "fastdl_stream_start"(uint64_t key, uint64_t stream) noexcept nogil
     uint64_t next_u64 "fastdl_next_u64"(uint64_t *state) noexcept nogil
     double next_double "fastdl_next_double"(uint64_t *state) noexcept nogil
     uint64_t next_below "fastdl_next_below"(uint64_t *state, uint64_t n) noexcept nogil
+    uint64_t next_below_and_fraction "fastdl_next_below_and_fraction"(
+        uint64_t *state, uint64_t n, double *fraction) noexcept nogil

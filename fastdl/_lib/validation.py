@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from fastdl._lib._checks import first_invalid_float, first_out_of_range
 from fastdl._lib.arrays import to_numpy
 
 __all__ = [
@@ -36,23 +37,20 @@ def as_float_array(x, name: str, *, ndim: int | None = 1, nonnegative: bool = Fa
                    allow_empty: bool = False) -> np.ndarray:
     """A C-contiguous float64 copy-or-view of ``x`` with every value finite."""
     arr = _as_array(x, name)
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    # dtype.kind rather than np.issubdtype: this runs on every call of hot paths.
+    if arr.dtype.kind not in "biuf":
+        what = "real" if arr.dtype.kind == "c" else "numeric"
+        raise TypeError(f"{name} must be {what}, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if arr.size == 0 and not allow_empty:
         raise ValueError(f"{name} must not be empty")
     arr = np.asarray(arr, dtype=np.float64, order="C")  # keeps 0-d as 0-d
-    if arr.size:
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            pos = np.flatnonzero(bad.ravel())[0]
-            raise ValueError(f"{name} must be finite, got {arr.ravel()[pos]} at position {pos}")
-        if nonnegative and arr.min() < 0:
-            pos = int(np.argmin(arr.ravel()))
-            raise ValueError(f"{name} must be non-negative, got {arr.ravel()[pos]} at position {pos}")
+    pos = first_invalid_float(arr.reshape(-1), nonnegative)
+    if pos >= 0:
+        bad = arr.reshape(-1)[pos]
+        rule = "finite" if not np.isfinite(bad) else "non-negative"
+        raise ValueError(f"{name} must be {rule}, got {bad} at position {pos}")
     return arr
 
 
@@ -65,13 +63,15 @@ def as_index_array(x, name: str, size: int, *, ndim: int | None = 1) -> np.ndarr
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if arr.size == 0:
         return np.zeros(arr.shape, dtype=np.int64)
-    if not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+    if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
-    lo, hi = arr.min(), arr.max()
-    if lo < 0 or hi >= size:
-        bad = lo if lo < 0 else hi
-        raise IndexError(f"{name} must lie in [0, {size}), got {bad}")
-    return np.asarray(arr, dtype=np.int64, order="C")
+    converted = np.asarray(arr, dtype=np.int64, order="C")
+    # A uint64 beyond int64 wraps negative here and is caught as out of range.
+    pos = first_out_of_range(converted.reshape(-1), size)
+    if pos >= 0:
+        raise IndexError(f"{name} must lie in [0, {size}), got {arr.reshape(-1)[pos]} "
+                         f"at position {pos}")
+    return converted
 
 
 def check_count(n, name: str) -> int:

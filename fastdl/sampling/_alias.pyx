@@ -9,12 +9,15 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
-from fastdl._lib._random cimport next_below, next_double, stream_start
+from fastdl._lib._prefetch cimport prefetch
+from fastdl._lib._random cimport next_below_and_fraction, next_double, stream_start
 
 cdef enum:
     # Draws (or rows, when excluding) per random stream: fixed, so results do not
     # depend on the thread count.
     CHUNK = 65536
+    # Draws whose table rows are prefetched together (CHUNK is a multiple of it).
+    BATCH = 16
     ROW_CHUNK = 256
     # Rejections of an excluded id before a row switches to exact sampling of
     # the renormalised remainder (reached only when the excluded ids hold most
@@ -85,16 +88,29 @@ def build_table(const double[::1] weights, AliasEntry[::1] table):
 
 
 cdef inline int64_t draw(const AliasEntry *table, uint64_t n, uint64_t *state) noexcept nogil:
-    cdef int64_t j = <int64_t> next_below(state, n)
-    return j if next_double(state) < table[j].prob else table[j].alias
+    cdef double coin
+    cdef int64_t j = <int64_t> next_below_and_fraction(state, n, &coin)
+    return j if coin < table[j].prob else table[j].alias
 
 
 cdef void sample_chunk(const AliasEntry *table, uint64_t n, int64_t *out,
                        Py_ssize_t start, Py_ssize_t stop, uint64_t key) noexcept nogil:
+    # Rows are drawn BATCH at a time and prefetched before any is read: a large
+    # table's rows are cache misses, and this lets them overlap.
     cdef uint64_t state = stream_start(key, <uint64_t>(start // CHUNK))
-    cdef Py_ssize_t k
-    for k in range(start, stop):
-        out[k] = draw(table, n, &state)
+    cdef int64_t rows[BATCH]
+    cdef double coins[BATCH]
+    cdef Py_ssize_t k = start, i, b
+    cdef int64_t j
+    while k < stop:
+        b = min(<Py_ssize_t> BATCH, stop - k)
+        for i in range(b):
+            rows[i] = <int64_t> next_below_and_fraction(&state, n, &coins[i])
+            prefetch(&table[rows[i]])
+        for i in range(b):
+            j = rows[i]
+            out[k + i] = j if coins[i] < table[j].prob else table[j].alias
+        k += b
 
 
 def sample(const AliasEntry[::1] table, int64_t[::1] out, uint64_t key, int n_threads):

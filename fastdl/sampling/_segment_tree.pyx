@@ -1,120 +1,247 @@
-"""Compiled core of fastdl.sampling.SumTree.
+"""Compiled core of fastdl.sampling.SumTree: an 8-ary sum tree with a min tree beside it.
 
-The tree is one float64 array ``nodes`` of shape ``(2 * P, 2)``, P a power of two
->= the capacity. Row ``i`` holds the sum and the smallest positive value of node
-``i``'s subtree (+inf where the subtree holds no positive value); node 1 is the
-root, the children of ``i`` are ``2i`` and ``2i + 1``, and leaf ``j`` is row
-``P + j``. Keeping sum and min in one row means an update touches one cache
-line per level, and a descent reads both children in one line.
+Layout. Level 0 holds the leaves, padded with zeros to a multiple of 8; level
+``l + 1`` holds one entry per 8 entries of level ``l`` (again padded to 8), up to
+a top level of exactly 8 entries whose sum is the total. All levels sit in one
+float64 array ``sums`` at offsets ``offsets[l]``. The children of entry ``j`` of
+level ``l + 1`` are entries ``8j .. 8j + 7`` of level ``l``: one 64-byte cache
+line. With 2**20 leaves that is 7 levels, and only the bottom two miss the cache,
+where a binary tree has 20 levels and misses on about ten of them.
 
-Ancestors are always recomputed from their children, never adjusted by a
-difference, so float64 sums do not drift however many updates are made.
+``mins`` mirrors levels 1 and up (``mins[offsets[l] - offsets[1] + j]``) with the
+smallest positive value below each entry, +inf where there is none.
+
+Every entry is recomputed from its children in a fixed order on each update,
+never adjusted by a difference, so float64 sums do not drift and the same
+values always give the same tree.
 """
+
+import numpy as np
 
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, pow
 from libc.stdint cimport int64_t, uint64_t
 
+from fastdl._lib._prefetch cimport prefetch
 from fastdl._lib._random cimport next_double, stream_start
 
-# Draws per random stream: fixed, so results do not depend on the thread count.
 cdef enum:
+    FANOUT = 8
+    # Draws per random stream: fixed, so results do not depend on the thread count.
     CHUNK = 256
+    # Descents walked in lockstep so that their cache misses overlap (divides CHUNK).
+    GROUP = 8
+    # How many updates ahead the leaf and level-1 lines are prefetched.
+    LOOKAHEAD = 8
+
+
+def level_sizes(Py_ssize_t capacity):
+    """Sizes of the levels for ``capacity`` leaves, bottom first."""
+    cdef Py_ssize_t size = ((capacity + FANOUT - 1) // FANOUT) * FANOUT
+    sizes = [size]
+    while size > FANOUT:
+        size = ((size // FANOUT + FANOUT - 1) // FANOUT) * FANOUT
+        sizes.append(size)
+    return sizes
 
 
 cdef inline double positive_or_inf(double v) noexcept nogil:
     return v if v > 0 else INFINITY
 
 
-cdef inline void pull(double *nodes, Py_ssize_t i) noexcept nogil:
-    cdef double *left = nodes + 4 * i      # row 2i; row 2i + 1 follows it
-    nodes[2 * i] = left[0] + left[2]
-    nodes[2 * i + 1] = left[1] if left[1] < left[3] else left[3]
+cdef inline double sum8(const double *c) noexcept nogil:
+    return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]))
 
 
-cdef inline int64_t descend(const double *nodes, Py_ssize_t P, double v) noexcept nogil:
-    # Inverse-CDF walk from the root. Go right when v reaches the left sum, as
-    # searchsorted(..., side="right") does, but never into a zero-mass subtree:
-    # rounding can leave v a hair above a node's sum, and an empty leaf must
-    # never come out.
-    cdef Py_ssize_t node = 1
-    cdef double left
-    while node < P:
-        node = 2 * node
-        left = nodes[2 * node]
-        if v >= left and nodes[2 * node + 2] > 0:
-            v -= left
-            node += 1
-    return node - P
+cdef inline double min8(const double *c) noexcept nogil:
+    cdef double a = c[0] if c[0] < c[1] else c[1]
+    cdef double b = c[2] if c[2] < c[3] else c[3]
+    cdef double d = c[4] if c[4] < c[5] else c[5]
+    cdef double e = c[6] if c[6] < c[7] else c[7]
+    a = a if a < b else b
+    d = d if d < e else e
+    return a if a < d else d
 
 
-def build(double[:, ::1] nodes, const double[::1] leaves):
-    """Fill ``nodes`` from ``leaves`` (padding leaves are zero) in O(P)."""
-    cdef Py_ssize_t P = nodes.shape[0] // 2, n = leaves.shape[0], i
-    cdef double *base = &nodes[0, 0]
+cdef inline double min8_positive(const double *c) noexcept nogil:
+    # Written without data-dependent branches (they mispredict on random data).
+    cdef double m = INFINITY, x
+    cdef int k
+    for k in range(FANOUT):
+        x = c[k] if c[k] > 0 else INFINITY
+        m = x if x < m else m
+    return m
+
+
+cdef inline void refresh_parent(double *sums, double *mins, const int64_t *offsets,
+                                int level, int64_t j) noexcept nogil:
+    # Recompute entry j of `level` (>= 1) from its 8 children.
+    cdef const double *children = sums + offsets[level - 1] + FANOUT * j
+    cdef int64_t m_off = offsets[1]
+    sums[offsets[level] + j] = sum8(children)
+    if level == 1:
+        mins[offsets[level] - m_off + j] = min8_positive(children)
+    else:
+        mins[offsets[level] - m_off + j] = min8(mins + offsets[level - 1] - m_off + FANOUT * j)
+
+
+cdef inline void descend(const double *sums, const int64_t *offsets, int n_levels,
+                         double *v, int64_t *leaf, int count) noexcept nogil:
+    # Inverse-CDF walks from the top for `count` (<= GROUP) values of v at once,
+    # level by level, prefetching each walk's next node while the others are
+    # decided. Within a node, take the first child whose mass exceeds what is
+    # left of v (so v on a boundary goes right, as searchsorted(..., side="right")
+    # does). Zero-mass children are never taken: if rounding leaves v a hair past
+    # the node's mass, take the last child that has mass.
+    cdef int level, c, chosen, i
+    cdef const double *node
+    for i in range(count):
+        leaf[i] = 0
+    for level in range(n_levels - 1, -1, -1):
+        for i in range(count):
+            node = sums + offsets[level] + FANOUT * leaf[i]
+            chosen = -1
+            for c in range(FANOUT):
+                if node[c] > 0:
+                    chosen = c
+                    if v[i] < node[c]:
+                        break
+                    v[i] -= node[c]
+            leaf[i] = FANOUT * leaf[i] + chosen
+            if level > 0:
+                prefetch(sums + offsets[level - 1] + FANOUT * leaf[i])
+
+
+cdef inline double tree_total(const double *sums, const int64_t *offsets, int n_levels) noexcept nogil:
+    return sum8(sums + offsets[n_levels - 1])
+
+
+cdef inline double tree_min(const double *sums, const double *mins, const int64_t *offsets,
+                            int n_levels) noexcept nogil:
+    if n_levels == 1:
+        return min8_positive(sums)
+    return min8(mins + offsets[n_levels - 1] - offsets[1])
+
+
+def build(double[::1] sums, double[::1] mins, const int64_t[::1] offsets,
+          const double[::1] leaves):
+    """Fill every level from ``leaves`` (the padding stays zero) in O(N)."""
+    cdef int n_levels = offsets.shape[0] - 1, level
+    cdef Py_ssize_t i, j
+    cdef double *m = &mins[0] if mins.shape[0] else NULL
     with nogil:
-        for i in range(P):
-            base[2 * (P + i)] = leaves[i] if i < n else 0.0
-            base[2 * (P + i) + 1] = positive_or_inf(leaves[i]) if i < n else INFINITY
-        for i in range(P - 1, 0, -1):
-            pull(base, i)
+        for i in range(offsets[1]):
+            sums[i] = leaves[i] if i < leaves.shape[0] else 0.0
+        for level in range(1, n_levels):
+            # Entries past the last real parent are padding: no children, sum 0, min +inf.
+            for j in range((offsets[level] - offsets[level - 1]) // FANOUT):
+                refresh_parent(&sums[0], m, &offsets[0], level, j)
 
 
-def update(double[:, ::1] nodes, const int64_t[::1] indices, const double[::1] values):
-    """Set leaves ``indices`` to ``values`` in order (the last of a repeated index wins)."""
-    cdef Py_ssize_t P = nodes.shape[0] // 2, k, i
-    cdef double *base = &nodes[0, 0]
+def update(double[::1] sums, double[::1] mins, const int64_t[::1] offsets,
+           const int64_t[::1] indices, const double[::1] values, double power=1.0):
+    """Set leaf ``indices[k]`` to ``values[k] ** power`` in order (the last repeat wins)."""
+    cdef int n_levels = offsets.shape[0] - 1, level
+    cdef Py_ssize_t k
+    cdef int64_t j
+    cdef double *m = &mins[0] if mins.shape[0] else NULL
+    cdef Py_ssize_t n = indices.shape[0]
+    cdef double[::1] powered
+    cdef const double *source = &values[0] if n else NULL
+    if n == 0:
+        return
+    if power != 1.0:
+        # pow in its own pass: inside the walk below it stalls the overlapping of misses.
+        powered = np.empty(n)
+        with nogil:
+            for k in range(n):
+                powered[k] = pow(values[k], power)
+        source = &powered[0]
     with nogil:
-        for k in range(indices.shape[0]):
-            i = P + indices[k]
-            base[2 * i] = values[k]
-            base[2 * i + 1] = positive_or_inf(values[k])
-            i >>= 1
-            while i >= 1:
-                pull(base, i)
-                i >>= 1
+        for k in range(n):
+            if k + LOOKAHEAD < n and n_levels > 1:
+                j = indices[k + LOOKAHEAD]
+                prefetch(&sums[j])
+                prefetch(&sums[offsets[1] + j // FANOUT])
+                prefetch(m + j // FANOUT)
+            j = indices[k]
+            sums[j] = source[k]
+            for level in range(1, n_levels):
+                j = j // FANOUT
+                refresh_parent(&sums[0], m, &offsets[0], level, j)
 
 
-def find(const double[:, ::1] nodes, const double[::1] prefix_sums, int64_t[::1] out,
-         int n_threads):
+def total(const double[::1] sums, const int64_t[::1] offsets):
+    return tree_total(&sums[0], &offsets[0], offsets.shape[0] - 1)
+
+
+def minimum(const double[::1] sums, const double[::1] mins, const int64_t[::1] offsets):
+    """Smallest positive leaf (+inf if none)."""
+    return tree_min(&sums[0], &mins[0] if mins.shape[0] else NULL, &offsets[0],
+                    offsets.shape[0] - 1)
+
+
+def find(const double[::1] sums, const int64_t[::1] offsets, const double[::1] prefix_sums,
+         int64_t[::1] out, int n_threads):
     """Leaf index for each prefix sum in ``[0, total)``."""
-    cdef Py_ssize_t P = nodes.shape[0] // 2, n = prefix_sums.shape[0]
-    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, c, k
-    cdef const double *base = &nodes[0, 0]
+    cdef Py_ssize_t n = prefix_sums.shape[0]
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, c
+    cdef int n_levels = offsets.shape[0] - 1
     for c in prange(n_chunks, nogil=True, schedule="static",
                     num_threads=max(1, min(n_threads, n_chunks))):
-        for k in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            out[k] = descend(base, P, prefix_sums[k])
+        find_chunk(&sums[0], &offsets[0], n_levels, &prefix_sums[0], &out[0],
+                   c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
-cdef void sample_chunk(const double *nodes, Py_ssize_t P, int64_t *out, double *weights,
-                       Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n, uint64_t key,
-                       bint stratified, double beta) noexcept nogil:
+cdef void find_chunk(const double *sums, const int64_t *offsets, int n_levels,
+                     const double *prefix_sums, int64_t *out, Py_ssize_t start,
+                     Py_ssize_t stop) noexcept nogil:
+    cdef double v[GROUP]
+    cdef Py_ssize_t k = start, i, count
+    while k < stop:
+        count = min(<Py_ssize_t> GROUP, stop - k)
+        for i in range(count):
+            v[i] = prefix_sums[k + i]
+        descend(sums, offsets, n_levels, v, out + k, count)
+        k += count
+
+
+cdef void sample_chunk(const double *sums, const int64_t *offsets, int n_levels,
+                       int64_t *out, double *weights, Py_ssize_t start, Py_ssize_t stop,
+                       Py_ssize_t n, uint64_t key, bint stratified, double total,
+                       double min_positive, double beta) noexcept nogil:
     cdef uint64_t state = stream_start(key, <uint64_t>(start // CHUNK))
-    cdef double total = nodes[2], min_positive = nodes[3], u
-    cdef Py_ssize_t k
-    cdef int64_t leaf
-    for k in range(start, stop):
-        u = next_double(&state)
-        leaf = descend(nodes, P, ((k + u) / n if stratified else u) * total)
-        out[k] = leaf
+    cdef double v[GROUP]
+    cdef Py_ssize_t k = start, i, count
+    while k < stop:
+        count = min(<Py_ssize_t> GROUP, stop - k)
+        for i in range(count):
+            v[i] = ((k + i + next_double(&state)) / n if stratified else next_double(&state)) * total
+        descend(sums, offsets, n_levels, v, out + k, count)
         if weights != NULL:
-            # (N * P(i))^-beta divided by its largest possible value (N * P_min)^-beta.
-            weights[k] = pow(nodes[2 * (P + leaf)] / min_positive, -beta)
+            for i in range(k, k + count):
+                # (N * P(i))^-beta divided by its largest possible value (N * P_min)^-beta.
+                weights[i] = pow(sums[out[i]] / min_positive, -beta)
+        k += count
 
 
-def sample(const double[:, ::1] nodes, int64_t[::1] out, uint64_t key, bint stratified,
-           int n_threads, double[::1] weights=None, double beta=0.0):
+def sample(const double[::1] sums, const double[::1] mins, const int64_t[::1] offsets,
+           int64_t[::1] out, uint64_t key, bint stratified, int n_threads,
+           double[::1] weights=None, double beta=0.0):
     """Draw ``len(out)`` leaves with probability value / total (total must be > 0).
 
     With ``stratified`` draw ``k`` falls in the ``k``-th of ``len(out)`` equal slices
     of the mass. With ``weights`` also write normalised importance weights.
     """
-    cdef Py_ssize_t P = nodes.shape[0] // 2, n = out.shape[0]
+    cdef Py_ssize_t n = out.shape[0]
     cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, c
-    cdef const double *base = &nodes[0, 0]
+    cdef int n_levels = offsets.shape[0] - 1
+    cdef const double *s = &sums[0]
+    cdef const int64_t *off = &offsets[0]
     cdef double *w = &weights[0] if weights is not None and n > 0 else NULL
+    cdef double tot = tree_total(s, off, n_levels)
+    cdef double smallest = tree_min(s, &mins[0] if mins.shape[0] else NULL, off, n_levels)
     for c in prange(n_chunks, nogil=True, schedule="static",
                     num_threads=max(1, min(n_threads, n_chunks))):
-        sample_chunk(base, P, &out[0], w, c * CHUNK, min(n, (c + 1) * CHUNK), n, key,
-                     stratified, beta)
+        sample_chunk(s, off, n_levels, &out[0], w, c * CHUNK, min(n, (c + 1) * CHUNK), n,
+                     key, stratified, tot, smallest, beta)

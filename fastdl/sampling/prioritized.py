@@ -66,10 +66,12 @@ class PrioritizedSampler:
         idx = as_index_array(indices, "indices", self.capacity, ndim=None).ravel()
         prio = as_float_array(priorities, "priorities", ndim=None, nonnegative=True,
                               allow_empty=True)
-        if prio.ndim != 0 and prio.size != idx.size:
+        if prio.ndim == 0:
+            prio = np.full(idx.shape, prio)
+        elif prio.size != idx.size:
             raise ValueError(f"priorities must be a scalar or have one value per index: "
                              f"{prio.size} priorities for {idx.size} indices")
-        self._tree.update(idx, prio ** self.alpha)
+        self._tree._write(idx, prio.ravel(), power=self.alpha)
         if prio.size:
             self._max_priority = max(self._max_priority, float(prio.max()))
 

@@ -47,16 +47,17 @@ class SumTree:
         if capacity == 0:
             raise ValueError("capacity must be positive, got 0")
         self._capacity = capacity
-        leaves = 1 << (capacity - 1).bit_length()
-        self._nodes = np.zeros((2 * leaves, 2), dtype=np.float64)
-        self._nodes[:, 1] = np.inf
+        sizes = _segment_tree.level_sizes(capacity)
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._sums = np.zeros(self._offsets[-1], dtype=np.float64)
+        self._mins = np.full(self._offsets[-1] - self._offsets[1], np.inf)
 
     @classmethod
     def from_weights(cls, weights) -> SumTree:
         """Build a tree holding ``weights`` (1-D, finite, non-negative) in O(N)."""
         weights = as_float_array(weights, "weights", nonnegative=True)
         tree = cls(weights.shape[0])
-        _segment_tree.build(tree._nodes, weights)
+        _segment_tree.build(tree._sums, tree._mins, tree._offsets, weights)
         return tree
 
     # -- reading ---------------------------------------------------------------
@@ -71,13 +72,12 @@ class SumTree:
     @property
     def total(self) -> float:
         """Sum of all values."""
-        return float(self._nodes[1, 0])
+        return _segment_tree.total(self._sums, self._offsets)
 
     @property
     def values(self) -> np.ndarray:
         """A copy of all values, in slot order."""
-        leaves = self._nodes.shape[0] // 2
-        return self._nodes[leaves:leaves + self._capacity, 0].copy()
+        return self._sums[:self._capacity].copy()
 
     def min(self) -> float:
         """Smallest positive value (for normalising importance weights).
@@ -87,7 +87,7 @@ class SumTree:
         ValueError
             If no value is positive.
         """
-        smallest = float(self._nodes[1, 1])
+        smallest = _segment_tree.minimum(self._sums, self._mins, self._offsets)
         if smallest == np.inf:
             raise ValueError("min() of a SumTree with no positive value")
         return smallest
@@ -95,7 +95,7 @@ class SumTree:
     def get(self, indices):
         """Values at ``indices`` (an int gives a float, an array an array of its shape)."""
         idx = as_index_array(indices, "indices", self._capacity, ndim=None)
-        found = self._nodes[idx + self._nodes.shape[0] // 2, 0]
+        found = self._sums[idx]
         return float(found) if idx.ndim == 0 else like_input(found, indices)
 
     def __getitem__(self, indices):
@@ -120,7 +120,11 @@ class SumTree:
                 f"values must be a scalar or have one value per index: "
                 f"{vals.size} values for {idx.size} indices"
             )
-        _segment_tree.update(self._nodes, idx, np.ascontiguousarray(vals))
+        self._write(idx, np.ascontiguousarray(vals))
+
+    def _write(self, indices: np.ndarray, values: np.ndarray, power: float = 1.0) -> None:
+        # Checked int64 indices and float64 values: set leaves to values**power.
+        _segment_tree.update(self._sums, self._mins, self._offsets, indices, values, power)
 
     def __setitem__(self, indices, values) -> None:
         self.update(indices, values)
@@ -144,7 +148,7 @@ class SumTree:
             bad = flat.min() if flat.min() < 0 else flat.max()
             raise ValueError(f"prefix_sums must lie in [0, total={self.total!r}), got {bad!r}")
         out = np.empty(flat.shape, dtype=np.int64)
-        _segment_tree.find(self._nodes, flat, out, check_n_threads(n_threads))
+        _segment_tree.find(self._sums, self._offsets, flat, out, check_n_threads(n_threads))
         return like_input(out.reshape(values.shape), prefix_sums)
 
     def sample(self, n: int, rng=None, stratified: bool = False,
@@ -172,8 +176,8 @@ class SumTree:
         n = check_count(n, "n")
         self._check_mass("sample")
         out = np.empty(n, dtype=np.int64)
-        _segment_tree.sample(self._nodes, out, draw_key(rng), bool(stratified),
-                             check_n_threads(n_threads))
+        _segment_tree.sample(self._sums, self._mins, self._offsets, out, draw_key(rng),
+                             bool(stratified), check_n_threads(n_threads))
         return out
 
     def _sample_weighted(self, n: int, beta: float, rng, stratified: bool,
@@ -182,8 +186,8 @@ class SumTree:
         self._check_mass("sample")
         out = np.empty(n, dtype=np.int64)
         weights = np.empty(n, dtype=np.float64)
-        _segment_tree.sample(self._nodes, out, draw_key(rng), stratified,
-                             check_n_threads(n_threads), weights, beta)
+        _segment_tree.sample(self._sums, self._mins, self._offsets, out, draw_key(rng),
+                             stratified, check_n_threads(n_threads), weights, beta)
         return out, weights
 
     # -- persistence -----------------------------------------------------------

@@ -1,0 +1,15 @@
+# Software prefetch: start loading a cache line we will read a few steps later, so
+# that independent random reads overlap instead of waiting for memory one by one.
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+        #define fastdl_prefetch(p) __builtin_prefetch((const void *)(p))
+    #elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+        #include <xmmintrin.h>
+        #define fastdl_prefetch(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+    #else
+        #define fastdl_prefetch(p) ((void)0)
+    #endif
+    """
+    void prefetch "fastdl_prefetch"(const void *p) noexcept nogil
