@@ -140,7 +140,7 @@ def build(double[::1] sums, double[::1] mins, const int64_t[::1] offsets,
 
 def update(double[::1] sums, double[::1] mins, const int64_t[::1] offsets,
            const int64_t[::1] indices, const double[::1] values, double power=1.0):
-    """Set leaf ``indices[k]`` to ``values[k] ** power`` in order (the last repeat wins)."""
+    """Set leaf ``indices[k]`` to ``values[k] ** power`` (0 for 0) in order (the last repeat wins)."""
     cdef int n_levels = offsets.shape[0] - 1, level
     cdef Py_ssize_t k
     cdef int64_t j
@@ -155,7 +155,8 @@ def update(double[::1] sums, double[::1] mins, const int64_t[::1] offsets,
         powered = np.empty(n)
         with nogil:
             for k in range(n):
-                powered[k] = pow(values[k], power)
+                # 0 stays 0 even for power 0: a slot with no priority is never drawn.
+                powered[k] = pow(values[k], power) if values[k] > 0 else 0.0
         source = &powered[0]
     with nogil:
         for k in range(n):

@@ -46,6 +46,7 @@ class PrioritizedSampler:
 
     @property
     def capacity(self) -> int:
+        """Number of slots."""
         return self._tree.capacity
 
     def __len__(self) -> int:
