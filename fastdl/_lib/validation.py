@@ -14,15 +14,17 @@ from fastdl._lib._checks import first_invalid_float, first_out_of_range
 from fastdl._lib.arrays import to_numpy
 
 __all__ = [
+    "as_array",
     "as_float_array",
     "as_index_array",
     "check_count",
+    "check_finite_total",
     "check_shape",
     "check_real",
 ]
 
 
-def _as_array(x, name: str) -> np.ndarray:
+def as_array(x, name: str) -> np.ndarray:
     x = to_numpy(x)
     try:
         arr = np.asarray(x)
@@ -36,7 +38,7 @@ def _as_array(x, name: str) -> np.ndarray:
 def as_float_array(x, name: str, *, ndim: int | None = 1, nonnegative: bool = False,
                    allow_empty: bool = False) -> np.ndarray:
     """A C-contiguous float64 copy-or-view of ``x`` with every value finite."""
-    arr = _as_array(x, name)
+    arr = as_array(x, name)
     # dtype.kind rather than np.issubdtype: this runs on every call of hot paths.
     if arr.dtype.kind not in "biuf":
         what = "real" if arr.dtype.kind == "c" else "numeric"
@@ -56,7 +58,7 @@ def as_float_array(x, name: str, *, ndim: int | None = 1, nonnegative: bool = Fa
 
 def as_index_array(x, name: str, size: int, *, ndim: int | None = 1) -> np.ndarray:
     """A C-contiguous int64 array of indices, each in ``[0, size)``."""
-    arr = _as_array(x, name)
+    arr = as_array(x, name)
     if arr.ndim == 0 and ndim == 1:
         arr = arr.reshape(1)
     if ndim is not None and arr.ndim != ndim:
@@ -72,6 +74,14 @@ def as_index_array(x, name: str, size: int, *, ndim: int | None = 1) -> np.ndarr
         raise IndexError(f"{name} must lie in [0, {size}), got {arr.reshape(-1)[pos]} "
                          f"at position {pos}")
     return converted
+
+
+def check_finite_total(values: np.ndarray, name: str) -> None:
+    """Refuse non-negative values whose sum overflows float64."""
+    with np.errstate(over="ignore"):
+        total = values.sum()
+    if not np.isfinite(total):
+        raise ValueError(f"{name} sum to more than the largest float64; scale them down")
 
 
 def check_count(n, name: str) -> int:

@@ -107,6 +107,10 @@ cdef inline void descend(const double *sums, const int64_t *offsets, int n_level
                     if v[i] < node[c]:
                         break
                     v[i] -= node[c]
+            else:
+                # v ran past the node's mass: stay at the far end of the last child
+                # with mass all the way down, not at its start.
+                v[i] = node[chosen]
             leaf[i] = FANOUT * leaf[i] + chosen
             if level > 0:
                 prefetch(sums + offsets[level - 1] + FANOUT * leaf[i])

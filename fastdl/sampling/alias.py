@@ -8,7 +8,7 @@ from fastdl._lib.arrays import is_cuda_tensor, is_tensor, like_input
 from fastdl._lib.persist import load_arrays, save_arrays
 from fastdl._lib.random import draw_key
 from fastdl._lib.threads import check_n_threads
-from fastdl._lib.validation import as_float_array, check_shape
+from fastdl._lib.validation import as_float_array, as_index_array, check_shape
 from fastdl.sampling import _alias
 
 __all__ = ["AliasSampler"]
@@ -111,9 +111,28 @@ class AliasSampler:
     def load(cls, path) -> AliasSampler:
         """Read a sampler written by :meth:`save` (a numpy-backed one)."""
         data = load_arrays(path, "AliasSampler")
-        table = np.empty(data["prob"].shape[0], dtype=TABLE_DTYPE)
-        table["prob"], table["alias"] = data["prob"], data["alias"]
-        return cls._from_table(data["probabilities"], table)
+        try:
+            probabilities = as_float_array(data["probabilities"], "probabilities",
+                                           nonnegative=True)
+            n = probabilities.shape[0]
+            prob = as_float_array(data["prob"], "prob")
+            alias = as_index_array(data["alias"], "alias", n)
+        except (TypeError, IndexError) as exc:
+            raise ValueError(f"path holds an invalid alias table: {exc}") from None
+        # A file is data from outside: check the table could only draw valid ids
+        # with positive probability before any kernel reads it.
+        if prob.shape != (n,) or alias.shape != (n,):
+            raise ValueError(f"path holds a table of {prob.shape} / {alias.shape} rows "
+                             f"for {n} probabilities")
+        if not probabilities.sum() > 0 or prob.min() < 0 or prob.max() > 1:
+            raise ValueError("path holds an invalid alias table (prob outside [0, 1] "
+                             "or no positive probability)")
+        kept = prob > 0
+        if (probabilities[kept] == 0).any() or (probabilities[alias[prob < 1]] == 0).any():
+            raise ValueError("path holds an alias table that can draw a zero-probability id")
+        table = np.empty(n, dtype=TABLE_DTYPE)
+        table["prob"], table["alias"] = prob, alias
+        return cls._from_table(probabilities, table)
 
     def __repr__(self) -> str:
         where = "" if self._device_table is None else f", device={self._device_table.device}"

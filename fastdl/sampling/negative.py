@@ -8,7 +8,14 @@ from fastdl._lib.arrays import is_tensor, like_input, to_numpy
 from fastdl._lib.persist import load_arrays, save_arrays
 from fastdl._lib.random import check_rng, draw_key
 from fastdl._lib.threads import check_n_threads
-from fastdl._lib.validation import as_float_array, as_index_array, check_count, check_real, check_shape
+from fastdl._lib.validation import (
+    as_array,
+    as_float_array,
+    as_index_array,
+    check_count,
+    check_real,
+    check_shape,
+)
 from fastdl.sampling import _alias
 from fastdl.sampling.alias import AliasSampler
 
@@ -47,8 +54,11 @@ class NegativeSampler:
         if not counts.max() > 0:
             raise ValueError("counts must have at least one positive value, got all zeros")
         self.power = check_real(power, "power", low=0.0)
-        # 0**0 would make zero counts drawable: keep them at zero.
-        self._set_noise(np.where(counts > 0, counts ** self.power, 0.0))
+        # Scale by the largest count first so counts**power cannot overflow (the
+        # distribution is the same); 0**0 would make zero counts drawable: keep them 0.
+        with np.errstate(under="ignore"):
+            scaled = (counts / counts.max()) ** self.power
+        self._set_noise(np.where(counts > 0, scaled, 0.0))
 
     def _set_noise(self, noise: np.ndarray) -> None:
         self._alias = AliasSampler(noise)
@@ -101,25 +111,29 @@ class NegativeSampler:
                               self._template)
         if len(shape) == 0:
             raise ValueError("shape must have a first dimension (one row per exclude row), got ()")
-        excluded = self._check_exclude(exclude, shape[0])
+        return self._sample_excluding(shape, rng, exclude, n_threads, "exclude")
+
+    def _sample_excluding(self, shape, rng, exclude, n_threads, name: str):
+        excluded = self._check_exclude(exclude, shape[0], name)
         out = np.empty((shape[0], int(np.prod(shape[1:]))), dtype=np.int64)
         n_threads = check_n_threads(n_threads)
         _alias.sample_excluding(self._alias._table, self._probs, excluded, out, draw_key(rng),
                                 n_threads)
         return like_input(out.reshape(shape), self._template)
 
-    def _check_exclude(self, exclude, rows: int) -> np.ndarray:
-        ex = to_numpy(exclude)
-        ex = np.asarray(ex)
+    def _check_exclude(self, exclude, rows: int, name: str) -> np.ndarray:
+        ex = as_array(exclude, name)
+        if ex.size and ex.dtype.kind not in "iu":
+            raise TypeError(f"{name} must hold integer ids, got dtype {ex.dtype}")
         if ex.ndim == 1:
             ex = ex[:, None]
         if ex.ndim != 2:
-            raise ValueError(f"exclude must be 1- or 2-dimensional, got shape {ex.shape}")
+            raise ValueError(f"{name} must be 1- or 2-dimensional, got shape {ex.shape}")
         if ex.shape[0] != rows:
-            raise ValueError(f"exclude must have one row per row of the output: "
+            raise ValueError(f"{name} must have one row per row of the output: "
                              f"{ex.shape[0]} rows for shape[0]={rows}")
-        padded = ex == -1 if ex.size and np.issubdtype(ex.dtype, np.integer) else np.zeros(ex.shape, bool)
-        ids = as_index_array(np.where(padded, 0, ex), "exclude", len(self), ndim=2)
+        padded = ex == -1
+        ids = as_index_array(np.where(padded, 0, ex), name, len(self), ndim=2)
         ids = np.where(padded, -1, ids)
         if ids.shape[1] >= self._n_positive:
             # Could a row exclude every id with positive probability? Count its
@@ -131,7 +145,7 @@ class NegativeSampler:
             distinct = ((drawable >= 0) & first).sum(axis=1)
             full = np.flatnonzero(distinct >= self._n_positive)
             if full.size:
-                raise ValueError(f"exclude row {full[0]} excludes every id that can be drawn")
+                raise ValueError(f"{name} row {full[0]} excludes every id that can be drawn")
         return np.ascontiguousarray(ids)
 
     def shared(self, n: int, rng=None, n_threads: int | None = None):
@@ -165,9 +179,8 @@ class NegativeSampler:
         targets = as_index_array(arr[:, 1], "positive_pairs[:, 1]", len(self))
         inputs = np.ascontiguousarray(arr[:, 0], dtype=np.int64)
         p = arr.shape[0]
-        negatives = self.sample((p, ratio), rng=check_rng(rng), exclude=targets,
-                                n_threads=n_threads)
-        negatives = np.asarray(to_numpy(negatives))
+        negatives = np.asarray(to_numpy(self._sample_excluding(
+            (p, ratio), check_rng(rng), targets, n_threads, "positive_pairs[:, 1]")))
         candidates = np.concatenate([targets[:, None], negatives], axis=1).ravel()
         labels = np.zeros((p, 1 + ratio), dtype=np.float32)
         labels[:, 0] = 1.0
@@ -186,7 +199,7 @@ class NegativeSampler:
         data = load_arrays(path, "NegativeSampler")
         sampler = cls.__new__(cls)
         sampler._template = None
-        sampler.power = float(data["power"])
+        sampler.power = check_real(float(data["power"]), "power", low=0.0)
         sampler._set_noise(data["noise"])
         return sampler
 

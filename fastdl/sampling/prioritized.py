@@ -72,7 +72,12 @@ class PrioritizedSampler:
         elif prio.size != idx.size:
             raise ValueError(f"priorities must be a scalar or have one value per index: "
                              f"{prio.size} priorities for {idx.size} indices")
-        self._tree._write(idx, prio.ravel(), power=self.alpha)
+        prio = np.ascontiguousarray(prio.ravel())
+        with np.errstate(over="ignore"):
+            largest = float(np.power(prio.max(), self.alpha)) if prio.size else 0.0
+        self._tree._check_new_total(idx, lambda: np.where(prio > 0, prio ** self.alpha, 0.0),
+                                    largest, "priorities")
+        self._tree._write(idx, prio, power=self.alpha)
         if prio.size:
             self._max_priority = max(self._max_priority, float(prio.max()))
 
@@ -112,7 +117,7 @@ class PrioritizedSampler:
         data = load_arrays(path, "PrioritizedSampler")
         sampler = cls(len(data["values"]), float(data["alpha"]), float(data["beta"]))
         sampler._tree = SumTree.from_weights(data["values"])
-        sampler._max_priority = float(data["max_priority"])
+        sampler._max_priority = check_real(float(data["max_priority"]), "max_priority", low=0.0)
         return sampler
 
     def __repr__(self) -> str:

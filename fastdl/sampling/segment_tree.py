@@ -8,7 +8,12 @@ from fastdl._lib.arrays import like_input
 from fastdl._lib.persist import load_arrays, save_arrays
 from fastdl._lib.random import draw_key
 from fastdl._lib.threads import check_n_threads
-from fastdl._lib.validation import as_float_array, as_index_array, check_count
+from fastdl._lib.validation import (
+    as_float_array,
+    as_index_array,
+    check_count,
+    check_finite_total,
+)
 from fastdl.sampling import _segment_tree
 
 __all__ = ["SumTree"]
@@ -56,6 +61,7 @@ class SumTree:
     def from_weights(cls, weights) -> SumTree:
         """Build a tree holding ``weights`` (1-D, finite, non-negative) in O(N)."""
         weights = as_float_array(weights, "weights", nonnegative=True)
+        check_finite_total(weights, "weights")
         tree = cls(weights.shape[0])
         _segment_tree.build(tree._sums, tree._mins, tree._offsets, weights)
         return tree
@@ -120,7 +126,19 @@ class SumTree:
                 f"values must be a scalar or have one value per index: "
                 f"{vals.size} values for {idx.size} indices"
             )
-        self._write(idx, np.ascontiguousarray(vals))
+        vals = np.ascontiguousarray(vals)
+        self._check_new_total(idx, vals, float(vals.max()) if vals.size else 0.0, "values")
+        self._write(idx, vals)
+
+    def _check_new_total(self, indices: np.ndarray, leaves, largest: float, name: str) -> None:
+        # Refuse, before writing, a batch that would make the total overflow float64.
+        # `leaves` are the new leaf values, or a callable that computes them.
+        with np.errstate(over="ignore"):
+            if np.isfinite(self.total + largest * indices.size):
+                return
+            after = self.values
+            after[indices] = leaves() if callable(leaves) else leaves
+            check_finite_total(after, name)
 
     def _write(self, indices: np.ndarray, values: np.ndarray, power: float = 1.0) -> None:
         # Checked int64 indices and float64 values: set leaves to values**power.
@@ -174,20 +192,22 @@ class SumTree:
         numpy.ndarray of int64, shape (n,)
         """
         n = check_count(n, "n")
+        n_threads = check_n_threads(n_threads)
         self._check_mass("sample")
         out = np.empty(n, dtype=np.int64)
         _segment_tree.sample(self._sums, self._mins, self._offsets, out, draw_key(rng),
-                             bool(stratified), check_n_threads(n_threads))
+                             bool(stratified), n_threads)
         return out
 
     def _sample_weighted(self, n: int, beta: float, rng, stratified: bool,
                          n_threads) -> tuple[np.ndarray, np.ndarray]:
         # Used by PrioritizedSampler: indices and (value/min)^-beta in one pass.
+        n_threads = check_n_threads(n_threads)
         self._check_mass("sample")
         out = np.empty(n, dtype=np.int64)
         weights = np.empty(n, dtype=np.float64)
         _segment_tree.sample(self._sums, self._mins, self._offsets, out, draw_key(rng),
-                             stratified, check_n_threads(n_threads), weights, beta)
+                             stratified, n_threads, weights, beta)
         return out, weights
 
     # -- persistence -----------------------------------------------------------

@@ -1,0 +1,213 @@
+"""Shared fixtures and helpers for the fastdl test suite.
+
+The tests import the *installed* fastdl (pyproject.toml sets
+``--import-mode=importlib``); :func:`pytest_sessionstart` refuses to run against
+the bare source tree, whose compiled kernels do not exist.
+
+Statistical tests draw at a fixed seed and compare with a chi-square test at
+``ALPHA``: if the code under test were exactly right, a test would fail at a
+randomly chosen seed with probability ALPHA (its false-alarm rate). At the fixed
+seed the outcome is deterministic; it can only flip when the random streams of a
+kernel change, and then again with probability ALPHA per test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = 20240611
+# False-alarm rate of every chi-square test in this suite (see the module docstring).
+ALPHA = 1e-4
+THREAD_COUNTS = (1, 2, 4)
+
+settings.register_profile(
+    "fastdl",
+    deadline=None,  # the first call of a kernel may page in a shared object
+    database=None,  # keep the checkout clean
+    max_examples=40,
+    report_multiple_bugs=False,  # shrink one failure, not every distinct one (keeps failing runs short)
+    # The fixtures used inside @given tests return stateless check functions.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                           HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("thorough", parent=settings.get_profile("fastdl"), max_examples=500)
+settings.load_profile(os.environ.get("FASTDL_HYPOTHESIS_PROFILE", "fastdl"))
+
+
+def pytest_sessionstart(session):
+    import fastdl
+
+    where = Path(fastdl.__file__).resolve().parent
+    in_site = any(part in ("site-packages", "dist-packages") for part in where.parts)
+    if where == REPO / "fastdl" or not in_site:
+        raise pytest.UsageError(
+            f"the tests must run against an installed fastdl, but `import fastdl` found "
+            f"{where}. Install it (pip install '.[test]') and run the `pytest` of that "
+            f"environment; `python -m pytest` from the repository root and editable "
+            f"installs import the bare source tree instead."
+        )
+
+
+# -- randomness ------------------------------------------------------------------
+@pytest.fixture
+def seed() -> int:
+    """The fixed seed of the statistical tests."""
+    return SEED
+
+
+@pytest.fixture
+def rng(seed) -> np.random.Generator:
+    """A fresh Generator at the fixed seed, for making test data."""
+    return np.random.default_rng(seed)
+
+
+# -- statistics -------------------------------------------------------------------
+def chisquare_pvalue(observed, probabilities, *, min_expected: float = 5.0) -> float:
+    """p-value of a chi-square goodness-of-fit test of counts against probabilities.
+
+    Categories with probability 0 must have no observations (asserted here, it is
+    not a statistical question). Categories expected fewer than ``min_expected``
+    times are pooled into one, as the chi-square approximation requires.
+    """
+    from scipy import stats
+
+    observed = np.asarray(observed, dtype=np.float64).ravel()
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    assert observed.shape == p.shape
+    assert np.all(p >= 0) and p.sum() > 0
+    impossible = p == 0
+    assert not observed[impossible].any(), (
+        f"categories with probability 0 were drawn: {np.flatnonzero(impossible & (observed > 0))[:10]}"
+    )
+    n = observed.sum()
+    expected = p[~impossible] / p[~impossible].sum() * n
+    observed = observed[~impossible]
+    small = expected < min_expected
+    if small.any():
+        expected = np.append(expected[~small], expected[small].sum())
+        observed = np.append(observed[~small], observed[small].sum())
+    if expected.size < 2:
+        return 1.0
+    return float(stats.chisquare(observed, expected).pvalue)
+
+
+@pytest.fixture
+def assert_chisquare():
+    """``assert_chisquare(draws_or_counts, probabilities, counts=False)``: fit at ALPHA."""
+
+    def check(draws, probabilities, *, counts: bool = False, min_expected: float = 5.0):
+        p = np.asarray(probabilities, dtype=np.float64).ravel()
+        observed = (np.asarray(draws) if counts else
+                    np.bincount(np.asarray(draws).ravel(), minlength=p.size))
+        assert observed.size == p.size, "draws outside the categories"
+        pvalue = chisquare_pvalue(observed, p, min_expected=min_expected)
+        assert pvalue > ALPHA, f"chi-square p-value {pvalue:.3g} <= {ALPHA} (false-alarm rate)"
+        return pvalue
+
+    return check
+
+
+# -- determinism --------------------------------------------------------------------
+@pytest.fixture
+def assert_thread_invariant():
+    """``assert_thread_invariant(fn)``: ``fn(n_threads)`` is identical at 1, 2 and 4 threads."""
+
+    def check(fn):
+        results = [fn(t) for t in THREAD_COUNTS]
+        for t, result in zip(THREAD_COUNTS[1:], results[1:]):
+            if isinstance(result, tuple):
+                for a, b in zip(results[0], result):
+                    np.testing.assert_array_equal(a, b, err_msg=f"n_threads=1 vs {t}")
+            else:
+                np.testing.assert_array_equal(results[0], result, err_msg=f"n_threads=1 vs {t}")
+        return results[0]
+
+    return check
+
+
+# -- object state ----------------------------------------------------------------------
+def _numpy(x):
+    from fastdl._lib.arrays import to_numpy
+
+    return np.asarray(to_numpy(x))
+
+
+def state_of(obj) -> dict:
+    """Everything observable about a sampler, for before/after comparisons.
+
+    Includes a few draws at a fixed rng, which read the whole internal structure
+    (the inner nodes of a tree, the alias table), not only what accessors return.
+    """
+    from fastdl.sampling import AliasSampler, NegativeSampler, PrioritizedSampler, SumTree
+
+    if isinstance(obj, PrioritizedSampler):
+        draws = obj.sample(300, rng=0, n_threads=1) if obj.tree.total > 0 else None
+        return {"tree": state_of(obj.tree), "max_priority": obj.max_priority,
+                "alpha": obj.alpha, "beta": obj.beta, "draws": draws}
+    if isinstance(obj, SumTree):
+        try:
+            smallest = obj.min()
+        except ValueError:
+            smallest = None
+        total = obj.total
+        return {"capacity": obj.capacity, "len": len(obj), "values": obj.values,
+                "total": total, "min": smallest,
+                "draws": obj.sample(300, rng=0, n_threads=1) if total > 0 else None,
+                "stratified": obj.sample(300, rng=0, stratified=True, n_threads=1) if total > 0 else None}
+    if isinstance(obj, (AliasSampler, NegativeSampler)):
+        state = {"len": len(obj), "probabilities": _numpy(obj.probabilities),
+                 "draws": _numpy(obj.sample(300, rng=0, n_threads=1))}
+        if isinstance(obj, NegativeSampler):
+            state["power"] = obj.power
+        return state
+    raise TypeError(f"no state for {type(obj).__name__}")
+
+
+@pytest.fixture
+def assert_unchanged():
+    """``with assert_unchanged(obj): failing_call()``: the object is exactly as before."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def check(obj):
+        before = state_of(obj)
+        yield
+        np.testing.assert_equal(state_of(obj), before)
+
+    return check
+
+
+@pytest.fixture
+def assert_raises_unchanged(assert_unchanged):
+    """``assert_raises_unchanged(obj, call, exc, argname)``: ``call()`` raises ``exc``
+    whose message names ``argname``, and ``obj`` is left exactly as it was."""
+    import re
+
+    def check(obj, call, exc, argname):
+        with assert_unchanged(obj):
+            with pytest.raises(exc, match=re.escape(argname)):
+                call()
+
+    return check
+
+
+# -- subprocesses ------------------------------------------------------------------------
+@pytest.fixture
+def run_python(tmp_path):
+    """Run ``python <args>`` in an empty folder (so the checkout is not on sys.path)."""
+
+    def run(*args, env: dict | None = None, timeout: float = 300):
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        full_env.update(env or {})
+        return subprocess.run([sys.executable, *args], cwd=tmp_path, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    return run

@@ -1,0 +1,109 @@
+"""The ``fastdl`` command (info, demo, bench) and ``fastdl.config()``."""
+
+import platform
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl._lib._openmp_info import max_threads, openmp_enabled
+
+CONFIG_KEYS = {"fastdl", "python", "platform", "numpy (run time)", "numpy (build time)",
+               "cython (build time)", "compiler", "openmp", "default threads"}
+
+
+def console_script() -> str:
+    script = Path(sys.executable).with_name("fastdl")
+    assert script.is_file(), f"the `fastdl` console script is not installed next to {sys.executable}"
+    return str(script)
+
+
+class TestConfig:
+    def test_keys_and_values(self):
+        cfg = fastdl.config()
+        assert set(cfg) == CONFIG_KEYS
+        assert cfg["fastdl"] == fastdl.__version__ == metadata.version("fastdl")
+        assert cfg["python"] == platform.python_version()
+        assert cfg["numpy (run time)"] == np.__version__
+        assert re.fullmatch(r"\d+\.\d+.*", cfg["numpy (build time)"])
+        assert re.fullmatch(r"\d+\.\d+.*", cfg["cython (build time)"])
+        assert isinstance(cfg["compiler"], str) and cfg["compiler"]
+        assert cfg["openmp"].startswith("on") == openmp_enabled()
+        assert cfg["default threads"] == max_threads() >= 1
+
+    def test_show_config_prints_every_key(self, capsys):
+        fastdl.show_config()
+        out = capsys.readouterr().out
+        for key, value in fastdl.config().items():
+            assert re.search(rf"^\s*{re.escape(key)}: {re.escape(str(value))}$", out, re.M), key
+
+    def test_lazy_subpackages(self):
+        assert "sampling" in dir(fastdl)
+        assert fastdl.sampling.SumTree.__name__ == "SumTree"
+        with pytest.raises(AttributeError, match="no_such_thing"):
+            fastdl.no_such_thing
+
+
+class TestCommand:
+    def test_info(self, run_python):
+        proc = run_python("-m", "fastdl", "info")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == ""
+        for key in CONFIG_KEYS:
+            assert re.search(rf"^\s*{re.escape(key)}: \S", proc.stdout, re.M), key
+        assert re.search(rf"^\s*fastdl: {re.escape(fastdl.__version__)}$", proc.stdout, re.M)
+
+    def test_console_script(self, run_python):
+        proc = run_python(console_script(), "info")  # run with this interpreter
+        assert proc.returncode == 0, proc.stderr
+        assert "default threads:" in proc.stdout
+
+    def test_info_honours_omp_num_threads(self, run_python):
+        proc = run_python("-m", "fastdl", "info", env={"OMP_NUM_THREADS": "3"})
+        assert proc.returncode == 0, proc.stderr
+        want = 3 if openmp_enabled() else 1
+        assert re.search(rf"default threads: {want}$", proc.stdout, re.M), proc.stdout
+
+    def test_demo(self, run_python):
+        proc = run_python("-m", "fastdl", "demo", "--seed", "3")
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout
+        assert out.startswith(f"fastdl {fastdl.__version__} demo")
+        assert "seed 3" in out
+        for section in ("negative sampling:", "prioritized replay:", "alias method:"):
+            assert section in out
+        assert "none equal to its target: True" in out
+        # The heaviest category's share among 10M draws is close to its probability.
+        expected, drawn = map(float, re.search(r"expected share ([\d.]+), drawn ([\d.]+)", out).groups())
+        assert abs(expected - drawn) < 0.002
+
+    def test_bench_outside_a_checkout(self, run_python):
+        proc = run_python("-m", "fastdl", "bench")
+        assert proc.returncode == 1
+        assert "needs the bench/ folder of a source checkout" in proc.stdout
+
+    def test_bench_without_asv(self, run_python, tmp_path):
+        (tmp_path / "bench").mkdir()
+        (tmp_path / "bench" / "asv.conf.json").write_text("{}")
+        empty = tmp_path / "no-tools"
+        empty.mkdir()
+        proc = run_python("-m", "fastdl", "bench", env={"PATH": str(empty)})
+        assert proc.returncode == 1
+        assert "fastdl bench needs asv" in proc.stdout
+        assert "make bench" in proc.stdout
+
+    @pytest.mark.parametrize("args", [[], ["nonsense"], ["demo", "--seed", "x"], ["info", "--bogus"]])
+    def test_usage_errors(self, run_python, args):
+        proc = run_python("-m", "fastdl", *args)
+        assert proc.returncode == 2
+        assert "usage: fastdl" in proc.stderr
+
+    def test_help(self, run_python):
+        proc = run_python("-m", "fastdl", "--help")
+        assert proc.returncode == 0
+        for command in ("info", "demo", "bench"):
+            assert command in proc.stdout
