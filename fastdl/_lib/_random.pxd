@@ -56,31 +56,31 @@ cdef extern from *:
     #endif
     }
 
-    /* Exactly uniform integer in [0, n), n >= 1. */
-    static inline uint64_t fastdl_next_below(uint64_t *state, uint64_t n) {
-        uint64_t lo, hi = fastdl_mul128(fastdl_next_u64(state), n, &lo);
-        if (lo < n) {
+    /* Lemire's method: an exactly uniform integer in [0, n), n >= 1, returned
+       with the low word of the accepted product in *lo. */
+    static inline uint64_t fastdl_lemire(uint64_t *state, uint64_t n, uint64_t *lo) {
+        uint64_t hi = fastdl_mul128(fastdl_next_u64(state), n, lo);
+        if (*lo < n) {
             uint64_t threshold = (0 - n) % n;
-            while (lo < threshold) {
-                hi = fastdl_mul128(fastdl_next_u64(state), n, &lo);
+            while (*lo < threshold) {
+                hi = fastdl_mul128(fastdl_next_u64(state), n, lo);
             }
         }
         return hi;
     }
 
-    /* One 64-bit draw split in two, as in Lemire's method: an exactly uniform
-       integer in [0, n) and, from the low word of the product, a uniform fraction
-       in [0, 1) on a grid of spacing n * 2**-64 (independent of the integer).
-       Saves a second draw where a row and a coin are both needed. */
+    static inline uint64_t fastdl_next_below(uint64_t *state, uint64_t n) {
+        uint64_t lo;
+        return fastdl_lemire(state, n, &lo);
+    }
+
+    /* One draw split in two: the integer in [0, n) and, from the low word of the
+       product, a uniform fraction in [0, 1) on a grid of spacing n * 2**-64
+       (independent of the integer). Saves a second draw where a row and a coin
+       are both needed. */
     static inline uint64_t fastdl_next_below_and_fraction(uint64_t *state, uint64_t n,
                                                           double *fraction) {
-        uint64_t lo, hi = fastdl_mul128(fastdl_next_u64(state), n, &lo);
-        if (lo < n) {
-            uint64_t threshold = (0 - n) % n;
-            while (lo < threshold) {
-                hi = fastdl_mul128(fastdl_next_u64(state), n, &lo);
-            }
-        }
+        uint64_t lo, hi = fastdl_lemire(state, n, &lo);
         *fraction = (double)(lo >> 11) * (1.0 / 9007199254740992.0);
         return hi;
     }

@@ -1,24 +1,23 @@
 import numpy as np
 import numpy.typing as npt
 
-def build(nodes: npt.NDArray[np.float64], leaves: npt.NDArray[np.float64]) -> None: ...
-def update(
-    nodes: npt.NDArray[np.float64],
-    indices: npt.NDArray[np.int64],
-    values: npt.NDArray[np.float64],
-) -> None: ...
-def find(
-    nodes: npt.NDArray[np.float64],
-    prefix_sums: npt.NDArray[np.float64],
-    out: npt.NDArray[np.int64],
-    n_threads: int,
-) -> None: ...
+_F = npt.NDArray[np.float64]
+_I = npt.NDArray[np.int64]
+
+def level_sizes(capacity: int) -> list[int]: ...
+def build(sums: _F, mins: _F, offsets: _I, leaves: _F) -> None: ...
+def update(sums: _F, mins: _F, offsets: _I, indices: _I, values: _F, power: float = ...) -> None: ...
+def total(sums: _F, offsets: _I) -> float: ...
+def minimum(sums: _F, mins: _F, offsets: _I) -> float: ...
+def find(sums: _F, offsets: _I, prefix_sums: _F, out: _I, n_threads: int) -> None: ...
 def sample(
-    nodes: npt.NDArray[np.float64],
-    out: npt.NDArray[np.int64],
+    sums: _F,
+    mins: _F,
+    offsets: _I,
+    out: _I,
     key: int,
     stratified: bool,
     n_threads: int,
-    weights: npt.NDArray[np.float64] | None = ...,
+    weights: _F | None = ...,
     beta: float = ...,
 ) -> None: ...

@@ -109,3 +109,45 @@ def test_save_accepts_str_paths_and_pickle_works(tmp_path, kind):
     obj.save(str(tmp_path / "s.npz"))
     assert type(LOADERS[kind](str(tmp_path / "s.npz"))) is type(obj)
     assert type(pickle.loads(pickle.dumps(obj))) is type(obj)
+
+
+GOOD_FIELDS = {
+    "SumTree": dict(values=[1.0, 0.0, 2.0]),
+    "PrioritizedSampler": dict(values=[1.0, 0.0, 2.0], alpha=0.6, beta=0.4, max_priority=3.0),
+    # Vose's table for [1, 0, 3]: rows 0 and 1 fall back to id 2.
+    "AliasSampler": dict(probabilities=[0.25, 0.0, 0.75], prob=[0.75, 0.0, 1.0], alias=[2, 2, 2]),
+    "NegativeSampler": dict(noise=[1.0, 0.0, 3.0], power=0.75),
+}
+TAMPERED = [
+    ("SumTree", "values", [1.0, np.nan, 2.0]), ("SumTree", "values", [1.0, -1.0, 2.0]),
+    ("SumTree", "values", [1e308, 1e308, 1.0]), ("SumTree", "values", [[1.0, 2.0]]),
+    ("PrioritizedSampler", "values", [1.0, np.inf, 2.0]), ("PrioritizedSampler", "alpha", -1.0),
+    ("PrioritizedSampler", "beta", 2.0), ("PrioritizedSampler", "max_priority", np.nan),
+    ("PrioritizedSampler", "max_priority", -1.0),
+    ("AliasSampler", "alias", [0, 7, 2]), ("AliasSampler", "alias", [0, -3, 2]),
+    ("AliasSampler", "prob", [1.0, np.nan, 1.0]), ("AliasSampler", "prob", [1.5, 0.0, 1.0]),
+    ("AliasSampler", "prob", [1.0, 0.0]), ("AliasSampler", "probabilities", [0.25, -0.1, 0.75]),
+    ("AliasSampler", "prob", [1.0, 0.5, 1.0]),  # row 1 would draw id 1, of probability 0
+    ("AliasSampler", "alias", [2, 1, 2]),  # row 1 falls back to id 1, of probability 0
+    ("NegativeSampler", "noise", [1.0, -2.0, 3.0]), ("NegativeSampler", "noise", [0.0, 0.0, 0.0]),
+    ("NegativeSampler", "power", np.nan), ("NegativeSampler", "power", -1.0),
+]
+
+
+def test_untampered_files_load(tmp_path):
+    for kind, fields in GOOD_FIELDS.items():
+        save_arrays(tmp_path / f"{kind}.npz", kind, **fields)
+        assert type(LOADERS[kind](tmp_path / f"{kind}.npz")).__name__ == kind
+    alias = LOADERS["AliasSampler"](tmp_path / "AliasSampler.npz")
+    # 40 000 draws: the count of id 0 is Binomial(40000, 1/4), sd ~87; 6 sd is a ~1e-9 false alarm.
+    draws = alias.sample(40_000, rng=0)
+    assert not (draws == 1).any() and abs((draws == 0).sum() - 10_000) < 520
+
+
+@pytest.mark.parametrize("kind, field, value", TAMPERED)
+def test_tampered_files_are_refused(tmp_path, kind, field, value):
+    # A file is data from outside: a value the constructor would refuse, or a
+    # table that could draw an invalid or zero-probability id, must not load.
+    save_arrays(tmp_path / "bad.npz", kind, **{**GOOD_FIELDS[kind], field: value})
+    with pytest.raises(ValueError):
+        LOADERS[kind](tmp_path / "bad.npz")

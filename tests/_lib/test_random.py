@@ -84,3 +84,42 @@ class TestDrawKey:
             draw_key(-1)
         with pytest.raises(TypeError, match="seed"):
             draw_key(np.random.RandomState(0), name="seed")
+
+
+def _failing_calls():
+    from fastdl.sampling import AliasSampler, NegativeSampler, PrioritizedSampler, SumTree
+
+    tree = SumTree.from_weights([1.0, 0.0, 2.0])
+    per = PrioritizedSampler(3)
+    per.update([0, 2], [1.0, 2.0])
+    alias = AliasSampler([1.0, 0.0, 2.0])
+    neg = NegativeSampler([5, 1, 2, 0])
+    return {
+        "SumTree.sample n_threads": lambda g: tree.sample(3, rng=g, n_threads=0),
+        "SumTree.sample stratified n_threads": lambda g: tree.sample(3, rng=g, stratified=True, n_threads=0),
+        "SumTree.sample empty": lambda g: SumTree(3).sample(3, rng=g),
+        "PrioritizedSampler.sample n_threads": lambda g: per.sample(3, rng=g, n_threads=0),
+        "PrioritizedSampler.sample beta": lambda g: per.sample(3, beta=2.0, rng=g),
+        "AliasSampler.sample n_threads": lambda g: alias.sample(3, rng=g, n_threads=0),
+        "AliasSampler.sample size": lambda g: alias.sample(-1, rng=g),
+        "NegativeSampler.sample n_threads": lambda g: neg.sample(3, rng=g, n_threads=0),
+        "NegativeSampler.sample exclude": lambda g: neg.sample((3, 2), rng=g, exclude=[0, 1, 9]),
+        "NegativeSampler.sample exclude n_threads": lambda g: neg.sample((3, 2), rng=g, exclude=[0, 1, 2],
+                                                                         n_threads=0),
+        "NegativeSampler.sample all excluded": lambda g: neg.sample((1, 2), rng=g, exclude=[[0, 1, 2]]),
+        "NegativeSampler.shared": lambda g: neg.shared(-1, rng=g),
+        "NegativeSampler.pairs ratio": lambda g: neg.pairs([[0, 1]], ratio=-1, rng=g),
+        "NegativeSampler.pairs target": lambda g: neg.pairs([[0, 9]], ratio=1, rng=g),
+        "NegativeSampler.pairs n_threads": lambda g: neg.pairs([[0, 1]], ratio=1, rng=g, n_threads=0),
+    }
+
+
+@pytest.mark.parametrize("call", sorted(_failing_calls()))
+def test_failed_calls_leave_the_callers_generator_alone(call):
+    # A call refused for bad input must not advance the Generator it was given,
+    # so that fixing the input and retrying gives the draws the first call would have.
+    gen = np.random.default_rng(0)
+    before = gen.bit_generator.state
+    with pytest.raises((ValueError, TypeError, IndexError)):
+        _failing_calls()[call](gen)
+    assert gen.bit_generator.state == before

@@ -1,4 +1,8 @@
-"""AliasSampler: Vose's alias method, numpy and torch in and out."""
+"""AliasSampler: Vose's alias method, numpy and torch in and out.
+
+Chi-square tests draw at a fixed seed; each has false-alarm rate ALPHA = 1e-4
+(see tests/conftest.py).
+"""
 
 import pickle
 

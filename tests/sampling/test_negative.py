@@ -1,4 +1,8 @@
-"""NegativeSampler: smoothed unigram noise, exclusions, training pairs, log Q."""
+"""NegativeSampler: smoothed unigram noise, exclusions, training pairs, log Q.
+
+Chi-square tests draw at a fixed seed; each has false-alarm rate ALPHA = 1e-4
+(see tests/conftest.py).
+"""
 
 import pickle
 import time

@@ -1,4 +1,8 @@
-"""PrioritizedSampler: priority**alpha in a SumTree, draws with importance weights."""
+"""PrioritizedSampler: priority**alpha in a SumTree, draws with importance weights.
+
+Chi-square tests draw at a fixed seed; each has false-alarm rate ALPHA = 1e-4
+(see tests/conftest.py).
+"""
 
 import pickle
 
