@@ -10,9 +10,9 @@ import importlib
 
 from fastdl._version import __version__
 
-__all__ = ["__version__", "show_config", "config", "sampling"]
+__all__ = ["__version__", "show_config", "config", "sampling", "neighbors", "debug"]
 
-_SUBPACKAGES = {"sampling"}
+_SUBPACKAGES = {"sampling", "neighbors", "debug"}
 
 
 def __getattr__(name: str):
