@@ -31,6 +31,7 @@ BUDGET_S = 3.0        # stop repeating a slow call after this long (at least 2 r
 TARGETS = [
     ("per_sample", "cpprb", 5.0),
     ("per_update", "cpprb", 1.5),
+    ("per_step", "cpprb", 1.5),
     ("alias_sample", "torch", 20.0),
     ("alias_sample", "numpy", 20.0),
     ("alias_sample", "numpy-integers", 1 / 3),   # fastdl within 3x of uniform draws
@@ -83,7 +84,7 @@ def fmt_time(seconds: float | str | None) -> str:
 
 def print_table(all_results: dict[str, dict[str, dict]]) -> None:
     threads = _peers.N_THREADS
-    header = (f"{'case':16} {'impl':15}"
+    header = (f"{'case':22} {'impl':15}"
               + "".join(f"{f'time @{n}':>12}" for n in threads)
               + "".join(f"{f'ratio @{n}':>10}" for n in threads))
     print(header)
@@ -92,7 +93,7 @@ def print_table(all_results: dict[str, dict[str, dict]]) -> None:
         fastdl = results.get("fastdl", {})
         for impl, times in results.items():
             skipped = next((v for v in times.values() if isinstance(v, str)), None)
-            row = f"{case:16} {impl:15}"
+            row = f"{case:22} {impl:15}"
             if skipped:
                 print(row + "  " + skipped)
                 continue

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 
 import numpy as np
 
 # Sizes from the design spec.
 PER_CAPACITY = 2**20        # stored transitions
 PER_BATCH = 1024            # indices drawn / priorities updated per call
+PER_UPDATE_POOL = 256       # distinct update batches cycled through
 ALPHA, BETA = 0.6, 0.4
 ALIAS_CATEGORIES = 10**6
 ALIAS_DRAWS = 10**7
@@ -79,9 +81,18 @@ def _priorities() -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _per_update_batch() -> tuple[np.ndarray, np.ndarray]:
+def _per_update_batches() -> list[tuple[np.ndarray, np.ndarray]]:
+    # A pool of fresh (indices, priorities) batches: a replay buffer rewrites the
+    # priorities of the batch it just drew, a different one each step.
     rng = np.random.default_rng(1)
-    return rng.integers(0, PER_CAPACITY, PER_BATCH), np.abs(rng.standard_normal(PER_BATCH)) + 1e-3
+    return [(rng.integers(0, PER_CAPACITY, PER_BATCH),
+             np.abs(rng.standard_normal(PER_BATCH)) + 1e-3) for _ in range(PER_UPDATE_POOL)]
+
+
+def _cycling(write):
+    """A zero-argument call that writes the next batch of the pool on each call."""
+    batches = itertools.cycle(_per_update_batches())
+    return lambda: write(*next(batches))
 
 
 @functools.lru_cache(maxsize=None)
@@ -136,14 +147,49 @@ def _per_sample_cpprb():
 
 @_register("per_update", "fastdl")
 def _per_update_fastdl():
-    per, (idx, prio) = _fastdl_per(), _per_update_batch()
-    return lambda: per.update(idx, prio)
+    return _cycling(_fastdl_per().update)
 
 
 @_register("per_update", "cpprb")
 def _per_update_cpprb():
-    buffer, (idx, prio) = _cpprb_per(), _per_update_batch()
+    return _cycling(_cpprb_per().update_priorities)
+
+
+# The same batch over and over: every line it touches stays cached, a best case
+# that no replay loop sees, kept to show what the cache does to both trees.
+@_register("per_update_same_batch", "fastdl")
+def _per_update_same_fastdl():
+    per, (idx, prio) = _fastdl_per(), _per_update_batches()[0]
+    return lambda: per.update(idx, prio)
+
+
+@_register("per_update_same_batch", "cpprb")
+def _per_update_same_cpprb():
+    buffer, (idx, prio) = _cpprb_per(), _per_update_batches()[0]
     return lambda: buffer.update_priorities(idx, prio)
+
+
+# One replay step: draw a batch, then give its slots new priorities.
+@_register("per_step", "fastdl", threaded=True)
+def _per_step_fastdl(n_threads):
+    per, rng = _fastdl_per(), np.random.default_rng(4)
+    priorities = itertools.cycle(p for _, p in _per_update_batches())
+
+    def step():
+        idx, _ = per.sample(PER_BATCH, rng=rng, n_threads=n_threads)
+        per.update(idx, next(priorities))
+    return step
+
+
+@_register("per_step", "cpprb")
+def _per_step_cpprb():
+    buffer = _cpprb_per()
+    priorities = itertools.cycle(p for _, p in _per_update_batches())
+
+    def step():
+        batch = buffer.sample(PER_BATCH, beta=BETA)
+        buffer.update_priorities(batch["indexes"], next(priorities))
+    return step
 
 
 # -- sum tree (the peer is an inverse-CDF lookup on a precomputed cumsum) ---------------

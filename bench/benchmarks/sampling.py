@@ -34,11 +34,29 @@ class PERSample(_Case):
 
 
 class PERUpdate(_Case):
-    """1024 priorities written at random indices of 2**20."""
+    """1024 priorities written at random indices of 2**20, a fresh batch each call."""
 
     case = "per_update"
 
     def time_update(self, impl, n_threads):
+        self.run()
+
+
+class PERUpdateSameBatch(_Case):
+    """The same 1024 indices rewritten each call: the all-cached best case."""
+
+    case = "per_update_same_batch"
+
+    def time_update(self, impl, n_threads):
+        self.run()
+
+
+class PERStep(_Case):
+    """One replay step: draw 1024 of 2**20, then write their new priorities."""
+
+    case = "per_step"
+
+    def time_step(self, impl, n_threads):
         self.run()
 
 

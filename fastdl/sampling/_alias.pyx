@@ -9,6 +9,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
+from fastdl._lib._openmp cimport threads_for
 from fastdl._lib._prefetch cimport prefetch
 from fastdl._lib._random cimport next_below_and_fraction, next_double, stream_start
 
@@ -119,7 +120,7 @@ def sample(const AliasEntry[::1] table, int64_t[::1] out, uint64_t key, int n_th
     cdef uint64_t n = table.shape[0]
     cdef const AliasEntry *tab = &table[0]
     for c in prange(n_chunks, nogil=True, schedule="static",
-                    num_threads=max(1, min(n_threads, n_chunks))):
+                    num_threads=threads_for(n_threads, n_chunks, 1)):
         sample_chunk(tab, n, &out[0], c * CHUNK, min(size, (c + 1) * CHUNK), key)
 
 
@@ -190,5 +191,5 @@ def sample_excluding(const AliasEntry[::1] table, const double[::1] probs,
     if out.shape[1] == 0:
         return
     for c in prange(n_chunks, nogil=True, schedule="static",
-                    num_threads=max(1, min(n_threads, n_chunks))):
+                    num_threads=threads_for(n_threads, n_chunks, 1)):
         sample_rows(tab, p, n, exclude, out, c * ROW_CHUNK, min(rows, (c + 1) * ROW_CHUNK), key)

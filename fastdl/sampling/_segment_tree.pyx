@@ -19,9 +19,10 @@ values always give the same tree.
 import numpy as np
 
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, pow
+from libc.math cimport INFINITY, NAN, isfinite, pow
 from libc.stdint cimport int64_t, uint64_t
 
+from fastdl._lib._openmp cimport threads_for
 from fastdl._lib._prefetch cimport prefetch
 from fastdl._lib._random cimport next_double, stream_start
 
@@ -29,10 +30,14 @@ cdef enum:
     FANOUT = 8
     # Draws per random stream: fixed, so results do not depend on the thread count.
     CHUNK = 256
+    # A chunk of descents takes ~30 us: fewer than 8 per thread do not pay for waking it.
+    MIN_CHUNKS_PER_THREAD = 8
     # Descents walked in lockstep so that their cache misses overlap (divides CHUNK).
     GROUP = 8
-    # How many updates ahead the leaf and level-1 lines are prefetched.
+    # How many updates ahead the lines an update touches are prefetched.
     LOOKAHEAD = 8
+    # A level with at most this many entries per update is recomputed whole.
+    FULL_REFRESH = 4
 
 
 def level_sizes(Py_ssize_t capacity):
@@ -53,24 +58,22 @@ cdef inline double sum8(const double *c) noexcept nogil:
     return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]))
 
 
+cdef inline double min2(double a, double b) noexcept nogil:
+    return a if a < b else b
+
+
 cdef inline double min8(const double *c) noexcept nogil:
-    cdef double a = c[0] if c[0] < c[1] else c[1]
-    cdef double b = c[2] if c[2] < c[3] else c[3]
-    cdef double d = c[4] if c[4] < c[5] else c[5]
-    cdef double e = c[6] if c[6] < c[7] else c[7]
-    a = a if a < b else b
-    d = d if d < e else e
-    return a if a < d else d
+    return min2(min2(min2(c[0], c[1]), min2(c[2], c[3])), min2(min2(c[4], c[5]), min2(c[6], c[7])))
 
 
 cdef inline double min8_positive(const double *c) noexcept nogil:
-    # Written without data-dependent branches (they mispredict on random data).
-    cdef double m = INFINITY, x
-    cdef int k
-    for k in range(FANOUT):
-        x = c[k] if c[k] > 0 else INFINITY
-        m = x if x < m else m
-    return m
+    # Zeros count as +inf. A tree of comparisons without branches: a chain of
+    # eight would make each refresh wait out eight latencies.
+    cdef double a = min2(positive_or_inf(c[0]), positive_or_inf(c[1]))
+    cdef double b = min2(positive_or_inf(c[2]), positive_or_inf(c[3]))
+    cdef double d = min2(positive_or_inf(c[4]), positive_or_inf(c[5]))
+    cdef double e = min2(positive_or_inf(c[6]), positive_or_inf(c[7]))
+    return min2(min2(a, b), min2(d, e))
 
 
 cdef inline void refresh_parent(double *sums, double *mins, const int64_t *offsets,
@@ -143,37 +146,76 @@ def build(double[::1] sums, double[::1] mins, const int64_t[::1] offsets,
 
 
 def update(double[::1] sums, double[::1] mins, const int64_t[::1] offsets,
-           const int64_t[::1] indices, const double[::1] values, double power=1.0):
-    """Set leaf ``indices[k]`` to ``values[k] ** power`` (0 for 0) in order (the last repeat wins)."""
-    cdef int n_levels = offsets.shape[0] - 1, level
-    cdef Py_ssize_t k
-    cdef int64_t j
-    cdef double *m = &mins[0] if mins.shape[0] else NULL
+           const int64_t[::1] indices, const double[::1] values, double power=1.0,
+           bint check_total=True):
+    """Set leaf ``indices[k]`` to ``values[k] ** power`` (0 for 0) in order (the last repeat wins).
+
+    ``values`` must be finite and non-negative. Returns the largest of ``values``
+    (0 for none), or NaN, with nothing written, when ``check_total`` is set and a
+    quick bound cannot rule out that the new total overflows float64; the caller
+    then decides exactly and calls again with ``check_total=False``.
+    """
     cdef Py_ssize_t n = indices.shape[0]
-    cdef double[::1] powered
-    cdef const double *source = &values[0] if n else NULL
+    cdef double largest = 0.0
     if n == 0:
-        return
-    if power != 1.0:
-        # pow in its own pass: inside the walk below it stalls the overlapping of misses.
-        powered = np.empty(n)
-        with nogil:
-            for k in range(n):
-                # 0 stays 0 even for power 0: a slot with no priority is never drawn.
-                powered[k] = pow(values[k], power) if values[k] > 0 else 0.0
-        source = &powered[0]
+        return largest
     with nogil:
-        for k in range(n):
-            if k + LOOKAHEAD < n and n_levels > 1:
-                j = indices[k + LOOKAHEAD]
-                prefetch(&sums[j])
-                prefetch(&sums[offsets[1] + j // FANOUT])
-                prefetch(m + j // FANOUT)
-            j = indices[k]
-            sums[j] = source[k]
-            for level in range(1, n_levels):
-                j = j // FANOUT
-                refresh_parent(&sums[0], m, &offsets[0], level, j)
+        largest = checked_update(&sums[0], &mins[0] if mins.shape[0] else NULL, &offsets[0],
+                                 offsets.shape[0] - 1, &indices[0], &values[0], n, power,
+                                 check_total)
+    return largest
+
+
+cdef double checked_update(double *sums, double *mins, const int64_t *offsets, int n_levels,
+                           const int64_t *indices, const double *values, Py_ssize_t n,
+                           double power, bint check_total) noexcept nogil:
+    cdef double largest = 0.0, bound
+    cdef Py_ssize_t k
+    cdef int level
+    for k in range(n):
+        largest = values[k] if values[k] > largest else largest
+    if check_total:
+        bound = pow(largest, power) if largest > 0 else 0.0
+        if not isfinite(tree_total(sums, offsets, n_levels) + bound * n):
+            return NAN
+    write_leaves(sums, indices, values, n, power)
+    for level in range(1, n_levels):
+        refresh_level(sums, mins, offsets, level, indices, n)
+    return largest
+
+
+cdef void write_leaves(double *sums, const int64_t *indices, const double *values,
+                       Py_ssize_t n, double power) noexcept nogil:
+    # All leaves first, in order, so a repeated index keeps its last value and the
+    # refreshes below never wait on one another. The stores miss the cache but do
+    # not stall; pow's arithmetic runs while they drain.
+    cdef Py_ssize_t k
+    for k in range(n):
+        if k + LOOKAHEAD < n:
+            prefetch(sums + indices[k + LOOKAHEAD])
+        if power == 1.0:
+            sums[indices[k]] = values[k]
+        else:
+            # 0 stays 0 even for power 0: a slot with no priority is never drawn.
+            sums[indices[k]] = pow(values[k], power) if values[k] > 0 else 0.0
+
+
+cdef void refresh_level(double *sums, double *mins, const int64_t *offsets, int level,
+                        const int64_t *indices, Py_ssize_t n) noexcept nogil:
+    # Recompute every entry of `level` above an updated leaf. The refreshes are
+    # independent (the level below is final), so their misses overlap. A small
+    # level is recomputed whole, in memory order, which costs less than visiting
+    # its entries many times over.
+    cdef int shift = 3 * level
+    cdef Py_ssize_t n_parents = (offsets[level] - offsets[level - 1]) // FANOUT, k
+    if n_parents <= FULL_REFRESH * n:
+        for k in range(n_parents):
+            refresh_parent(sums, mins, offsets, level, k)
+        return
+    for k in range(n):
+        if k + LOOKAHEAD < n:
+            prefetch(sums + offsets[level] + (indices[k + LOOKAHEAD] >> shift))
+        refresh_parent(sums, mins, offsets, level, indices[k] >> shift)
 
 
 def total(const double[::1] sums, const int64_t[::1] offsets):
@@ -193,7 +235,7 @@ def find(const double[::1] sums, const int64_t[::1] offsets, const double[::1] p
     cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, c
     cdef int n_levels = offsets.shape[0] - 1
     for c in prange(n_chunks, nogil=True, schedule="static",
-                    num_threads=max(1, min(n_threads, n_chunks))):
+                    num_threads=threads_for(n_threads, n_chunks, MIN_CHUNKS_PER_THREAD)):
         find_chunk(&sums[0], &offsets[0], n_levels, &prefix_sums[0], &out[0],
                    c * CHUNK, min(n, (c + 1) * CHUNK))
 
@@ -247,6 +289,6 @@ def sample(const double[::1] sums, const double[::1] mins, const int64_t[::1] of
     cdef double tot = tree_total(s, off, n_levels)
     cdef double smallest = tree_min(s, &mins[0] if mins.shape[0] else NULL, off, n_levels)
     for c in prange(n_chunks, nogil=True, schedule="static",
-                    num_threads=max(1, min(n_threads, n_chunks))):
+                    num_threads=threads_for(n_threads, n_chunks, MIN_CHUNKS_PER_THREAD)):
         sample_chunk(s, off, n_levels, &out[0], w, c * CHUNK, min(n, (c + 1) * CHUNK), n,
                      key, stratified, tot, smallest, beta)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastdl._lib.persist import load_arrays, save_arrays
-from fastdl._lib.validation import as_float_array, as_index_array, check_count, check_real
-from fastdl.sampling.segment_tree import SumTree
+from fastdl._lib.validation import as_index_array, check_count, check_real
+from fastdl.sampling.segment_tree import SumTree, one_value_per_index
 
 __all__ = ["PrioritizedSampler"]
 
@@ -65,21 +65,9 @@ class PrioritizedSampler:
     def update(self, indices, priorities) -> None:
         """Set the priorities of ``indices`` (stored as ``priority**alpha``)."""
         idx = as_index_array(indices, "indices", self.capacity, ndim=None).ravel()
-        prio = as_float_array(priorities, "priorities", ndim=None, nonnegative=True,
-                              allow_empty=True)
-        if prio.ndim == 0:
-            prio = np.full(idx.shape, prio)
-        elif prio.size != idx.size:
-            raise ValueError(f"priorities must be a scalar or have one value per index: "
-                             f"{prio.size} priorities for {idx.size} indices")
-        prio = np.ascontiguousarray(prio.ravel())
-        with np.errstate(over="ignore"):
-            largest = float(np.power(prio.max(), self.alpha)) if prio.size else 0.0
-        self._tree._check_new_total(idx, lambda: np.where(prio > 0, prio ** self.alpha, 0.0),
-                                    largest, "priorities")
-        self._tree._write(idx, prio, power=self.alpha)
-        if prio.size:
-            self._max_priority = max(self._max_priority, float(prio.max()))
+        prio = one_value_per_index(priorities, idx, "priorities")
+        largest = self._tree._write(idx, prio, "priorities", power=self.alpha)
+        self._max_priority = max(self._max_priority, largest)
 
     def sample(self, n: int, beta: float | None = None, rng=None, stratified: bool = True,
                n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:

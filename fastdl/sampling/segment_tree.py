@@ -19,6 +19,21 @@ from fastdl.sampling import _segment_tree
 __all__ = ["SumTree"]
 
 
+def one_value_per_index(values, indices: np.ndarray, name: str) -> np.ndarray:
+    """``values`` checked (finite, non-negative) as float64, one per index.
+
+    A scalar is repeated for every index; anything else must have one value per
+    index (any shape with that many elements).
+    """
+    vals = as_float_array(values, name, ndim=None, nonnegative=True, allow_empty=True)
+    if vals.ndim == 0:
+        return np.full(indices.shape, vals)
+    if vals.size != indices.size:
+        raise ValueError(f"{name} must be a scalar or have one value per index: "
+                         f"{vals.size} {name} for {indices.size} indices")
+    return vals.ravel()
+
+
 class SumTree:
     """A sum tree over ``capacity`` non-negative float64 values.
 
@@ -116,33 +131,23 @@ class SumTree:
         whole batch is checked before anything is written.
         """
         idx = as_index_array(indices, "indices", self._capacity, ndim=None).ravel()
-        vals = as_float_array(values, "values", ndim=None, nonnegative=True, allow_empty=True)
-        try:
-            vals = np.broadcast_to(vals, idx.shape) if vals.ndim == 0 else vals.ravel()
-        except ValueError:
-            raise ValueError(f"values must be a scalar or match indices, got shape {vals.shape}") from None
-        if vals.shape != idx.shape:
-            raise ValueError(
-                f"values must be a scalar or have one value per index: "
-                f"{vals.size} values for {idx.size} indices"
-            )
-        vals = np.ascontiguousarray(vals)
-        self._check_new_total(idx, vals, float(vals.max()) if vals.size else 0.0, "values")
-        self._write(idx, vals)
+        self._write(idx, one_value_per_index(values, idx, "values"), "values")
 
-    def _check_new_total(self, indices: np.ndarray, leaves, largest: float, name: str) -> None:
-        # Refuse, before writing, a batch that would make the total overflow float64.
-        # `leaves` are the new leaf values, or a callable that computes them.
-        with np.errstate(over="ignore"):
-            if np.isfinite(self.total + largest * indices.size):
-                return
-            after = self.values
-            after[indices] = leaves() if callable(leaves) else leaves
+    def _write(self, indices: np.ndarray, values: np.ndarray, name: str,
+               power: float = 1.0) -> float:
+        # Checked int64 indices and float64 values: set the leaves to values**power,
+        # unless the new total would overflow float64. Returns the largest value.
+        largest = _segment_tree.update(self._sums, self._mins, self._offsets, indices, values,
+                                       power)
+        if largest != largest:
+            # The kernel's quick bound could not rule out overflow: decide exactly.
+            with np.errstate(over="ignore"):
+                after = self.values
+                after[indices] = np.where(values > 0, values ** power, 0.0)
             check_finite_total(after, name)
-
-    def _write(self, indices: np.ndarray, values: np.ndarray, power: float = 1.0) -> None:
-        # Checked int64 indices and float64 values: set leaves to values**power.
-        _segment_tree.update(self._sums, self._mins, self._offsets, indices, values, power)
+            largest = _segment_tree.update(self._sums, self._mins, self._offsets, indices,
+                                           values, power, check_total=False)
+        return largest
 
     def __setitem__(self, indices, values) -> None:
         self.update(indices, values)

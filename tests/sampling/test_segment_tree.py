@@ -165,6 +165,27 @@ class TestReadWrite:
         assert tree.min() == ref[ref > 0].min()
 
 
+    @pytest.mark.parametrize("capacity, batch", [(100_000, 10), (100_000, 5000), (70, 1000)])
+    def test_every_level_equals_a_fresh_build(self, rng, capacity, batch):
+        # Small batches refresh entry by entry, large ones whole levels: either
+        # way each internal sum and min must be bit for bit what a build gives.
+        tree = SumTree.from_weights(rng.random(capacity))
+        for _ in range(20):
+            idx = rng.integers(0, capacity, batch)
+            vals = np.where(rng.random(batch) < 0.2, 0.0, 10.0 ** rng.uniform(-3, 3, batch))
+            tree.update(idx, vals)
+        fresh = SumTree.from_weights(tree.values)
+        np.testing.assert_array_equal(tree._sums, fresh._sums)
+        np.testing.assert_array_equal(tree._mins, fresh._mins)
+
+    def test_batch_that_only_looks_like_overflow_is_written(self):
+        # A quick bound (total + n * largest) overflows, the exact new total does not.
+        tree = SumTree.from_weights([1e308, 0.0])
+        tree.update([0, 0], [1e308, 1.0])
+        np.testing.assert_array_equal(tree.values, [1.0, 0.0])
+        assert tree.total == 1.0
+
+
 class TestFind:
     @pytest.mark.parametrize("capacity", CAPACITIES)
     def test_matches_searchsorted_exactly(self, rng, capacity):
