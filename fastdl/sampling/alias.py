@@ -103,13 +103,29 @@ class AliasSampler:
         return like_input(out.reshape(shape), self._template)
 
     def save(self, path) -> None:
-        """Write the table to an ``.npz`` file (loading it never runs code)."""
+        """Write the table to an ``.npz`` file (loading it never runs code).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write; numpy adds ``.npz`` if the name lacks it.
+        """
         save_arrays(path, "AliasSampler", probabilities=self._probabilities,
                     prob=self._table["prob"], alias=self._table["alias"])
 
     @classmethod
     def load(cls, path) -> AliasSampler:
-        """Read a sampler written by :meth:`save` (a numpy-backed one)."""
+        """Read a sampler written by :meth:`save` (a numpy-backed one).
+
+        The table is checked before use: ids in range, no zero-probability id
+        reachable, and the distribution it draws equal to the stored one.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`AliasSampler.save`; any other, or a tampered
+            table, is refused with a ValueError.
+        """
         data = load_arrays(path, "AliasSampler")
         try:
             probabilities = as_float_array(data["probabilities"], "probabilities",
@@ -130,6 +146,12 @@ class AliasSampler:
         kept = prob > 0
         if (probabilities[kept] == 0).any() or (probabilities[alias[prob < 1]] == 0).any():
             raise ValueError("path holds an alias table that can draw a zero-probability id")
+        # The distribution the table draws from: column i keeps prob[i] of its
+        # 1/n and hands the rest to alias[i]. It must be the stored one.
+        drawn = (prob + np.bincount(alias, weights=1.0 - prob, minlength=n)) / n
+        if not np.allclose(drawn, probabilities / probabilities.sum(), rtol=1e-9, atol=1e-12):
+            raise ValueError("path holds an alias table that does not draw from its "
+                             "stored probabilities")
         table = np.empty(n, dtype=TABLE_DTYPE)
         table["prob"], table["alias"] = prob, alias
         return cls._from_table(probabilities, table)

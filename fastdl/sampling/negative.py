@@ -75,9 +75,20 @@ class NegativeSampler:
         return like_input(self._probs.copy(), self._template)
 
     def log_prob(self, ids):
-        """Log-probability of ``ids`` under the noise distribution (``-inf`` for count 0).
+        """Log-probability of ``ids`` under the noise distribution.
 
         This is the ``log Q(y)`` of the logQ correction in sampled softmax and NCE.
+
+        Parameters
+        ----------
+        ids : int or array-like of int
+            Ids in ``[0, n)``, any shape.
+
+        Returns
+        -------
+        float or numpy.ndarray of float64
+            ``log Q(id)``, ``-inf`` for an id of count 0; a float for an int, else
+            the shape of ``ids`` (a tensor for a tensor).
         """
         idx = as_index_array(ids, "ids", len(self), ndim=None)
         with np.errstate(divide="ignore"):
@@ -149,7 +160,20 @@ class NegativeSampler:
         return np.ascontiguousarray(ids)
 
     def shared(self, n: int, rng=None, n_threads: int | None = None):
-        """One set of ``n`` negatives to share across a whole minibatch (with replacement)."""
+        """One set of ``n`` negatives to share across a whole minibatch (with replacement).
+
+        Parameters
+        ----------
+        n : int
+            How many negatives.
+        rng : None, int or numpy.random.Generator
+        n_threads : int or None
+
+        Returns
+        -------
+        numpy.ndarray of int64, shape (n,)
+            Ids drawn from the noise distribution (a tensor if the counts were one).
+        """
         return self.sample(check_count(n, "n"), rng=rng, n_threads=n_threads)
 
     def pairs(self, positive_pairs, ratio: int = 1, rng=None, n_threads: int | None = None):
@@ -190,12 +214,25 @@ class NegativeSampler:
                 like_input(labels.ravel(), template))
 
     def save(self, path) -> None:
-        """Write the noise distribution to an ``.npz`` file (loading it never runs code)."""
+        """Write the noise distribution to an ``.npz`` file (loading it never runs code).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write; numpy adds ``.npz`` if the name lacks it.
+        """
         save_arrays(path, "NegativeSampler", noise=self._noise, power=self.power)
 
     @classmethod
     def load(cls, path) -> NegativeSampler:
-        """Read a sampler written by :meth:`save` (a numpy-backed one)."""
+        """Read a sampler written by :meth:`save` (a numpy-backed one).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`NegativeSampler.save`; any other is refused
+            with a ValueError.
+        """
         data = load_arrays(path, "NegativeSampler")
         sampler = cls.__new__(cls)
         sampler._template = None

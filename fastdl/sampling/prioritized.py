@@ -63,7 +63,27 @@ class PrioritizedSampler:
         return self._max_priority
 
     def update(self, indices, priorities) -> None:
-        """Set the priorities of ``indices`` (stored as ``priority**alpha``)."""
+        """Set the priorities of ``indices`` (stored as ``priority**alpha``).
+
+        A repeated index takes its last priority. Nothing is written unless the
+        whole batch is valid.
+
+        Parameters
+        ----------
+        indices : int or array-like of int
+            Slots in ``[0, capacity)``, any shape.
+        priorities : float or array-like of float
+            Finite, non-negative: a scalar for every index, or one per index.
+            Priority 0 means the slot is never drawn.
+
+        Raises
+        ------
+        IndexError
+            If an index lies outside ``[0, capacity)``.
+        ValueError
+            If a priority is NaN, inf or negative, the counts differ, or the sum
+            of ``priority**alpha`` would overflow float64.
+        """
         idx = as_index_array(indices, "indices", self.capacity, ndim=None).ravel()
         prio = one_value_per_index(priorities, idx, "priorities")
         largest = self._tree._write(idx, prio, "priorities", power=self.alpha)
@@ -95,13 +115,26 @@ class PrioritizedSampler:
         return self._tree._sample_weighted(n, beta, rng, bool(stratified), n_threads)
 
     def save(self, path) -> None:
-        """Write priorities and settings to an ``.npz`` file (loading it never runs code)."""
+        """Write priorities and settings to an ``.npz`` file (loading it never runs code).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write; numpy adds ``.npz`` if the name lacks it.
+        """
         save_arrays(path, "PrioritizedSampler", values=self._tree.values, alpha=self.alpha,
                     beta=self.beta, max_priority=self._max_priority)
 
     @classmethod
     def load(cls, path) -> PrioritizedSampler:
-        """Read a sampler written by :meth:`save`."""
+        """Read a sampler written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`PrioritizedSampler.save`; any other is
+            refused with a ValueError.
+        """
         data = load_arrays(path, "PrioritizedSampler")
         sampler = cls(len(data["values"]), float(data["alpha"]), float(data["beta"]))
         sampler._tree = SumTree.from_weights(data["values"])

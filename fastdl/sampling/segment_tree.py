@@ -74,7 +74,24 @@ class SumTree:
 
     @classmethod
     def from_weights(cls, weights) -> SumTree:
-        """Build a tree holding ``weights`` (1-D, finite, non-negative) in O(N)."""
+        """Build a tree holding ``weights`` in O(N).
+
+        Parameters
+        ----------
+        weights : array-like of float, shape (N,)
+            Finite, non-negative, not empty; their sum must be finite.
+
+        Returns
+        -------
+        SumTree
+            A tree of capacity N with ``tree[i] == weights[i]``.
+
+        Raises
+        ------
+        ValueError
+            If ``weights`` is empty, not 1-D, holds NaN, inf or a negative value, or
+            sums past the largest float64.
+        """
         weights = as_float_array(weights, "weights", nonnegative=True)
         check_finite_total(weights, "weights")
         tree = cls(weights.shape[0])
@@ -114,7 +131,19 @@ class SumTree:
         return smallest
 
     def get(self, indices):
-        """Values at ``indices`` (an int gives a float, an array an array of its shape)."""
+        """Values at ``indices``.
+
+        Parameters
+        ----------
+        indices : int or array-like of int
+            Slots in ``[0, capacity)``.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            A float for an int, else an array of the shape of ``indices`` (a tensor
+            for a tensor).
+        """
         idx = as_index_array(indices, "indices", self._capacity, ndim=None)
         found = self._sums[idx]
         return float(found) if idx.ndim == 0 else like_input(found, indices)
@@ -127,8 +156,22 @@ class SumTree:
         """Set ``tree[indices] = values``; O(log N) per index.
 
         A repeated index takes its last value, as numpy's fancy assignment does.
-        ``values`` may be a scalar or broadcast to the shape of ``indices``. The
-        whole batch is checked before anything is written.
+        The whole batch is checked before anything is written.
+
+        Parameters
+        ----------
+        indices : int or array-like of int
+            Slots in ``[0, capacity)``, any shape.
+        values : float or array-like of float
+            Finite and non-negative: a scalar for every index, or one value per index.
+
+        Raises
+        ------
+        IndexError
+            If an index lies outside ``[0, capacity)``.
+        ValueError
+            If a value is NaN, inf or negative, the counts differ, or the new total
+            would overflow float64.
         """
         idx = as_index_array(indices, "indices", self._capacity, ndim=None).ravel()
         self._write(idx, one_value_per_index(values, idx, "values"), "values")
@@ -162,7 +205,24 @@ class SumTree:
 
         Equivalent to ``numpy.searchsorted(numpy.cumsum(values), v, side="right")``
         (up to the rounding of the partial sums); zero-valued slots are never
-        returned. Each ``v`` must lie in ``[0, total)``.
+        returned.
+
+        Parameters
+        ----------
+        prefix_sums : float or array-like of float
+            Each in ``[0, total)``, any shape.
+        n_threads : int or None
+            Threads for large batches (None: OpenMP's default).
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            Slots, of the shape of ``prefix_sums`` (a tensor for a tensor).
+
+        Raises
+        ------
+        ValueError
+            If the tree's total is 0 or a prefix sum lies outside ``[0, total)``.
         """
         values = as_float_array(prefix_sums, "prefix_sums", ndim=None, allow_empty=True)
         self._check_mass("find")
@@ -217,12 +277,25 @@ class SumTree:
 
     # -- persistence -----------------------------------------------------------
     def save(self, path) -> None:
-        """Write the values to an ``.npz`` file (loading it never runs code)."""
+        """Write the values to an ``.npz`` file (loading it never runs code).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write; numpy adds ``.npz`` if the name lacks it.
+        """
         save_arrays(path, "SumTree", values=self.values)
 
     @classmethod
     def load(cls, path) -> SumTree:
-        """Read a tree written by :meth:`save`."""
+        """Read a tree written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`SumTree.save`; any other file is refused
+            with a ValueError.
+        """
         return cls.from_weights(load_arrays(path, "SumTree")["values"])
 
     def __repr__(self) -> str:

@@ -233,3 +233,20 @@ def _assert_same(a, b):
     assert len(a) == len(b)
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
     np.testing.assert_array_equal(a.sample(10_000, rng=5), b.sample(10_000, rng=5))
+
+    def test_table_that_draws_another_distribution_is_refused(self, tmp_path):
+        # A valid-looking table (ids in range, prob in [0, 1], no zero-probability
+        # id reachable) that draws 3/4 : 1/4 while the file claims 1/2 : 1/2.
+        save_arrays(tmp_path / "swapped.npz", "AliasSampler", probabilities=np.array([0.5, 0.5]),
+                    prob=np.array([1.0, 0.5]), alias=np.array([0, 0]))
+        with pytest.raises(ValueError, match="does not draw from its stored probabilities"):
+            AliasSampler.load(tmp_path / "swapped.npz")
+
+    @pytest.mark.parametrize("weights", ["skewed", "zipf", "extreme"])
+    def test_saved_tables_pass_the_check(self, rng, tmp_path, weights):
+        w = {"skewed": skewed_weights(rng, 100_000),
+             "zipf": 1.0 / np.arange(1, 1_000_001),
+             "extreme": np.r_[1e300, np.full(1000, 1e-300), 0.0, 1.0]}[weights]
+        sampler = AliasSampler(w)
+        sampler.save(tmp_path / "alias.npz")
+        _assert_same(AliasSampler.load(tmp_path / "alias.npz"), sampler)
