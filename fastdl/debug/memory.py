@@ -43,6 +43,7 @@ import functools
 import json
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
@@ -194,11 +195,21 @@ class _Saved:
 class _Call:
     """One forward call whose backward is being watched."""
 
-    __slots__ = ("rec", "started", "ended", "pending", "frame", "handles")
+    __slots__ = ("rec", "started", "ended", "pending", "frame", "starts")
 
     def __init__(self, rec):
         self.rec, self.started, self.ended = rec, False, False
-        self.pending, self.frame, self.handles = 0, None, []
+        self.pending, self.frame, self.starts = 0, None, []
+
+    def dead(self) -> bool:
+        """The graph of this call was freed without a backward pass through it."""
+        return not self.started and all(h.hooks_dict_ref() is None for h in self.starts)
+
+
+def _fire(entries, _grad):
+    """One autograd hook serving every call watching the same node (or leaf tensor)."""
+    for fn, call, _ in entries:
+        fn(call)
 
 
 class _CudaMeter:
@@ -318,7 +329,8 @@ class MemoryProfiler:
         self._waiting: list[list[_Call]] = []
         self._hooks_ctx = None
         self._handles: list = []
-        self._pending_calls: list[_Call] = []
+        self._node_hooks: list = []
+        self._forward_nodes: dict = {}
         self._reset_results()
 
     # -- results -------------------------------------------------------------------
@@ -420,8 +432,10 @@ class MemoryProfiler:
         if self.model in _ACTIVE_MODELS:
             raise RuntimeError(f"another MemoryProfiler is already active on this model "
                                f"({type(self.model).__name__}); profilers cannot be nested")
-        self._handles: list = []
-        self._pending_calls: list[_Call] = []
+        self._handles: list = []            # module, parameter and optimizer hooks
+        self._node_hooks: list = []         # (handle, entries) of autograd node hooks
+        self._prune_at = 1024
+        self._forward_nodes: dict = {}      # id -> (node, entries) during one forward pass
         self._calls: list[tuple] = []       # forward call stack: (record, frame, inputs, recompute)
         self._frames: list[list] = []       # open CUDA intervals: [start, peak]
         self._explicit: list[str] = []      # names of the active prof.phase(...) blocks
@@ -452,37 +466,46 @@ class MemoryProfiler:
 
     def _install(self) -> None:
         model = self.model
-        self._param_keys: set = set()
-        owner: dict[int, ModuleMemory] = {}
-        for name, module in model.named_modules():
+        # One pass over the modules (pre-order), then children-before-parents for
+        # the subtrees: the set-up is paid on every `with`, so it must stay cheap.
+        named = list(model.named_modules())
+        index: dict[int, int] = {}
+        self._params, self._param_owner = [], []
+        own: dict[int, list[int]] = {}
+        for name, module in named:
             rec = ModuleMemory(name or ROOT, type(module).__name__)
-            own = [p for p in module.parameters(recurse=False)]
-            rec.param_bytes = distinct_bytes(own)
-            for p in own:
-                owner.setdefault(id(p), rec)
             self._records[id(module)] = rec
-        self._params = list(model.parameters())
-        for t in (*self._params, *model.buffers()):
-            self._param_keys.add(storage_key(t)[0])
+            mine = []
+            for p in module._parameters.values():
+                if p is None or id(p) in index:
+                    continue
+                index[id(p)] = len(self._params)
+                self._params.append(p)
+                self._param_owner.append(rec)
+                mine.append(p)
+            rec.param_bytes = distinct_bytes(mine)
+            own[id(module)] = [index[id(p)] for p in mine if p.requires_grad]
+        self._subtree: dict[int, list[int]] = {}
+        for _, module in reversed(named):
+            ids = list(own[id(module)])
+            for child in module._modules.values():
+                if child is not None:
+                    ids += self._subtree[id(child)]
+            self._subtree[id(module)] = list(dict.fromkeys(ids))  # shared parameters once
+        self._param_keys = {storage_key(t)[0] for t in (*self._params, *model.buffers())}
         self._param_bytes = distinct_bytes(self._params)
-        self._param_owner = [owner[id(p)] for p in self._params]
         self._grad_known = [0] * len(self._params)
         self._grad_max = [0] * len(self._params)
         self._waiting: list[list[_Call]] = [[] for _ in self._params]
-        index = {id(p): i for i, p in enumerate(self._params)}
-        self._subtree: dict[int, list[int]] = {}
-        for module in model.modules():
-            self._subtree[id(module)] = [index[id(p)] for p in module.parameters()
-                                         if p.requires_grad]
         self._rescan_grads()
-        for module in model.modules():
-            rec = self._records[id(module)]
-            subtree = self._subtree[id(module)]
-            self._handles.append(module.register_forward_pre_hook(
-                functools.partial(self._forward_pre, rec)))
-            # always_call: the call stack is popped even when forward raises.
-            self._handles.append(module.register_forward_hook(
-                functools.partial(self._forward_post, rec, subtree), always_call=True))
+        self._info = {id(m): (self._records[id(m)], self._subtree[id(m)], m) for _, m in named}
+        # Two global module hooks filtered by identity cost less to set up and tear
+        # down on every `with` than two hooks per module, and touch no module.
+        # always_call: the call stack is popped even when a forward raises.
+        self._handles.append(torch.nn.modules.module.register_module_forward_pre_hook(
+            self._forward_pre))
+        self._handles.append(torch.nn.modules.module.register_module_forward_hook(
+            self._forward_post, always_call=True))
         for i, p in enumerate(self._params):
             if p.requires_grad:
                 self._handles.append(p.register_post_accumulate_grad_hook(
@@ -500,11 +523,12 @@ class MemoryProfiler:
         if self._hooks_ctx is not None:
             self._hooks_ctx.__exit__(None, None, None)
             self._hooks_ctx = None
-        for call in self._pending_calls:
-            self._handles.extend(call.handles)
         for handle in self._handles:
             handle.remove()
-        self._handles, self._pending_calls, self._calls = [], [], []
+        for handle, _ in self._node_hooks:
+            handle.remove()
+        self._handles, self._node_hooks, self._calls = [], [], []
+        self._forward_nodes = {}
         self._waiting = [[] for _ in self._waiting]
 
     # -- phases ---------------------------------------------------------------------------
@@ -634,7 +658,11 @@ class MemoryProfiler:
                 self._live_bytes -= entry[1]
 
     # -- forward ---------------------------------------------------------------------------------
-    def _forward_pre(self, rec, module, args):
+    def _forward_pre(self, module, args):
+        info = self._info.get(id(module))
+        if info is None or info[2] is not module:
+            return None
+        rec = info[0]
         if _graph_task_id() != -1:  # a forward inside backward: checkpoint's recomputation
             rec.recomputed_calls += 1
             self._recompute_depth += 1
@@ -652,12 +680,13 @@ class MemoryProfiler:
         self._calls.append((rec, frame, inputs, False))
         return None
 
-    def _forward_post(self, rec, subtree, module, args, output):
+    def _forward_post(self, module, args, output):
         calls = self._calls
-        if not calls or calls[-1][0] is not rec:
-            # Our pre-hook did not run (another pre-hook raised first): nothing to close.
+        info = self._info.get(id(module))
+        if info is None or not calls or calls[-1][0] is not info[0]:
+            # Not ours, or our pre-hook did not run (another pre-hook raised first).
             return None
-        _, frame, inputs, recompute = calls.pop()
+        rec, frame, inputs, recompute = calls.pop()
         if recompute:
             self._recompute_depth -= 1
             if self._recompute_depth == 0:
@@ -679,30 +708,53 @@ class MemoryProfiler:
         self._event("forward", rec.name)
         starts = [t for t in outputs if t.requires_grad]
         if starts:
-            self._watch_backward(rec, starts, inputs, subtree)
+            self._watch_backward(rec, starts, inputs, info[1])
+        if not calls:  # the outermost call is over: its nodes need no more sharing
+            self._forward_nodes = {}
         return None
 
     # -- backward ---------------------------------------------------------------------------------
+    def _hook(self, target, entry) -> None:
+        """Have ``entry`` called when autograd is about to use ``target``'s gradient.
+
+        ``target`` is a node (a pre-hook, fired before it runs) or a leaf tensor
+        (a tensor hook). A node shared by several calls (a container's output is
+        its last child's) gets one hook that serves them all; the dict holding
+        the nodes lives for one forward pass only, so no graph is kept alive.
+        """
+        found = self._forward_nodes.get(id(target))
+        if found is not None and found[0] is target:
+            _, entries, handle = found
+            entries.append(entry)
+        else:
+            entries = [entry]
+            hook = functools.partial(_fire, entries)
+            handle = (target.register_hook(hook) if isinstance(target, torch.Tensor)
+                      else target.register_prehook(hook))
+            self._forward_nodes[id(target)] = (target, entries, handle)
+            self._node_hooks.append((handle, entries))
+            if len(self._node_hooks) > self._prune_at:
+                self._prune()
+        if entry[2]:
+            entry[1].starts.append(handle)
+
     def _watch_backward(self, rec, outputs, inputs, subtree) -> None:
         call = _Call(rec)
-        start = functools.partial(self._backward_start, call)
+        start = (self._backward_start, call, True)
         for t in outputs:
             node = t.grad_fn
-            call.handles.append(node.register_prehook(start) if node is not None
-                                else t.register_hook(start))
+            self._hook(node if node is not None else t, start)
         if inputs:
-            done = functools.partial(self._backward_input_done, call)
+            done = (self._backward_input_done, call, False)
             call.pending = len(inputs)
             for source in inputs:
-                call.handles.append(source.register_hook(done) if isinstance(source, torch.Tensor)
-                                    else source.register_prehook(done))
+                self._hook(source, done)
         else:
             # Nothing to differentiate upstream: the call is done when its own
             # (and its children's) parameters have their gradients.
             call.pending = len(subtree)
             for i in subtree:
                 self._waiting[i].append(call)
-        self._pending_calls.append(call)
 
     def _enter_backward(self) -> bool:
         task = _graph_task_id()
@@ -714,7 +766,7 @@ class MemoryProfiler:
             self._switch(_BACKWARD)
         return True
 
-    def _backward_start(self, call, _grad) -> None:
+    def _backward_start(self, call) -> None:
         if call.started or self._state != "active":
             return None
         call.started = True
@@ -729,7 +781,7 @@ class MemoryProfiler:
             self._backward_end(call)
         return None
 
-    def _backward_input_done(self, call, _grad) -> None:
+    def _backward_input_done(self, call) -> None:
         call.pending -= 1
         if call.pending == 0:
             self._backward_end(call)
@@ -775,15 +827,28 @@ class MemoryProfiler:
         self._rescan_grads()
         if self._phase == _BACKWARD:
             self._switch(_OTHER)
-        # Calls whose backward is over need their hooks no longer.
+        self._prune()
+
+    def _prune(self) -> None:
+        """Drop hooks with nothing left to do, and calls whose graph is gone.
+
+        Run at the end of every backward pass, and when forward passes without
+        backward (evaluation with gradients on) have made the lists long: their
+        graphs are freed, but nothing tells the profiler so.
+        """
         keep = []
-        for call in self._pending_calls:
-            if call.ended:
-                for handle in call.handles:
-                    handle.remove()
+        for handle, entries in self._node_hooks:
+            if handle.hooks_dict_ref() is None:  # the node or tensor is freed
+                continue
+            if all(call.started if is_start else call.ended for _, call, is_start in entries):
+                handle.remove()
             else:
-                keep.append(call)
-        self._pending_calls = keep
+                keep.append((handle, entries))
+        self._node_hooks = keep
+        for i, waiting in enumerate(self._waiting):
+            if waiting:
+                self._waiting[i] = [call for call in waiting if not call.dead()]
+        self._prune_at = 2 * len(keep) + 1024
 
     def _rescan_grads(self) -> None:
         """Re-read every gradient (``zero_grad`` frees them without any hook firing)."""
@@ -812,7 +877,14 @@ class MemoryProfiler:
 
     @staticmethod
     def _state_bytes(optimizer) -> int:
-        return distinct_bytes([t for s in optimizer.state.values() for t in flat_tensors(s)])
+        # Optimizer state is {parameter: {name: tensor or number}}: no deep nesting to walk.
+        tensors = []
+        for state in optimizer.state.values():
+            if isinstance(state, Mapping):
+                tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+            else:
+                tensors += flat_tensors(state)
+        return distinct_bytes(tensors)
 
     def _optimizer_post(self, optimizer, args, kwargs):
         self._state_live = self._state_bytes(optimizer)

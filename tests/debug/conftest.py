@@ -24,10 +24,13 @@ MODULE_HOOK_DICTS = (
     "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
 )
 OPTIMIZER_HOOK_DICTS = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks")
+GLOBAL_HOOK_DICTS = ("_global_forward_pre_hooks", "_global_forward_hooks",
+                     "_global_forward_hooks_always_called", "_global_forward_hooks_with_kwargs",
+                     "_global_backward_hooks", "_global_backward_pre_hooks")
 
 
 def hook_state(model, optimizer=None) -> dict:
-    """Every hook registered on ``model``'s modules and parameters and on ``optimizer``."""
+    """Every hook on ``model``'s modules and parameters, on ``optimizer``, and global module hooks."""
     state = {}
     for name, module in model.named_modules():
         for attr in MODULE_HOOK_DICTS:
@@ -37,6 +40,8 @@ def hook_state(model, optimizer=None) -> dict:
         hooks = getattr(p, "_post_accumulate_grad_hooks", None)
         state[(name, "post_accumulate")] = dict(hooks) if hooks else {}
         state[(name, "backward_hooks")] = dict(p._backward_hooks) if p._backward_hooks else {}
+    for attr in GLOBAL_HOOK_DICTS:
+        state[("global", attr)] = dict(getattr(torch.nn.modules.module, attr))
     if optimizer is not None:
         for attr in OPTIMIZER_HOOK_DICTS:
             state[("optimizer", attr)] = dict(getattr(optimizer, attr))

@@ -1,0 +1,38 @@
+"""asv benchmarks for fastdl.debug: the MemoryProfiler's overhead on a training step.
+
+``impl`` is ``fastdl`` (one training step inside ``with MemoryProfiler(model,
+optimizer):``) or ``no-profiler`` (the same step, bare); the ratio of the two is
+the profiler's overhead (target: below 10%). Set-up lives in ``_peers.py``;
+without torch every case is skipped.
+"""
+
+from ._peers import N_THREADS, implementations, make
+
+
+class _Step:
+    case: str
+    param_names = ["impl", "n_threads"]
+
+    def __init_subclass__(cls):
+        cls.params = [implementations(cls.case), N_THREADS]
+
+    def setup(self, impl, n_threads):
+        self.run = make(self.case, impl, n_threads)
+
+
+class ProfileMLPStep(_Step):
+    """Adam step of a 784-512-512-10 MLP on a batch of 128, with and without the profiler."""
+
+    case = "profile_mlp_step"
+
+    def time_step(self, impl, n_threads):
+        self.run()
+
+
+class ProfileCNNStep(_Step):
+    """Adam step of a two-conv CNN on 64 images of 3x32x32, with and without the profiler."""
+
+    case = "profile_cnn_step"
+
+    def time_step(self, impl, n_threads):
+        self.run()
