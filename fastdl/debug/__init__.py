@@ -15,7 +15,11 @@ ImportError that says how to install torch.
    :toctree: generated/
 
    MemoryProfiler
+   ModuleMemory
+   PhaseMemory
+   MemoryEvent
    check_training_step
+   TrainingStepReport
    assert_params_change
    assert_params_unchanged
    assert_finite
@@ -23,6 +27,7 @@ ImportError that says how to install torch.
    assert_no_batch_mixing
    check_optimizer_isolation
    assert_optimizer_isolation
+   IsolationReport
 """
 
 from __future__ import annotations

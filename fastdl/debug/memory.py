@@ -568,6 +568,9 @@ class MemoryProfiler:
         if (self._explicit and not explicit) or name == self._phase:
             return
         self._close_phase()
+        # Gradients are re-read at every phase change: zero_grad() frees them
+        # without any hook firing (O(parameters), a few times per step).
+        self._rescan_grads()
         stats = self._phases.get(name)
         if stats is None:
             stats = self._phases[name] = PhaseMemory(name)
@@ -824,7 +827,6 @@ class MemoryProfiler:
         if self._state != "active":
             return
         self._graph_task = None
-        self._rescan_grads()
         if self._phase == _BACKWARD:
             self._switch(_OTHER)
         self._prune()
@@ -870,7 +872,6 @@ class MemoryProfiler:
 
     # -- optimizer ----------------------------------------------------------------------------------
     def _optimizer_pre(self, optimizer, args, kwargs):
-        self._rescan_grads()
         self._switch(_OPTIMIZER)
         self._event("optimizer", "")
         return None
