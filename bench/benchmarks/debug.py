@@ -2,25 +2,16 @@
 
 ``impl`` is ``fastdl`` (one training step inside ``with MemoryProfiler(model,
 optimizer):``) or ``no-profiler`` (the same step, bare); the ratio of the two is
-the profiler's overhead (target: below 10%). Set-up lives in ``_peers.py``;
-without torch every case is skipped.
+the profiler's overhead (target: below 10%). ``n_threads`` is torch's thread
+count. Set-up lives in ``_peers.py``; without torch every case is skipped.
+For numbers to quote on a busy machine use ``python bench/profiler_overhead.py``,
+which interleaves the two.
 """
 
-from ._peers import N_THREADS, implementations, make
+from .sampling import _Case
 
 
-class _Step:
-    case: str
-    param_names = ["impl", "n_threads"]
-
-    def __init_subclass__(cls):
-        cls.params = [implementations(cls.case), N_THREADS]
-
-    def setup(self, impl, n_threads):
-        self.run = make(self.case, impl, n_threads)
-
-
-class ProfileMLPStep(_Step):
+class ProfileMLPStep(_Case):
     """Adam step of a 784-512-512-10 MLP on a batch of 128, with and without the profiler."""
 
     case = "profile_mlp_step"
@@ -29,7 +20,7 @@ class ProfileMLPStep(_Step):
         self.run()
 
 
-class ProfileCNNStep(_Step):
+class ProfileCNNStep(_Case):
     """Adam step of a two-conv CNN on 64 images of 3x32x32, with and without the profiler."""
 
     case = "profile_cnn_step"
