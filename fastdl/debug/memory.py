@@ -42,7 +42,6 @@ import contextlib
 import functools
 import json
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
@@ -227,9 +226,9 @@ class _CudaMeter:
         torch.cuda.reset_peak_memory_stats(self.index)
 
 
-# Models being profiled now: a second profiler on one of them would shadow the
-# first one's saved-tensor hooks (the innermost pair wins) and double its hooks.
-_ACTIVE_MODELS: weakref.WeakSet = weakref.WeakSet()
+# The profiler active now, if any. A second one would shadow the first one's
+# saved-tensor hooks (the innermost pair wins), whatever model it watches.
+_ACTIVE: list = []
 
 
 class MemoryProfiler:
@@ -429,9 +428,10 @@ class MemoryProfiler:
         if self._state == "done":
             raise RuntimeError("this MemoryProfiler was already used: entered twice; "
                                "create a new MemoryProfiler for each `with` block")
-        if self.model in _ACTIVE_MODELS:
-            raise RuntimeError(f"another MemoryProfiler is already active on this model "
-                               f"({type(self.model).__name__}); profilers cannot be nested")
+        if _ACTIVE:
+            raise RuntimeError(f"another MemoryProfiler is already active (on a "
+                               f"{type(_ACTIVE[0].model).__name__}); profilers cannot be "
+                               f"nested: the inner one would hide what the outer one sees")
         self._handles: list = []            # module, parameter and optimizer hooks
         self._node_hooks: list = []         # (handle, entries) of autograd node hooks
         self._prune_at = 1024
@@ -450,7 +450,7 @@ class MemoryProfiler:
             self._reset_results()
             raise
         self._state = "active"
-        _ACTIVE_MODELS.add(self.model)
+        _ACTIVE.append(self)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -461,7 +461,8 @@ class MemoryProfiler:
         finally:
             self._uninstall()
             self._state = "done"
-            _ACTIVE_MODELS.discard(self.model)
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
         return False
 
     def _install(self) -> None:

@@ -349,8 +349,10 @@ def test_entering_twice_and_other_misuse(mlp, hook_state):
     with prof:
         with pytest.raises(RuntimeError, match="entered twice"):
             prof.__enter__()
-        with pytest.raises(RuntimeError, match="already active on this model"):
+        with pytest.raises(RuntimeError, match="another MemoryProfiler is already active"):
             MemoryProfiler(model).__enter__()
+        with pytest.raises(RuntimeError, match=r"already active \(on a Sequential\)"):
+            MemoryProfiler(nn.Linear(2, 2)).__enter__()
         with pytest.raises(ValueError, match="phase name"):
             with prof.phase(""):
                 pass
