@@ -307,10 +307,12 @@ def test_hooks_removed_and_model_unchanged_when_the_body_raises(hook_state, wher
     assert hook_state(model, opt) == before
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
-    # Nothing is recorded any more, and a new profiler can take the model.
-    n_events = len(prof.timeline)
+    # Nothing is recorded any more (no module hook, no saved-tensor hook), and a
+    # new profiler can take the model.
+    n_events, saved = len(prof.timeline), prof.saved_bytes
     nn.functional.mse_loss(model(x), y).backward()
-    assert len(prof.timeline) == n_events
+    assert len(prof.timeline) == n_events and prof.saved_bytes == saved
+    assert torch._C._autograd._top_saved_tensors_default_hooks(False) is None
     with MemoryProfiler(model, opt) as again:
         model(x)
     assert again.module("0.lin").calls == 1
@@ -327,6 +329,7 @@ def test_outputs_and_hooks_are_exactly_as_before(mlp, hook_state):
         during = model(x)
         assert hook_state(model, opt) != before
     assert hook_state(model, opt) == before
+    assert torch._C._autograd._top_saved_tensors_default_hooks(False) is None
     torch.testing.assert_close(during, expected, rtol=0, atol=0)
     torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
     # A graph built inside the profiler can be used after it, without recording.
