@@ -516,3 +516,37 @@ def test_cuda_peak_matches_max_memory_allocated(mlp, train_step):
     # Activations: the hand count holds on the GPU too.
     assert prof.module("1").saved_bytes == F32 * 512 * 4096
     assert prof.module("0").cuda_forward_delta == F32 * 512 * 4096  # its output
+
+
+class Shared(nn.Module):
+    """Calls one Linear twice (tied weights), returns a tuple, takes a keyword input."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(D_IN, D_IN)
+
+    def forward(self, x, *, scale=1.0):
+        h = self.lin(x).relu()
+        return self.lin(h) * scale, h
+
+
+def test_repeated_calls_tuples_keywords_and_no_grad():
+    model = Shared()
+    other = nn.Sigmoid()
+    x = torch.randn(B, D_IN)
+    with MemoryProfiler(model) as prof:
+        out, h = model(x, scale=2.0)
+        other(out).sum().backward()        # a module outside the model: not recorded
+        with torch.no_grad():
+            model(x)
+    lin = prof.module("lin")
+    assert lin.calls == 4 and lin.backward_calls == 2
+    # Grad-mode call: lin saves x, then h (relu's output, saved by relu in the
+    # root's forward first). No-grad call: nothing saved.
+    assert lin.saved_bytes == F32 * B * D_IN
+    root = prof.module("")
+    assert root.saved_bytes == F32 * B * D_IN                  # relu's output h
+    assert root.output_bytes == 2 * 2 * F32 * B * D_IN        # two calls, two outputs each
+    # The Sigmoid outside the model saves its output: counted, but as outside.
+    assert prof.module(OUTSIDE).saved_bytes == F32 * B * D_IN
+    assert "Sigmoid" not in prof.report()
