@@ -194,15 +194,11 @@ class _Saved:
 class _Call:
     """One forward call whose backward is being watched."""
 
-    __slots__ = ("rec", "started", "ended", "pending", "frame", "starts")
+    __slots__ = ("rec", "own", "started", "ended", "pending", "frame")
 
-    def __init__(self, rec):
-        self.rec, self.started, self.ended = rec, False, False
-        self.pending, self.frame, self.starts = 0, None, []
-
-    def dead(self) -> bool:
-        """The graph of this call was freed without a backward pass through it."""
-        return not self.started and all(h.hooks_dict_ref() is None for h in self.starts)
+    def __init__(self, rec, own):
+        self.rec, self.own, self.started, self.ended = rec, own, False, False
+        self.pending, self.frame = 0, None
 
 
 def _fire(entries, _grad):
@@ -325,7 +321,6 @@ class MemoryProfiler:
         self.device = device
         self._meter = _CudaMeter(device) if device.type == "cuda" else None
         self._state = "new"          # new -> active -> done
-        self._waiting: list[list[_Call]] = []
         self._hooks_ctx = None
         self._handles: list = []
         self._node_hooks: list = []
@@ -441,6 +436,7 @@ class MemoryProfiler:
         self._explicit: list[str] = []      # names of the active prof.phase(...) blocks
         self._recompute_depth = 0
         self._graph_task = None
+        self._closing: list[_Call] = []     # started calls that end with the backward pass
         self._phase = None
         self._hooks_ctx = None
         try:
@@ -455,6 +451,8 @@ class MemoryProfiler:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
+            for call in self._closing:
+                self._backward_end(call)
             self._close_phase()
             self._rescan_grads()
             self._fill_grad_bytes()
@@ -467,8 +465,8 @@ class MemoryProfiler:
 
     def _install(self) -> None:
         model = self.model
-        # One pass over the modules (pre-order), then children-before-parents for
-        # the subtrees: the set-up is paid on every `with`, so it must stay cheap.
+        # One pass over the modules: the set-up is paid on every `with`, so it
+        # must stay cheap (no per-module or per-parameter hook either).
         named = list(model.named_modules())
         index: dict[int, int] = {}
         self._params, self._param_owner = [], []
@@ -485,21 +483,13 @@ class MemoryProfiler:
                 self._param_owner.append(rec)
                 mine.append(p)
             rec.param_bytes = distinct_bytes(mine)
-            own[id(module)] = [index[id(p)] for p in mine if p.requires_grad]
-        self._subtree: dict[int, list[int]] = {}
-        for _, module in reversed(named):
-            ids = list(own[id(module)])
-            for child in module._modules.values():
-                if child is not None:
-                    ids += self._subtree[id(child)]
-            self._subtree[id(module)] = list(dict.fromkeys(ids))  # shared parameters once
+            own[id(module)] = [index[id(p)] for p in mine]
         self._param_keys = {storage_key(t)[0] for t in (*self._params, *model.buffers())}
         self._param_bytes = distinct_bytes(self._params)
         self._grad_known = [0] * len(self._params)
         self._grad_max = [0] * len(self._params)
-        self._waiting: list[list[_Call]] = [[] for _ in self._params]
         self._rescan_grads()
-        self._info = {id(m): (self._records[id(m)], self._subtree[id(m)], m) for _, m in named}
+        self._info = {id(m): (self._records[id(m)], own[id(m)], m) for _, m in named}
         # Two global module hooks filtered by identity cost less to set up and tear
         # down on every `with` than two hooks per module, and touch no module.
         # always_call: the call stack is popped even when a forward raises.
@@ -507,10 +497,6 @@ class MemoryProfiler:
             self._forward_pre))
         self._handles.append(torch.nn.modules.module.register_module_forward_hook(
             self._forward_post, always_call=True))
-        for i, p in enumerate(self._params):
-            if p.requires_grad:
-                self._handles.append(p.register_post_accumulate_grad_hook(
-                    functools.partial(self._accumulated, i)))
         if self.optimizer is not None:
             self._state_live = self._state_bytes(self.optimizer)
             self._optimizer_state_bytes = self._state_live
@@ -530,7 +516,7 @@ class MemoryProfiler:
             handle.remove()
         self._handles, self._node_hooks, self._calls = [], [], []
         self._forward_nodes = {}
-        self._waiting = [[] for _ in self._waiting]
+        self._closing = []
 
     # -- phases ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -739,11 +725,9 @@ class MemoryProfiler:
             self._node_hooks.append((handle, entries))
             if len(self._node_hooks) > self._prune_at:
                 self._prune()
-        if entry[2]:
-            entry[1].starts.append(handle)
 
-    def _watch_backward(self, rec, outputs, inputs, subtree) -> None:
-        call = _Call(rec)
+    def _watch_backward(self, rec, outputs, inputs, own) -> None:
+        call = _Call(rec, own)
         start = (self._backward_start, call, True)
         for t in outputs:
             node = t.grad_fn
@@ -753,12 +737,8 @@ class MemoryProfiler:
             call.pending = len(inputs)
             for source in inputs:
                 self._hook(source, done)
-        else:
-            # Nothing to differentiate upstream: the call is done when its own
-            # (and its children's) parameters have their gradients.
-            call.pending = len(subtree)
-            for i in subtree:
-                self._waiting[i].append(call)
+        # Otherwise nothing upstream needs a gradient: the call ends with the
+        # backward pass (pending stays 0).
 
     def _enter_backward(self) -> bool:
         task = _graph_task_id()
@@ -782,7 +762,7 @@ class MemoryProfiler:
             call.frame = self._open_frame()
         self._event("backward", rec.name)
         if call.pending == 0:
-            self._backward_end(call)
+            self._closing.append(call)
         return None
 
     def _backward_input_done(self, call) -> None:
@@ -796,6 +776,8 @@ class MemoryProfiler:
             return
         call.ended = True
         rec = call.rec
+        if call.own:  # its parameters' gradients are (about to be) in place
+            self._rescan_grads(call.own)
         if call.frame is not None:
             delta, peak = self._close_frame(call.frame)
             rec.cuda_backward_delta = (rec.cuda_backward_delta or 0) + delta
@@ -804,39 +786,23 @@ class MemoryProfiler:
                 rec.cuda_backward_peak = rise
         self._event("backward end", rec.name)
 
-    def _accumulated(self, i, param) -> None:
-        if self._state != "active":
-            return
-        grad = param.grad
-        nbytes = tensor_bytes(grad) if grad is not None else 0
-        self._grad_live += nbytes - self._grad_known[i]
-        self._grad_known[i] = nbytes
-        if nbytes > self._grad_max[i]:
-            self._grad_max[i] = nbytes
-        if self._grad_live > self._grad_peak:
-            self._grad_peak = self._grad_live
-        waiting = self._waiting[i]
-        if waiting:
-            for call in waiting:
-                call.pending -= 1
-                if call.pending == 0:
-                    self._backward_end(call)
-            waiting.clear()
-
     def _backward_done(self) -> None:
         """End of a backward pass (queued from its first hook)."""
         if self._state != "active":
             return
         self._graph_task = None
+        for call in self._closing:
+            self._backward_end(call)
+        self._closing = []
         if self._phase == _BACKWARD:
             self._switch(_OTHER)
         self._prune()
 
     def _prune(self) -> None:
-        """Drop hooks with nothing left to do, and calls whose graph is gone.
+        """Drop autograd hooks with nothing left to do.
 
         Run at the end of every backward pass, and when forward passes without
-        backward (evaluation with gradients on) have made the lists long: their
+        backward (evaluation with gradients on) have made the list long: their
         graphs are freed, but nothing tells the profiler so.
         """
         keep = []
@@ -848,22 +814,27 @@ class MemoryProfiler:
             else:
                 keep.append((handle, entries))
         self._node_hooks = keep
-        for i, waiting in enumerate(self._waiting):
-            if waiting:
-                self._waiting[i] = [call for call in waiting if not call.dead()]
         self._prune_at = 2 * len(keep) + 1024
 
-    def _rescan_grads(self) -> None:
-        """Re-read every gradient (``zero_grad`` frees them without any hook firing)."""
-        live = 0
-        for i, p in enumerate(self._params):
-            nbytes = tensor_bytes(p.grad) if p.grad is not None else 0
-            self._grad_known[i] = nbytes
-            if nbytes > self._grad_max[i]:
-                self._grad_max[i] = nbytes
-            live += nbytes
+    def _rescan_grads(self, which=None) -> None:
+        """Re-read the gradients of parameters ``which`` (indices; default all).
+
+        No hook tells when ``zero_grad()`` frees gradients, and per-parameter
+        hooks would cost more to set up than reading them at phase changes and
+        at the end of each module's backward.
+        """
+        params, known, most = self._params, self._grad_known, self._grad_max
+        live = self._grad_live
+        for i in range(len(params)) if which is None else which:
+            grad = params[i].grad
+            nbytes = tensor_bytes(grad) if grad is not None else 0
+            live += nbytes - known[i]
+            known[i] = nbytes
+            if nbytes > most[i]:
+                most[i] = nbytes
         self._grad_live = live
-        self._grad_peak = max(self._grad_peak, live)
+        if live > self._grad_peak:
+            self._grad_peak = live
 
     def _fill_grad_bytes(self) -> None:
         for rec in self._records.values():
