@@ -176,19 +176,27 @@ class MemoryEvent(NamedTuple):
 
 
 class _Saved:
-    """What the pack hook hands to autograd: the tensor, plus a release on deletion.
+    """What the pack hook hands to autograd: the tensor, its version, a release.
 
     Autograd drops it when the node that saved it has run in backward (or when
-    the graph is freed); ``__del__`` then tells the profiler the storage is gone.
+    the graph is freed); ``__del__`` then tells the profiler the storage is gone
+    (``key`` is None for parameters, which are not counted).
+
+    The tensor is a detached alias: a saved *output* kept with its ``grad_fn``
+    would form the cycle output -> grad_fn -> saved output, which torch avoids
+    on its own path but not for what a pack hook returns; that graph would then
+    never be freed. The version is recorded because torch skips its check for
+    in-place changes of saved tensors when hooks are set; unpacking does it.
     """
 
-    __slots__ = ("tensor", "key", "release")
+    __slots__ = ("tensor", "version", "key", "release")
 
-    def __init__(self, tensor, key, release):
-        self.tensor, self.key, self.release = tensor, key, release
+    def __init__(self, tensor, version, key, release):
+        self.tensor, self.version, self.key, self.release = tensor, version, key, release
 
     def __del__(self):
-        self.release(self.key)
+        if self.key is not None:
+            self.release(self.key)
 
 
 class _Call:
@@ -471,6 +479,7 @@ class MemoryProfiler:
         index: dict[int, int] = {}
         self._params, self._param_owner = [], []
         own: dict[int, list[int]] = {}
+        sizes: dict = {}   # storage key -> bytes, each parameter storage once
         for name, module in named:
             rec = ModuleMemory(name or ROOT, type(module).__name__)
             self._records[id(module)] = rec
@@ -481,11 +490,14 @@ class MemoryProfiler:
                 index[id(p)] = len(self._params)
                 self._params.append(p)
                 self._param_owner.append(rec)
-                mine.append(p)
-            rec.param_bytes = distinct_bytes(mine)
-            own[id(module)] = [index[id(p)] for p in mine]
-        self._param_keys = {storage_key(t)[0] for t in (*self._params, *model.buffers())}
-        self._param_bytes = distinct_bytes(self._params)
+                key, nbytes = storage_key(p)
+                if key not in sizes:  # a storage shared by two modules counts for the first
+                    sizes[key] = nbytes
+                    rec.param_bytes += nbytes
+                mine.append(index[id(p)])
+            own[id(module)] = mine
+        self._param_bytes = sum(sizes.values())
+        self._param_keys = set(sizes) | {storage_key(b)[0] for b in model.buffers()}
         self._grad_known = [0] * len(self._params)
         self._grad_max = [0] * len(self._params)
         self._rescan_grads()
@@ -554,10 +566,11 @@ class MemoryProfiler:
     def _switch(self, name: str, explicit: bool = False) -> None:
         if (self._explicit and not explicit) or name == self._phase:
             return
+        # Gradients are re-read when a forward pass starts (zero_grad() frees them
+        # without any hook firing) and when backward ends: O(parameters), twice a step.
+        if name == _FORWARD or self._phase == _BACKWARD:
+            self._rescan_grads()
         self._close_phase()
-        # Gradients are re-read at every phase change: zero_grad() frees them
-        # without any hook firing (O(parameters), a few times per step).
-        self._rescan_grads()
         stats = self._phases.get(name)
         if stats is None:
             stats = self._phases[name] = PhaseMemory(name)
@@ -616,8 +629,11 @@ class MemoryProfiler:
             key, nbytes = (storage.data_ptr(), storage.device), storage.nbytes()
         except (RuntimeError, NotImplementedError, TypeError):
             key, nbytes = storage_key(t)
+        version = t._version
+        if t.requires_grad:
+            t = t.detach()  # shares data and version counter, not the graph
         if key in self._param_keys:
-            return t
+            return _Saved(t, version, None, None)
         entry = self._live.get(key)
         if entry is not None:
             entry[0] += 1
@@ -630,12 +646,19 @@ class MemoryProfiler:
             rec.saved_bytes += nbytes
             rec.saved_tensors += 1
             self._phase_stats.saved_bytes += nbytes
-        return _Saved(t, key, self._release)
+        return _Saved(t, version, key, self._release)
 
     def _unpack(self, packed):
         if self._phase != _BACKWARD and self._recompute_depth == 0:
             self._enter_backward()  # the loss's own nodes run before any module's
-        return packed.tensor if type(packed) is _Saved else packed
+        tensor = packed.tensor
+        if tensor._version != packed.version:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by "
+                f"an inplace operation: [{tensor.type()} {list(tensor.shape)}] is at version "
+                f"{tensor._version}; expected version {packed.version} instead (checked by "
+                f"fastdl's MemoryProfiler, as torch does when no saved-tensor hooks are set)")
+        return tensor
 
     def _release(self, key) -> None:
         if self._state != "active":
@@ -850,14 +873,18 @@ class MemoryProfiler:
 
     @staticmethod
     def _state_bytes(optimizer) -> int:
-        # Optimizer state is {parameter: {name: tensor or number}}: no deep nesting to walk.
-        tensors = []
+        """Bytes of the optimizer's state tensors, each block of memory once.
+
+        Optimizer state is ``{parameter: {name: tensor or number}}``, read twice
+        per step, so this keys tensors by address (no storage objects made).
+        """
+        seen: dict = {}
         for state in optimizer.state.values():
-            if isinstance(state, Mapping):
-                tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
-            else:
-                tensors += flat_tensors(state)
-        return distinct_bytes(tensors)
+            values = state.values() if isinstance(state, Mapping) else flat_tensors(state)
+            for v in values:
+                if isinstance(v, torch.Tensor):
+                    seen[(v.data_ptr(), v.device)] = tensor_bytes(v)
+        return sum(seen.values())
 
     def _optimizer_post(self, optimizer, args, kwargs):
         self._state_live = self._state_bytes(optimizer)

@@ -550,3 +550,53 @@ def test_repeated_calls_tuples_keywords_and_no_grad():
     # The Sigmoid outside the model saves its output: counted, but as outside.
     assert prof.module(OUTSIDE).saved_bytes == F32 * B * D_IN
     assert "Sigmoid" not in prof.report()
+
+
+def test_inplace_change_of_a_saved_tensor_still_raises():
+    # torch skips this check when saved-tensor hooks are set; the profiler does it.
+    def buggy(a):
+        x = a * 2
+        y = x.sin()      # saves x
+        x.add_(1)        # ... which is then changed in place
+        return y.sum()
+
+    a = torch.randn(5, requires_grad=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation") as plain:
+        buggy(a).backward()
+    with MemoryProfiler(nn.Linear(1, 1)) as prof:
+        loss = buggy(a)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation") as profiled:
+            loss.backward()
+    assert "is at version 1; expected version 0" in str(profiled.value)
+    assert "is at version 1; expected version 0" in str(plain.value)
+    # A parameter changed between forward and backward (a step taken too early).
+    model = nn.Linear(D_IN, 1)
+    x = torch.randn(B, D_IN, requires_grad=True)
+    with MemoryProfiler(model) as prof:
+        loss = model(x).sum()
+        with torch.no_grad():
+            model.weight.add_(1)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()
+    assert prof.module("").saved_bytes == F32 * B * D_IN   # x; the weight is not counted
+
+
+def test_graphs_never_backpropagated_are_freed():
+    # Saved outputs held with their grad_fn would form a cycle that keeps the graph.
+    import gc
+    import weakref
+
+    model = nn.Sequential(nn.Linear(D_IN, H1), nn.ReLU(), nn.Linear(H1, D_OUT), nn.Tanh())
+    x = torch.randn(B, D_IN)
+    gc.disable()
+    try:
+        with MemoryProfiler(model) as prof:
+            out = model(x)
+            alive = weakref.ref(out)
+            saved = weakref.ref(out.grad_fn._saved_result)  # what Tanh saved: its output
+            assert prof.timeline[-1].saved_bytes > 0
+            del out
+            assert alive() is None and saved() is None
+            assert not prof._live   # every saved storage was released
+    finally:
+        gc.enable()
