@@ -12,14 +12,19 @@ How it measures (and why this way):
   autograd drops the last saved reference to it, so the live total falls during
   backward as torch frees the graph. Parameters and buffers that autograd saves
   (a Linear saves its weight to compute the input's gradient) are not
-  activations and are left out.
-* **Forward** is seen through module forward pre- and post-hooks (outputs,
-  call counts, the module that is running).
+  activations and are left out. The hook keeps a detached alias (a saved
+  output kept with its grad_fn would form a reference cycle that is never
+  freed) and checks on unpacking that the tensor was not changed in place,
+  which torch stops checking itself once saved-tensor hooks are set.
+* **Forward** is seen through two global module forward hooks (pre and post),
+  filtered to the model's modules: cheaper to add and remove on every ``with``
+  than two hooks per module (outputs, call counts, the module that is running).
 * **Backward** is seen through autograd *node* pre-hooks on each call's outputs
   (the call's backward starts when the gradient of its outputs is about to be
   used) and on its inputs (it ends when the gradient of its inputs is about to
-  be used), plus parameter post-accumulate-grad hooks for calls whose inputs
-  need no gradient. ``Module.register_full_backward_hook`` is deliberately not
+  be used, or with the backward pass when no input needs a gradient).
+  Gradients are read at the end of each call's backward and at phase changes.
+  ``Module.register_full_backward_hook`` is deliberately not
   used: it wraps the module's inputs and outputs in identity autograd functions,
   which makes an in-place op on an output (``nn.ReLU(inplace=True)`` after a
   ``Linear``) raise, so profiling would change what the model does.
