@@ -515,7 +515,11 @@ def test_cuda_peak_matches_max_memory_allocated(mlp, train_step):
     assert abs(prof.cuda_peak - reference) <= 0.05 * reference
     # Activations: the hand count holds on the GPU too.
     assert prof.module("1").saved_bytes == F32 * 512 * 4096
-    assert prof.module("0").cuda_forward_delta == F32 * 512 * 4096  # its output
+    # Linear 0's forward allocates its output (a library workspace, if any, exists
+    # since the warm-up step; the allocator rounds to 512 bytes).
+    out_bytes = F32 * 512 * 4096
+    assert out_bytes <= prof.module("0").cuda_forward_delta < out_bytes + 2**20
+    assert prof.module("0").cuda_forward_peak >= out_bytes
 
 
 class Shared(nn.Module):
