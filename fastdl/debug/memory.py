@@ -278,8 +278,8 @@ class MemoryProfiler:
     ValueError
         If ``device`` is a CUDA device and CUDA is not available.
     RuntimeError
-        On entering a profiler twice, or a second profiler on a model that is
-        already being profiled.
+        On entering a profiler twice, or a second profiler while one is active
+        (its saved-tensor hooks would hide what the first one sees).
 
     Notes
     -----
