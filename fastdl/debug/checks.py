@@ -28,7 +28,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastdl.debug._util import iter_tensors, require_torch
 
@@ -730,7 +730,7 @@ def assert_no_batch_mixing(model, inputs, *, samples: int | None = None, atol: f
                         + ", ".join(f"{p} ({t.dtype})" for p, t in found))
     sizes = {t.shape[0] for _, t in floats}
     if len(sizes) != 1:
-        raise ValueError(f"the floating inputs disagree on the batch size (first dimension): "
+        raise ValueError("the floating inputs disagree on the batch size (first dimension): "
                          + ", ".join(f"{p}: {t.shape[0]}" for p, t in floats))
     n = sizes.pop()
     if n < 2:

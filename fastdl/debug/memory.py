@@ -48,7 +48,7 @@ import functools
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 from fastdl.debug._util import (distinct_bytes, flat_tensors, format_bytes, require_torch,

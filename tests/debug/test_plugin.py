@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 from importlib import metadata
 
-import pytest
 
 # Runs Python with torch made unimportable (as if it were not installed).
 NO_TORCH = "import sys; sys.modules['torch'] = None\n"
@@ -47,7 +46,6 @@ def test_plugin_does_not_import_torch(run_python):
 
 
 PLUGIN_TESTS = '''
-import pytest
 import torch
 from torch import nn
 
