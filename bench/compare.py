@@ -35,6 +35,9 @@ TARGETS = [
     ("alias_sample", "torch", 20.0),
     ("alias_sample", "numpy", 20.0),
     ("alias_sample", "numpy-integers", 1 / 3),   # fastdl within 3x of uniform draws
+    # The "peer" is the bare training step: no-profiler / profiled >= 1/1.1 is < 10% overhead.
+    ("profile_mlp_step", "no-profiler", 1 / 1.1),
+    ("profile_cnn_step", "no-profiler", 1 / 1.1),
 ]
 
 

@@ -88,6 +88,58 @@ def run(seed: int = 0) -> None:
     print(f"fastdl {fastdl.__version__} demo (OpenMP {cfg['openmp']}, "
           f"{cfg['default threads']} threads, seed {seed})\n")
     rng = np.random.default_rng(seed)
-    for part in (demo_negative_sampling, demo_prioritized_replay, demo_alias):
+    for part in (demo_negative_sampling, demo_prioritized_replay, demo_alias, demo_debug):
         part(rng)
         print()
+
+
+def demo_debug(rng: np.random.Generator) -> None:
+    try:
+        import torch
+    except ImportError:
+        print("debug: skipped, torch is not installed (pip install 'fastdl[torch]')")
+        return
+    from fastdl.debug import MemoryProfiler, check_training_step
+
+    torch.manual_seed(int(rng.integers(2**31)))
+    # The MLP of the asv benchmark (bench/benchmarks/debug.py): MNIST-sized.
+    model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(),
+                                torch.nn.Linear(512, 512), torch.nn.ReLU(),
+                                torch.nn.Linear(512, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = torch.randn(128, 784), torch.randint(0, 10, (128,))
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    def profiled():
+        with MemoryProfiler(model, opt) as prof:
+            step()
+        return prof
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: on a busy machine more only adds waiting
+    try:
+        step()  # Adam's state exists from here on, as in a running training loop
+        # Alternate the two so that machine load hits both alike; the overhead is
+        # the median of the paired ratios (bench/profiler_overhead.py does the same).
+        plain, with_prof, ratios = float("inf"), float("inf"), []
+        for _ in range(15):
+            bare = _timed(step, repeat=1)[1]
+            prof, secs = _timed(profiled, repeat=1)
+            plain, with_prof = min(plain, bare), min(with_prof, secs)
+            ratios.append(secs / bare)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"debug: MemoryProfiler on one training step of a {len(model)}-layer MLP "
+          f"(batch 128, Adam, 1 thread): step {plain * 1e3:.2f} ms, profiled "
+          f"{with_prof * 1e3:.2f} ms (best of 15 each); overhead "
+          f"{float(np.median(ratios)) - 1:+.0%} (median of the paired ratios)")
+    for line in prof.report(top=4).splitlines():
+        print("  " + line)
+    report = check_training_step(model, loss_fn, (x, y), opt)
+    print(f"  check_training_step: {len(report.changed)} of {len(report.changes)} parameters "
+          f"changed, problems: {report.problems() or 'none'} (model and optimizer restored)")
