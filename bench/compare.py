@@ -35,6 +35,8 @@ TARGETS = [
     ("alias_sample", "torch", 20.0),
     ("alias_sample", "numpy", 20.0),
     ("alias_sample", "numpy-integers", 1 / 3),   # fastdl within 3x of uniform draws
+    ("softmax_step", "torch-linear", 10.0),
+    ("softmax_step", "torch-adaptive", 1.0),
 ]
 
 

@@ -360,3 +360,7 @@ def _negative_pairs_numpy():
         labels[:, 0] = 1.0
         return np.repeat(inputs, 1 + PAIRS_RATIO), candidates, labels.ravel()
     return pairs_numpy
+
+
+# The torch layer's cases live in their own module and register here.
+from . import _nn_peers  # noqa: E402,F401
