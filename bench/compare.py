@@ -37,6 +37,7 @@ TARGETS = [
     ("alias_sample", "numpy-integers", 1 / 3),   # fastdl within 3x of uniform draws
     ("softmax_step", "torch-linear", 10.0),
     ("softmax_step", "torch-adaptive", 1.0),
+    ("beam_step", "python-loop", 1.0),
 ]
 
 

@@ -88,3 +88,82 @@ def _linear(n_threads):
         return torch.nn.Linear(SOFTMAX_D, SOFTMAX_V)
     return _softmax_step(n_threads, build,
                          lambda torch, m, x, y: torch.nn.functional.cross_entropy(m(x), y))
+
+
+# -- beam search ------------------------------------------------------------------------
+#
+# ``beam_step``: a whole beam search divided by its number of steps, batch 16,
+# beam 5, 20 steps, over a one-layer recurrent model (d = 256, V = 10,000) whose
+# EOS is made unlikely so that both implementations run all 20 steps.
+#
+# * ``fastdl``: fastdl.decoding.beam_search, one step_fn call per step for all rows;
+# * ``python-loop``: the textbook loop over batch items and beams, calling the same
+#   step_fn on one hypothesis at a time and sorting candidates in Python.
+
+BEAM_BATCH, BEAM_SIZE, BEAM_STEPS, BEAM_V, BEAM_D = 16, 5, 20, 10_000, 256
+
+
+def _beam_model(torch):
+    g = torch.Generator().manual_seed(0)
+    E = torch.randn(BEAM_V + 1, BEAM_D, generator=g) * 0.3
+    A = torch.randn(BEAM_D, BEAM_D, generator=g) / BEAM_D ** 0.5
+    W = torch.randn(BEAM_D, BEAM_V, generator=g) / BEAM_D ** 0.5
+    eos_penalty = torch.zeros(BEAM_V)
+    eos_penalty[0] = -30.0
+
+    def step_fn(tokens, state):
+        h = torch.tanh(state @ A + E[tokens[:, -1]])
+        return torch.log_softmax(h @ W + eos_penalty, dim=1), h
+
+    init = torch.randn(BEAM_BATCH, BEAM_D, generator=g)
+    return step_fn, init
+
+
+def python_loop_beam_search(step_fn, init_state, batch_size, beam_size, max_length, bos_id,
+                            eos_id, length_penalty=1.0):
+    """The plain reference: loops over items and hypotheses, one step_fn call per hypothesis."""
+    import torch
+
+    results = []
+    for b in range(batch_size):
+        beams = [([bos_id], 0.0, init_state[b:b + 1])]
+        finished = []
+        for t in range(1, max_length + 1):
+            candidates = []
+            for tokens, score, state in beams:
+                log_probs, new_state = step_fn(torch.tensor([tokens]), state)
+                top_lp, top_tok = log_probs[0].topk(2 * beam_size)
+                for lp, tok in zip(top_lp.tolist(), top_tok.tolist()):
+                    candidates.append((score + lp, tokens + [tok], new_state))
+            candidates.sort(key=lambda c: -c[0])
+            beams = []
+            for score, tokens, state in candidates[:2 * beam_size]:
+                if tokens[-1] == eos_id or t == max_length:
+                    finished.append((score / t ** length_penalty, tokens[1:]))
+                elif len(beams) < beam_size:
+                    beams.append((tokens, score, state))
+            if not beams:
+                break
+        finished.sort(key=lambda f: -f[0])
+        results.append(finished[0])
+    return results
+
+
+@_register("beam_step", "fastdl", threaded=True)
+def _beam_fastdl(n_threads):
+    torch = _require("torch")
+    torch.set_num_threads(n_threads)
+    from fastdl.decoding import beam_search
+
+    step_fn, init = _beam_model(torch)
+    return lambda: beam_search(step_fn, init, BEAM_BATCH, BEAM_SIZE, BEAM_STEPS,
+                               bos_id=BEAM_V, eos_id=0)
+
+
+@_register("beam_step", "python-loop", threaded=True)
+def _beam_loop(n_threads):
+    torch = _require("torch")
+    torch.set_num_threads(n_threads)
+    step_fn, init = _beam_model(torch)
+    return lambda: python_loop_beam_search(step_fn, init, BEAM_BATCH, BEAM_SIZE, BEAM_STEPS,
+                                           bos_id=BEAM_V, eos_id=0)

@@ -27,3 +27,13 @@ class SoftmaxStep(_Case):
 
     def time_step(self, impl, n_threads):
         self.run()
+
+
+class BeamSearch(_Case):
+    """A 20-step beam search, batch 16, beam 5, V=10000, d=256 recurrent step_fn
+    (divide by 20 for the time per step)."""
+
+    case = "beam_step"
+
+    def time_search(self, impl, n_threads):
+        self.run()
