@@ -91,7 +91,7 @@ def main():
     sample, best = make_language(V, rng)
     batches = [sample(args.batch) for _ in range(args.steps)]
     counts = np.bincount(torch.cat([y for _, y in batches]).numpy(), minlength=V) + 1.0
-    test_prev, test_next = sample(20_000)
+    test_prev, test_next = sample(10_000)
     print(f"Zipf language: V={V}, d={d}, batch {args.batch}, {args.steps} Adam steps; "
           f"best possible perplexity {best:.1f}, unigram perplexity "
           f"{float(np.exp(-(np.log(counts / counts.sum())[test_next.numpy()]).mean())):.1f}")

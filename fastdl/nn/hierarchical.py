@@ -60,7 +60,7 @@ class HierarchicalSoftmax(nn.Module):
     in the tree (paths are padded to it): one gather of the path nodes of all
     targets and one batched matrix product, no Python loop over examples.
     :meth:`log_prob` costs O(V d) per example (every internal node's decision,
-    combined by one sparse matrix product). :meth:`predict` runs an exact
+    then one vectorised pass per tree level). :meth:`predict` runs an exact
     best-first search: see its documentation.
 
     Examples
@@ -101,7 +101,14 @@ class HierarchicalSoftmax(nn.Module):
         self.register_buffer("signs", torch.as_tensor(signs, device=device).to(
             self.weight.dtype))
         self.register_buffer("child_nodes", torch.as_tensor(tree.children, device=device))
-        self._leaf_matrix: torch.Tensor | None = None
+        # For log_prob: each node's parent and whether it is a right child.
+        n = self.n_classes
+        is_right = np.zeros(2 * n - 1, dtype=bool)
+        is_right[tree.children[:, 1]] = True
+        for name, value in (("node_parent", tree.parent[n:]), ("node_right", is_right[n:]),
+                            ("leaf_parent", tree.parent[:n]), ("leaf_right", is_right[:n])):
+            self.register_buffer(name, torch.as_tensor(value, device=device), persistent=False)
+        self._levels = list(CodeTree._levels(tree.parent[n:]))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -146,35 +153,29 @@ class HierarchicalSoftmax(nn.Module):
         nll = -(F.logsigmoid(signs * z) * signs.abs()).sum(1)
         return nll.reshape(target.shape)
 
-    def _leaf_coefficients(self, device) -> torch.Tensor:
-        """Sparse (V, 2(V-1)) matrix: leaf v's log-prob is the sum over its path of
-        logsigmoid(z_k) (right turns, columns k) or logsigmoid(-z_k) (left turns,
-        columns V-1+k)."""
-        if self._leaf_matrix is None or self._leaf_matrix.device != torch.device(device):
-            tree = self.tree
-            rows = np.repeat(np.arange(tree.n_symbols), tree.lengths)
-            valid = tree.bits >= 0
-            cols = np.where(tree.bits[valid] == 1, tree.paths[valid],
-                            tree.paths[valid] + tree.n_internal)
-            index = torch.as_tensor(np.stack([rows, cols]))
-            values = torch.ones(rows.size)
-            self._leaf_matrix = torch.sparse_coo_tensor(
-                index, values, (tree.n_symbols, 2 * tree.n_internal),
-                check_invariants=True).coalesce().to(device)
-        return self._leaf_matrix
-
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """The full log-distribution over classes, ``(..., n_classes)``; it sums to 1.
 
-        Costs O(V d) per example: meant for evaluation (perplexity, sampling),
-        not for the training step.
+        Every internal node's decision is computed in one product, then the
+        path log-probabilities are accumulated down the tree one level at a
+        time (internal nodes are numbered breadth-first, so a level is a
+        contiguous range). Costs O(V d) per example: meant for evaluation
+        (perplexity, sampling), not for the training step.
         """
         flat = check_features(x, self.in_features)
         z = F.linear(flat, self.weight, self.bias)               # (n, V-1)
-        turns = torch.cat([F.logsigmoid(z), F.logsigmoid(-z)], dim=1)
-        coef = self._leaf_coefficients(flat.device).to(turns.dtype)
-        out = torch.sparse.mm(coef, turns.t()).t()
-        return out.reshape(*x.shape[:-1], self.n_classes)
+        right, left = F.logsigmoid(z), F.logsigmoid(-z)
+        V = self.n_classes
+
+        def turn(parent, is_right):
+            return torch.where(is_right, right[:, parent], left[:, parent])
+
+        node_lp = z.new_zeros(flat.shape[0], V - 1)              # the root: log 1
+        for start, stop in self._levels:
+            parent = self.node_parent[start:stop]
+            node_lp[:, start:stop] = node_lp[:, parent] + turn(parent, self.node_right[start:stop])
+        out = node_lp[:, self.leaf_parent] + turn(self.leaf_parent, self.leaf_right)
+        return out.reshape(*x.shape[:-1], V)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, k: int = 1, *, return_log_prob: bool = False):
@@ -252,11 +253,6 @@ class HierarchicalSoftmax(nn.Module):
         if return_log_prob:
             return classes, best_lp.reshape(*x.shape[:-1], k)
         return classes
-
-    def __getstate__(self):
-        state = super().__getstate__().copy()
-        state["_leaf_matrix"] = None  # a cache, rebuilt on first use
-        return state
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, n_classes={self.n_classes}, "
