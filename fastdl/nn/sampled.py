@@ -68,7 +68,7 @@ class _SampledLoss(nn.Module):
         return s + self.bias[ids] if self.bias is not None else s
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Every class's score ``w_y . x + b_y``, ``(..., n_classes)`` (for evaluation)."""
+        """Scores ``s(y)`` of all classes, shape ``(..., n_classes)``, for evaluation."""
         flat = check_features(x, self.in_features)
         return F.linear(flat, self.weight, self.bias).reshape(*x.shape[:-1], self.n_classes)
 
