@@ -4,26 +4,14 @@ Set-up lives in ``_nn_peers.py``; an implementation whose package is missing is
 skipped (n/a).
 """
 
-from ._peers import N_THREADS, implementations, make, not_applicable
-
-
-class _Case:
-    case: str
-    param_names = ["impl", "n_threads"]
-    timeout = 600
-
-    def __init_subclass__(cls):
-        cls.params = [implementations(cls.case), N_THREADS]
-        cls.skip_params = not_applicable(cls.case)
-
-    def setup(self, impl, n_threads):
-        self.run = make(self.case, impl, n_threads)
+from .sampling import _Case
 
 
 class SoftmaxStep(_Case):
     """Forward + backward of an output layer: V=100000, d=256, batch 512, Zipf targets."""
 
     case = "softmax_step"
+    timeout = 600  # the full softmax takes seconds per call
 
     def time_step(self, impl, n_threads):
         self.run()

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastdl.nn._params import init_rows, make_rows
 from fastdl._lib.torch_checks import check_features, check_positive_int, check_targets
 from fastdl._lib.validation import as_float_array
 
@@ -130,16 +131,12 @@ class ClassBasedSoftmax(nn.Module):
         self.register_buffer("row_cluster", torch.as_tensor(cluster[order], device=device))
         factory = {"device": device, "dtype": dtype}
         self.head = nn.Linear(self.in_features, self.n_clusters, bias=bias, **factory)
-        self.weight = nn.Parameter(torch.empty(V, self.in_features, **factory))
-        self.bias = nn.Parameter(torch.empty(V, **factory)) if bias else None
+        self.weight, self.bias = make_rows(V, self.in_features, bias, factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.head.reset_parameters()
-        bound = 1.0 / math.sqrt(self.in_features)
-        nn.init.uniform_(self.weight, -bound, bound)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        init_rows(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood of each target, shape of ``target``."""

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastdl.nn._params import init_rows, make_rows
 from fastdl._lib.torch_checks import check_features, check_positive_int, check_targets
 from fastdl.huffman import CodeTree, balanced_tree, huffman_tree
 
@@ -90,9 +91,7 @@ class HierarchicalSoftmax(nn.Module):
         self.tree: CodeTree = tree
         self.sparse = bool(sparse)
         factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(self.n_classes - 1, self.in_features, **factory))
-        self.bias = (nn.Parameter(torch.empty(self.n_classes - 1, **factory)) if bias
-                     else None)
+        self.weight, self.bias = make_rows(self.n_classes - 1, self.in_features, bias, factory)
         # The tree as buffers, so it follows .to(device) and lives in state_dict.
         # Padding: node 0 with sign 0, which the mask below removes.
         paths = np.where(tree.paths < 0, 0, tree.paths)
@@ -113,10 +112,7 @@ class HierarchicalSoftmax(nn.Module):
 
     def reset_parameters(self) -> None:
         """Uniform(-1/sqrt(d), 1/sqrt(d)) weights (as nn.Linear) and zero biases."""
-        bound = 1.0 / math.sqrt(self.in_features)
-        nn.init.uniform_(self.weight, -bound, bound)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        init_rows(self.weight, self.bias)
 
     def _node_logits(self, x: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
         """``w_k . x + b_k`` for the nodes ``nodes[i, j]`` of each row ``x[i]``."""

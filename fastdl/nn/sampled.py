@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastdl._lib.random import check_rng
+from fastdl.nn._params import init_rows, make_rows
 from fastdl._lib.torch_checks import check_features, check_positive_int, check_targets
 from fastdl._lib.validation import as_float_array
 from fastdl.sampling import NegativeSampler
@@ -43,15 +44,11 @@ class _SampledLoss(nn.Module):
         self.register_buffer("log_noise", torch.as_tensor(
             self.sampler.log_prob(range(self.n_classes)), **factory).to(
                 dtype or torch.get_default_dtype()))
-        self.weight = nn.Parameter(torch.empty(self.n_classes, self.in_features, **factory))
-        self.bias = nn.Parameter(torch.empty(self.n_classes, **factory)) if bias else None
+        self.weight, self.bias = make_rows(self.n_classes, self.in_features, bias, factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.in_features)
-        nn.init.uniform_(self.weight, -bound, bound)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        init_rows(self.weight, self.bias)
 
     def _check(self, x, target):
         flat = check_features(x, self.in_features)

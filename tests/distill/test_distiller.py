@@ -1,8 +1,6 @@
 """Distiller: teacher frozen, accumulation, checkpoints, callbacks, torchrun, digits."""
 
 import copy
-import os
-import sys
 import textwrap
 
 import pytest

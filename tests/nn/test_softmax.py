@@ -76,8 +76,8 @@ class TestExact:
         torch.testing.assert_close(hs.log_prob(x), reference_log_prob(hs, x))
 
     @pytest.mark.parametrize("kind", KINDS)
-    @pytest.mark.parametrize("scale", [0.05, 1.0, 5.0])   # flat, moderate, peaked
-    @pytest.mark.parametrize("k", [1, 4, 50])
+    @pytest.mark.parametrize("scale", [0.05, 5.0])   # flat, peaked
+    @pytest.mark.parametrize("k", [1, 50])
     def test_predict_is_topk(self, kind, scale, k):
         V = 200
         m = make(kind, V, scale=scale, seed=k)
