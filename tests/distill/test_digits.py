@@ -11,8 +11,18 @@ from fastdl.demo import _digits_models  # noqa: E402  (the demo runs the same ex
 from fastdl.distill import Distiller  # noqa: E402
 
 
+@pytest.fixture
+def one_thread():
+    # Tiny full-batch matrices: more threads only add synchronisation (10x slower
+    # on a busy machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-def test_distilled_student_beats_student_alone():
+def test_distilled_student_beats_student_alone(one_thread):
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
