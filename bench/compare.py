@@ -38,6 +38,9 @@ TARGETS = [
     # The "peer" is the bare training step: no-profiler / profiled >= 1/1.1 is < 10% overhead.
     ("profile_mlp_step", "no-profiler", 1 / 1.1),
     ("profile_cnn_step", "no-profiler", 1 / 1.1),
+    ("softmax_step", "torch-linear", 10.0),
+    ("softmax_step", "torch-adaptive", 1.0),
+    ("beam_step", "python-loop", 1.0),
 ]
 
 

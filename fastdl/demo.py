@@ -81,6 +81,118 @@ def demo_alias(rng: np.random.Generator) -> None:
     print(f"  heaviest category: expected share {p[top]:.4f}, drawn {np.mean(draws == top):.4f}")
 
 
+def demo_torch_layer(rng: np.random.Generator) -> None:
+    try:
+        import torch
+    except ImportError:
+        print("torch layer: skipped (torch is not installed)")
+        return
+    import torch.nn.functional as F
+
+    from fastdl.decoding import beam_search
+    from fastdl.nn import HierarchicalSoftmax
+
+    torch.manual_seed(int(rng.integers(2**31)))
+    V, d, batch = 20_000, 128, 256
+    counts = 1.0 / np.arange(1, V + 1)
+    hs = HierarchicalSoftmax(d, V, counts=counts)
+    linear = torch.nn.Linear(d, V)
+    x = torch.randn(batch, d)
+    y = torch.as_tensor(rng.choice(V, batch, p=counts / counts.sum()))
+
+    def step(loss_fn, module):
+        def run():
+            module.zero_grad(set_to_none=True)
+            loss_fn().backward()
+        return run
+
+    _, t_hs = _timed(step(lambda: hs(x, y).mean(), hs))
+    _, t_lin = _timed(step(lambda: F.cross_entropy(linear(x), y), linear))
+    print(f"torch layer: hierarchical softmax over a {V}-word Zipf vocabulary (Huffman tree, "
+          f"depth {hs.tree.max_length}): training step {t_hs * 1e3:.1f} ms vs "
+          f"{t_lin * 1e3:.1f} ms for nn.Linear + cross_entropy ({t_lin / t_hs:.0f}x)")
+    with torch.no_grad():
+        top, secs = _timed(lambda: hs.predict(x, k=5, return_log_prob=True), repeat=1)
+        exact = bool(torch.allclose(top[1], hs.log_prob(x).topk(5, dim=1).values))
+    print(f"  exact top-5 of {batch} examples by best-first search in {secs * 1e3:.1f} ms, "
+          f"equal to topk of the full distribution: {exact}")
+
+    # Beam search over a tiny recurrent model.
+    Vb, hidden = 1000, 64
+    E, A = torch.randn(Vb + 1, hidden) * 0.5, torch.randn(hidden, hidden) / hidden ** 0.5
+    W = torch.randn(hidden, Vb) / hidden ** 0.5
+
+    def step_fn(tokens, h):
+        h = torch.tanh(h @ A + E[tokens[:, -1]])
+        return torch.log_softmax(h @ W, dim=1), h
+
+    out, secs = _timed(lambda: beam_search(step_fn, torch.randn(8, hidden), 8, 4, 12,
+                                           bos_id=Vb, eos_id=0, num_return=2), repeat=1)
+    print(f"  beam search: 8 items x 4 beams, V={Vb}, up to 12 steps in {secs * 1e3:.0f} ms; "
+          f"best score of item 0 {float(out.scores[0, 0]):.3f}")
+    _demo_distillation(torch, rng)
+
+
+def _demo_distillation(torch, rng: np.random.Generator) -> None:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        print("  distillation: skipped (scikit-learn is not installed)")
+        return
+    from fastdl.distill import Distiller
+
+    X, y = load_digits(return_X_y=True)
+    X = torch.as_tensor(X / 16.0, dtype=torch.float32)
+    y = torch.as_tensor(y)
+    perm = torch.as_tensor(rng.permutation(len(y)))
+    train, test = perm[:1000], perm[1000:]
+    start = time.perf_counter()
+    # One seed of the test of the claim (tests/distill/test_digits.py, 3 seeds):
+    # shorter training does not let the 4-unit student profit from soft targets.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: a second thread only adds synchronisation
+    try:
+        teacher, student_alone, student_kd = _digits_models(
+            torch, X[train], y[train], int(rng.integers(2**31)), Distiller)
+    finally:
+        torch.set_num_threads(threads)
+    secs = time.perf_counter() - start
+    with torch.no_grad():
+        acc = [float((m(X[test]).argmax(1) == y[test]).float().mean())
+               for m in (teacher, student_alone, student_kd)]
+    print(f"  distillation on the digits (600 full-batch steps, T=2): teacher (64-256-10) "
+          f"{acc[0]:.3f}, student (64-4-10) alone {acc[1]:.3f}, distilled {acc[2]:.3f} test "
+          f"accuracy ({secs:.1f} s)")
+
+
+def _digits_models(torch, X, y, seed: int, Distiller, temperature: float = 2.0,
+                   alpha: float = 0.9, steps: int = 600, teacher_steps: int = 300):
+    """A teacher, a student trained alone and the same student distilled (full-batch Adam).
+
+    The student (one hidden layer of 4 units) is too small to reach the
+    teacher's accuracy; the teacher's soft targets at ``temperature`` help it.
+    Shared by ``fastdl demo`` and the test of the claim (tests/distill).
+    """
+    from torch import nn
+
+    torch.manual_seed(seed)
+    teacher = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, 10))
+    opt = torch.optim.Adam(teacher.parameters(), 3e-3)
+    for _ in range(teacher_steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(teacher(X), y).backward()
+        opt.step()
+    teacher.eval()
+    students = []
+    for weight in (0.0, alpha):
+        torch.manual_seed(seed + 1)
+        student = nn.Sequential(nn.Linear(64, 4), nn.Tanh(), nn.Linear(4, 10))
+        Distiller(teacher, student, torch.optim.Adam(student.parameters(), 1e-2),
+                  schedule=temperature, alpha=weight).fit([(X, y)], epochs=steps)
+        students.append(student.eval())
+    return teacher, *students
+
+
 def run(seed: int = 0) -> None:
     import fastdl
 
@@ -88,7 +200,8 @@ def run(seed: int = 0) -> None:
     print(f"fastdl {fastdl.__version__} demo (OpenMP {cfg['openmp']}, "
           f"{cfg['default threads']} threads, seed {seed})\n")
     rng = np.random.default_rng(seed)
-    for part in (demo_negative_sampling, demo_prioritized_replay, demo_alias, demo_debug):
+    for part in (demo_negative_sampling, demo_prioritized_replay, demo_alias, demo_torch_layer,
+                 demo_debug):
         part(rng)
         print()
 

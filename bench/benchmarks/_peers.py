@@ -416,3 +416,5 @@ for _kind in ("mlp", "cnn"):
         functools.partial(_debug_step, _kind, profiled=True))
     _register(f"profile_{_kind}_step", "no-profiler", threaded=True)(
         functools.partial(_debug_step, _kind, profiled=False))
+# The torch layer's cases live in their own module and register here.
+from . import _nn_peers  # noqa: E402,F401

@@ -1,0 +1,191 @@
+"""fastdl.huffman: prefix-free, Kraft equality, optimal against brute force, deterministic."""
+
+import functools
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastdl.huffman import CodeTree, balanced_tree, huffman_tree
+
+
+def optimal_cost(weights) -> float:
+    return _optimal_cost(tuple(sorted(float(w) for w in weights)))
+
+
+@functools.lru_cache(maxsize=None)
+def _optimal_cost(weights: tuple) -> float:
+    """Least sum(count * length) over all full binary trees, by trying every merge order.
+
+    Every full binary tree over the symbols arises from some sequence of pairwise
+    merges, and its cost is the sum of the merged weights, so the minimum over
+    all sequences is the optimum (exponential: small inputs only).
+    """
+    if len(weights) <= 1:
+        return 0.0
+    best = float("inf")
+    for a, b in itertools.combinations(range(len(weights)), 2):
+        rest = [w for k, w in enumerate(weights) if k not in (a, b)]
+        merged = weights[a] + weights[b]
+        best = min(best, merged + optimal_cost(rest + [merged]))
+    return best
+
+
+def check_structure(tree: CodeTree):
+    n = tree.n_symbols
+    codes = tree.codes()
+    assert len(set(codes)) == n
+    # Prefix-free: in sorted order a code that prefixes another sits right before one that it prefixes.
+    ordered = sorted(codes)
+    for a, b in zip(ordered, ordered[1:]):
+        assert not b.startswith(a), (a, b)
+    # Kraft equality: a full binary tree wastes no code space.
+    if n > 1:
+        assert sum(2.0 ** -len(c) for c in codes) == pytest.approx(1.0, abs=1e-12)
+    assert [len(c) for c in codes] == tree.lengths.tolist()
+    # Walking the children from the root by the bits reaches each symbol, via paths.
+    for s in range(n):
+        node = 0
+        for j in range(tree.lengths[s]):
+            assert tree.paths[s, j] == node
+            child = tree.children[node, tree.bits[s, j]]
+            if j + 1 < tree.lengths[s]:
+                assert child >= n
+                node = child - n
+            else:
+                assert child == s
+        assert (tree.paths[s, tree.lengths[s]:] == -1).all()
+        assert (tree.bits[s, tree.lengths[s]:] == -1).all()
+    # Breadth-first numbering: parents precede children, depth matches.
+    if n > 1:
+        internal_children = tree.children[tree.children >= n] - n
+        assert np.all(internal_children > 0)
+        for k in range(n - 1):
+            for c in tree.children[k]:
+                assert tree.parent[c] == k
+                if c >= n:
+                    assert tree.depth[c - n] == tree.depth[k] + 1
+        assert np.all(np.diff(tree.parent[n + 1:]) >= 0)
+
+
+class TestHuffman:
+    def test_known_code(self):
+        tree = huffman_tree([5, 1, 1, 3])
+        assert tree.codes() == ["0", "100", "101", "11"]
+        check_structure(tree)
+
+    def test_textbook_lengths(self):
+        # Cormen et al.'s example: f:5 e:9 c:12 b:13 d:16 a:45 -> lengths 4 4 3 3 3 1.
+        tree = huffman_tree([45, 13, 12, 16, 9, 5])
+        assert tree.lengths.tolist() == [1, 3, 3, 3, 4, 4]
+        assert tree.expected_length([45, 13, 12, 16, 9, 5]) == pytest.approx(224 / 100)
+
+    @pytest.mark.parametrize("n", range(1, 8))
+    def test_optimal_against_brute_force(self, rng, n):
+        for _ in range(6):
+            counts = rng.integers(0, 20, n).astype(float)
+            tree = huffman_tree(counts)
+            check_structure(tree)
+            assert counts @ tree.lengths == pytest.approx(optimal_cost(counts))
+
+    @given(st.lists(st.integers(0, 1000), min_size=1, max_size=6))
+    def test_optimal_hypothesis(self, counts):
+        tree = huffman_tree(counts)
+        check_structure(tree)
+        assert np.dot(counts, tree.lengths) == pytest.approx(optimal_cost(counts))
+
+    def test_single_symbol(self):
+        tree = huffman_tree([3.0])
+        assert tree.codes() == [""] and tree.n_internal == 0 and tree.max_length == 0
+        assert tree.paths.shape == (1, 0)
+
+    def test_ties_are_deterministic(self):
+        counts = [2, 1, 2, 1, 2, 1, 2, 1]
+        first = huffman_tree(counts)
+        for _ in range(3):
+            assert huffman_tree(list(counts)) == first
+        assert huffman_tree(np.array(counts, dtype=np.float32)).codes() == first.codes()
+        # Equal counts keep symbol order: the two first light symbols pair first.
+        assert first.parent[1] == first.parent[3]
+        # Leaves win ties against merged nodes: the longest code is as short as it can be.
+        assert huffman_tree([1, 1, 2]).lengths.tolist() == [2, 2, 1]
+        assert huffman_tree([1, 1, 1, 1]).lengths.max() == 2
+
+    def test_zero_counts_and_permutation(self, rng):
+        counts = rng.integers(0, 5, 50).astype(float)
+        counts[:5] = 0
+        tree = huffman_tree(counts)
+        check_structure(tree)
+        perm = rng.permutation(50)
+        other = huffman_tree(counts[perm])
+        assert counts @ tree.lengths == pytest.approx(counts[perm] @ other.lengths)
+
+    def test_fibonacci_is_deepest(self):
+        fib = [1, 1]
+        while len(fib) < 30:
+            fib.append(fib[-1] + fib[-2])
+        tree = huffman_tree(fib)
+        check_structure(tree)
+        assert tree.max_length == 29
+
+    def test_huge_counts_do_not_overflow(self):
+        tree = huffman_tree([1e308, 1e308, 1e308, 1e308])
+        assert tree.lengths.tolist() == [2, 2, 2, 2]
+
+    def test_zipf_vocabulary(self):
+        counts = 1.0 / np.arange(1, 100_001)
+        tree = huffman_tree(counts)
+        assert (2.0 ** -tree.lengths.astype(float)).sum() == pytest.approx(1.0)
+        p = counts / counts.sum()
+        entropy = -(p * np.log2(p)).sum()
+        # Shannon: H <= optimal expected length < H + 1.
+        assert entropy <= tree.expected_length(counts) < entropy + 1
+        assert tree.max_length <= 40
+
+    def test_pickle(self):
+        tree = huffman_tree([3, 1, 4, 1, 5, 9, 2, 6])
+        again = pickle.loads(pickle.dumps(tree))
+        assert again == tree and again.codes() == tree.codes()
+        np.testing.assert_array_equal(again.paths, tree.paths)
+
+    def test_torch_counts(self):
+        torch = pytest.importorskip("torch")
+        assert huffman_tree(torch.tensor([5, 1, 1, 3])).codes() == ["0", "100", "101", "11"]
+
+    @pytest.mark.parametrize("bad, exc, msg", [
+        ([], ValueError, "counts must not be empty"),
+        ([1, -1], ValueError, "non-negative"),
+        ([1, np.nan], ValueError, "finite"),
+        ([[1, 2]], ValueError, "1-dimensional"),
+        (["a"], TypeError, "counts"),
+    ])
+    def test_bad_counts(self, bad, exc, msg):
+        with pytest.raises(exc, match=msg):
+            huffman_tree(bad)
+
+    def test_bad_symbol(self):
+        tree = huffman_tree([1, 2])
+        with pytest.raises(IndexError, match="symbol"):
+            tree.code(2)
+        with pytest.raises(ValueError, match="counts must have shape"):
+            tree.expected_length([1, 2, 3])
+
+
+class TestBalanced:
+    @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 100, 1000])
+    def test_lengths(self, n):
+        tree = balanced_tree(n)
+        check_structure(tree)
+        if n > 1:
+            lo, hi = int(np.floor(np.log2(n))), int(np.ceil(np.log2(n)))
+            assert set(tree.lengths.tolist()) <= {lo, hi}
+            # As short as possible on average: equals the brute-force optimum for uniform counts.
+            assert tree.lengths.sum() == n * lo + 2 * (n - 2**lo)
+
+    @pytest.mark.parametrize("bad, exc", [(0, ValueError), (-1, ValueError), (2.5, TypeError)])
+    def test_bad(self, bad, exc):
+        with pytest.raises(exc, match="n_symbols"):
+            balanced_tree(bad)
