@@ -46,6 +46,7 @@ def test_plugin_does_not_import_torch(run_python):
 
 
 PLUGIN_TESTS = '''
+import pytest
 import torch
 from torch import nn
 
