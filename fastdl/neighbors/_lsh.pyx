@@ -4,25 +4,54 @@ The facade computes the projections of a block of points with one BLAS matmul
 (float64, so that hash codes do not depend on the summation order of a BLAS
 library); everything per point after that runs here, without the GIL.
 
-Bucket store. Each table holds one entry ``(key, row)`` per stored vector,
-kept in *runs*: run ``r`` covers the rows ``[run_starts[r], run_starts[r+1])``
-and, in each table, holds their entries sorted by key at the same positions. A
-run of ``s`` entries has a directory of ``2**B + 1`` offsets over the top ``B``
-bits of the key (``B = floor(log2 s)``): keys are outputs of a 64-bit mixer, so
-slots hold about one entry each and a bucket is found with one directory read
-and a binary search over a few entries, whatever the data's clustering.
+Bucket store. Each table holds one entry per stored vector, kept in *runs*:
+run ``r`` covers the rows ``[run_starts[r], run_starts[r+1])`` and, in each
+table, holds their entries sorted by 64-bit key at the same positions. A run of
+``s`` entries has a directory of ``2**B + 1`` offsets over the top ``B`` bits of
+the key (``B = floor(log2 s)``): keys are outputs of a 64-bit mixer, so slots
+hold about one entry each and a bucket is found with one directory read and a
+binary search over a few entries, whatever the data's clustering. The entry a
+query reads is one 64-bit word, ``fingerprint << 32 | row``, where the
+fingerprint is the 32 key bits after the top ``B``: sorted by key means sorted
+by fingerprint within a slot, and a probe costs two cache misses (directory,
+entries), which ``gather`` overlaps across probes with prefetches. (Two keys
+sharing slot and fingerprint, odds 2**-32, merge into one bucket: extra
+candidates, never a missed one. The full keys stay in a separate array, read
+only when runs are merged.)
 
-Query. Per query: the home bucket of every table, then the buckets of the
-query-directed multiprobe sequence of Lv et al., "Multi-probe LSH" (VLDB 2007),
-taken over all tables together in increasing order of their score; candidate
-rows are deduplicated with a per-thread stamp array, re-ranked with exact
+Query. Per query: the home bucket of every table, then more buckets by
+query-directed multiprobe (Lv et al., "Multi-probe LSH", VLDB 2007). A probe
+perturbs a set of a table's hash components; its score is the sum of the
+squared distances from the query's projections to the slot boundaries it
+crosses. Lv et al. generate the sets of a table in increasing score with a
+heap; here a *template* of candidate sets (positions in the table's sorted list
+of single perturbations, the first sets in order of their expected score, built
+once per call by that same heap algorithm) is scored with the query's actual
+values in every table, and the ``n_extra`` best over all tables are probed:
+the same query-directed choice within the template, without a heap operation
+per probe. Candidate rows are deduplicated with a per-thread stamp array, re-ranked with exact
 distances, and the ``k`` best kept in a bounded max-heap ordered by
-``(distance, id)``.
+``(distance, row)``.
+
+Re-ranking is bound by memory traffic: a candidate's float32 vector is eight
+cache lines from a random place, and a float dot product of 128 terms costs
+more than the fetch. So each row also has a *sketch*: its values quantized to
+8 bits between the row's own min and max, plus a header (float32 ``lo, step,
+|x^|^2, err, 1/|x|, |code|`` where ``x^ = lo + step * code`` and ``err`` is
+``|x - x^|``, rounded up). The query is quantized to 16-bit integers once, so
+``q . code`` is an exact integer dot product (SSE2 ``pmaddwd``, 8 products an
+instruction) over three cache lines. From it comes a lower bound on the true
+distance (``|q - x| >= |q - x^| - err``, the query's own rounding and float
+rounding accounted for). The exact distance is computed for the candidates
+with the smallest bounds first, then only for those whose bound does not
+exceed the k-th best exact distance so far: the result is exactly the k
+nearest candidates, as if every one had been re-ranked, at about half the
+cost.
 """
 
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, floor, sqrt
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
@@ -39,10 +68,18 @@ cdef enum:
     CHUNK = 4
     # Candidates whose vectors are prefetched ahead of the one being re-ranked.
     AHEAD = 4
+    # Rows read from buckets whose stamps are prefetched before they are checked.
+    RAW = 256
+    # Bytes of the float32 header before the 8-bit codes of a sketch row.
+    SKETCH_HEADER = 32
+    # Candidates re-ranked exactly before the bounds prune the rest: at least
+    # this many, and at least 2k.
+    SHORTLIST = 32
 
 # Hash components are clipped to +-2**62 before the cast to int64 (a cast of an
 # out-of-range double is undefined behaviour in C); the torch path clips the same.
 cdef double CLIP = 4611686018427387904.0
+cdef uint64_t LOW32 = 0xFFFFFFFF
 
 
 cdef inline int64_t bucket_of(double v) noexcept nogil:
@@ -75,27 +112,64 @@ cdef inline uint64_t linear_code(const double *v, const uint64_t *mult, int n_bi
     return lin
 
 
-def hash_codes(const double[:, ::1] proj, int n_tables, int n_bits, bint l2,
-               const uint64_t[:, ::1] mult, bint store_keys, uint64_t[:, ::1] out,
-               int n_threads):
-    """Codes of each point in each table from its projections ``proj`` (n, L*K).
+cdef inline double dot_planes(const double *plane, const floating *x, Py_ssize_t d) noexcept nogil:
+    # Four partial sums in float64 (SIMD-friendly; the order is fixed, so a point's
+    # projections, hence its codes, are the same in every call and thread).
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t i = 0
+    while i + 4 <= d:
+        s0 = s0 + plane[i] * <double> x[i]
+        s1 = s1 + plane[i + 1] * <double> x[i + 1]
+        s2 = s2 + plane[i + 2] * <double> x[i + 2]
+        s3 = s3 + plane[i + 3] * <double> x[i + 3]
+        i += 4
+    while i < d:
+        s0 = s0 + plane[i] * <double> x[i]
+        i += 1
+    return (s0 + s2) + (s1 + s3)
+
+
+cdef void project(const double *planes, const double *shifts, double width, bint l2,
+                  Py_ssize_t n_planes, const floating *x, Py_ssize_t d, double *v) noexcept nogil:
+    """Projections of one point: ``a . x`` (cosine) or ``(a . x) / w + u`` (l2)."""
+    cdef Py_ssize_t p
+    for p in range(n_planes):
+        v[p] = dot_planes(planes + p * d, x, d)
+        if l2:
+            v[p] = v[p] / width + shifts[p]
+
+
+def hash_codes(const floating[:, ::1] points, const double[:, ::1] planes,
+               const double[::1] shifts, double width, bint l2, const uint64_t[:, ::1] mult,
+               bint store_keys, uint64_t[:, ::1] out, int n_threads):
+    """Codes of each point in each table.
 
     Cosine: the packed sign bits (``store_keys``: their 64-bit mix, the key the
     bucket store sorts by). L2: the mixed linear combination of the bucket
     indices, which is both the public code and the store key.
     """
-    cdef Py_ssize_t n = proj.shape[0], i
-    cdef int t
+    cdef Py_ssize_t n = points.shape[0], d = points.shape[1], i
+    cdef int n_tables = mult.shape[0], n_bits = mult.shape[1], t
+    cdef Py_ssize_t n_planes = planes.shape[0]
     cdef uint64_t c
+    cdef int threads = max(1, min(n_threads, (n + CHUNK - 1) // CHUNK))
+    cdef double *buf
+    cdef double *v
     if n == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=max(1, n_threads)):
+    buf = <double *> malloc(threads * n_planes * sizeof(double))
+    if buf == NULL:
+        raise MemoryError()
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads):
+        v = buf + omp_get_thread_num() * n_planes
+        project(&planes[0, 0], &shifts[0], width, l2, n_planes, &points[i, 0], d, v)
         for t in range(n_tables):
             if l2:
-                out[i, t] = mix64(linear_code(&proj[i, t * n_bits], &mult[t, 0], n_bits))
+                out[i, t] = mix64(linear_code(v + t * n_bits, &mult[t, 0], n_bits))
             else:
-                c = sign_code(&proj[i, t * n_bits], n_bits)
+                c = sign_code(v + t * n_bits, n_bits)
                 out[i, t] = mix64(c) if store_keys else c
+    free(buf)
 
 
 def directory(const uint64_t[::1] keys, int bits, uint32_t[::1] out):
@@ -122,10 +196,9 @@ cdef struct Tables:
     Py_ssize_t dim
     Py_ssize_t n_runs
     Py_ssize_t n_rows       # stored rows, live and removed
-    Py_ssize_t stride       # row stride of keys / rows (their capacity)
+    Py_ssize_t stride       # row stride of entries (their capacity)
     Py_ssize_t dstride      # row stride of dirs
-    const uint64_t *keys
-    const int32_t *rows
+    const uint64_t *entries # (L, stride): fingerprint << 32 | row, sorted within each run
     const int64_t *run_starts
     const int32_t *dir_bits
     const int64_t *dir_offsets
@@ -133,22 +206,24 @@ cdef struct Tables:
     const uint8_t *alive
     const uint64_t *mult
     const int64_t *row_ids
-    const double *inv_norms
-
+    const uint8_t *sketch   # (n_rows, sketch_stride): SKETCH_HEADER bytes of float32, then codes
+    Py_ssize_t sketch_stride
+    const double *planes    # (L*K, dim) hash projections
+    const int32_t *tmpl_pos # template sets of perturbation positions, flattened
+    const int32_t *tmpl_off # (n_tmpl + 1,) set j is tmpl_pos[tmpl_off[j]:tmpl_off[j+1]]
+    Py_ssize_t n_tmpl
+    const double *shifts    # (L*K,) l2 offsets, in units of the width
+    double width
 
 cdef struct Probe:
     uint64_t key
     int32_t table
 
 
-cdef struct Perturbation:
-    # A set of positions in one table's sorted list of single perturbations
-    # (bit flips, or +-1 steps of a component), as a 128-bit mask.
-    double score
-    uint64_t lo
-    uint64_t hi
-    int32_t table
-    int32_t top             # largest position in the set
+cdef struct Span:
+    Py_ssize_t at           # directory index, then entry offset of the slot
+    Py_ssize_t end
+    uint32_t fingerprint
 
 
 cdef struct Scratch:
@@ -156,66 +231,22 @@ cdef struct Scratch:
     uint32_t current
     int32_t *cand
     Probe *probes
-    Perturbation *heap
+    double *set_score       # (L * n_tmpl,) the query's score of every template set
+    int32_t *set_id         # t * n_tmpl + j
     double *score           # (L, P) single-perturbation scores, ascending per table
     int32_t *coord          # (L, P) the bit / component each position perturbs
     int8_t *step            # (L, P) L2: the +-1 step of that position
     uint64_t *base          # (L,) the query's own code (cosine) or linear sum (L2)
-    double *best_dist       # (k,) max-heap of the k best so far
-    int64_t *best_id
+    Span *spans             # (n_probes * n_runs,) the directory slots of the probes
+    int32_t *raw            # (RAW,) rows read from buckets, before deduplication
+    double *proj            # (L*K,) the query's projections
+    int16_t *q16            # (dim,) the query quantized, for the sketch dot products
+    double *bound           # (n_rows,) lower bound on the distance of each candidate
+    double *short_bound     # (shortlist,) max-heap of the smallest bounds
+    int32_t *short_at       # their candidate positions
+    double *best_dist       # (k,) max-heap of the k best so far, by (distance, row)
     int32_t *best_row
     double *tmp             # (2 * n_bits,) sort keys
-
-
-cdef inline bint has(uint64_t lo, uint64_t hi, int i) noexcept nogil:
-    return ((lo >> i) & 1) if i < 64 else ((hi >> (i - 64)) & 1)
-
-
-cdef inline void put(uint64_t *lo, uint64_t *hi, int i) noexcept nogil:
-    if i < 64:
-        lo[0] |= (<uint64_t> 1) << i
-    else:
-        hi[0] |= (<uint64_t> 1) << (i - 64)
-
-
-cdef inline void drop(uint64_t *lo, uint64_t *hi, int i) noexcept nogil:
-    if i < 64:
-        lo[0] &= ~((<uint64_t> 1) << i)
-    else:
-        hi[0] &= ~((<uint64_t> 1) << (i - 64))
-
-
-cdef inline void heap_push(Perturbation *heap, Py_ssize_t *size, Perturbation e) noexcept nogil:
-    cdef Py_ssize_t i = size[0], parent
-    size[0] += 1
-    while i > 0:
-        parent = (i - 1) >> 1
-        if heap[parent].score <= e.score:
-            break
-        heap[i] = heap[parent]
-        i = parent
-    heap[i] = e
-
-
-cdef inline Perturbation heap_pop(Perturbation *heap, Py_ssize_t *size) noexcept nogil:
-    cdef Perturbation top = heap[0], last
-    cdef Py_ssize_t i = 0, child, n
-    size[0] -= 1
-    n = size[0]
-    if n > 0:
-        last = heap[n]
-        while True:
-            child = 2 * i + 1
-            if child >= n:
-                break
-            if child + 1 < n and heap[child + 1].score < heap[child].score:
-                child += 1
-            if heap[child].score >= last.score:
-                break
-            heap[i] = heap[child]
-            i = child
-        heap[i] = last
-    return top
 
 
 cdef void sort_positions(double *score, int32_t *coord, Py_ssize_t n) noexcept nogil:
@@ -235,36 +266,62 @@ cdef void sort_positions(double *score, int32_t *coord, Py_ssize_t n) noexcept n
         coord[j + 1] = c
 
 
-cdef uint64_t probe_key(const Tables *tab, Scratch *s, int t, uint64_t lo, uint64_t hi,
-                        int top) noexcept nogil:
-    cdef int P = 2 * tab.n_bits if tab.l2 else tab.n_bits, i
-    cdef uint64_t code = s.base[t]
-    for i in range(top + 1):
-        if has(lo, hi, i):
-            if tab.l2:
-                code += (<uint64_t> (<int64_t> s.step[t * P + i])) * tab.mult[t * tab.n_bits + s.coord[t * P + i]]
-            else:
-                code ^= (<uint64_t> 1) << s.coord[t * P + i]
-    return mix64(code)
+cdef void select_smallest(double *score, int32_t *ident, Py_ssize_t n,
+                          Py_ssize_t m) noexcept nogil:
+    """Reorder so that the first m entries are the m smallest by (score, id) (quickselect)."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j
+    cdef double ps, ts
+    cdef int32_t pid, tid
+    while lo < hi:
+        # Median of three as pivot: sorted or constant input stays linear.
+        i = lo + (hi - lo) // 2
+        if score[i] < score[lo] or (score[i] == score[lo] and ident[i] < ident[lo]):
+            i = lo
+        elif not (score[i] < score[hi] or (score[i] == score[hi] and ident[i] < ident[hi])):
+            i = hi
+        ps = score[i]
+        pid = ident[i]
+        i = lo
+        j = hi
+        while i <= j:
+            while score[i] < ps or (score[i] == ps and ident[i] < pid):
+                i += 1
+            while score[j] > ps or (score[j] == ps and ident[j] > pid):
+                j -= 1
+            if i <= j:
+                ts = score[i]
+                score[i] = score[j]
+                score[j] = ts
+                tid = ident[i]
+                ident[i] = ident[j]
+                ident[j] = tid
+                i += 1
+                j -= 1
+        if m - 1 <= j:
+            hi = j
+        elif m - 1 >= i:
+            lo = i
+        else:
+            break
 
 
 cdef Py_ssize_t make_probes(const Tables *tab, Scratch *s, const double *v,
                             Py_ssize_t n_extra) noexcept nogil:
     """Fill ``s.probes`` with the home bucket of every table, then ``n_extra`` more."""
     cdef int L = tab.n_tables, K = tab.n_bits, P = 2 * K if tab.l2 else K, t, j, i
-    cdef Py_ssize_t n = 0, heap_size = 0, pops = 0, max_pops
+    cdef Py_ssize_t n = 0, n_sets, e, a, T = tab.n_tmpl
     cdef const double *vt
-    cdef double f, near
-    cdef int32_t c
-    cdef Perturbation e, child
-    cdef bint valid
+    cdef const double *sc
+    cdef double f, near, total
+    cdef int32_t c, ident
+    cdef uint64_t code
     for t in range(L):
         vt = v + t * K
         s.base[t] = linear_code(vt, tab.mult + t * K, K) if tab.l2 else sign_code(vt, K)
         s.probes[n].key = mix64(s.base[t])
         s.probes[n].table = t
         n += 1
-    if n_extra <= 0:
+    if n_extra <= 0 or T == 0:
         return n
     # Single perturbations of each table, cheapest first. Cosine: flipping bit j
     # moves the query across hyperplane j, at (squared) distance v_j**2 (rows of
@@ -294,40 +351,35 @@ cdef Py_ssize_t make_probes(const Tables *tab, Scratch *s, const double *v,
                 s.score[t * P + j] = vt[j] * vt[j]
                 s.coord[t * P + j] = j
             sort_positions(s.score + t * P, s.coord + t * P, K)
-        e.score = s.score[t * P]
-        e.lo = 1
-        e.hi = 0
-        e.table = t
-        e.top = 0
-        heap_push(s.heap, &heap_size, e)
-    # Lv et al.'s shift/expand generation yields every subset exactly once in
-    # non-decreasing score. Sets holding both directions of one component are
-    # skipped (L2); the pop budget bounds the work if most pops are skipped.
-    max_pops = 4 * n_extra + 4 * L + 64
-    while n_extra > 0 and heap_size > 0 and pops < max_pops:
-        e = heap_pop(s.heap, &heap_size)
-        pops += 1
-        valid = True
-        if tab.l2:
-            for i in range(min(e.top + 1, K)):
-                if has(e.lo, e.hi, i) and has(e.lo, e.hi, P - 1 - i):
-                    valid = False
-                    break
-        if valid:
-            s.probes[n].key = probe_key(tab, s, e.table, e.lo, e.hi, e.top)
-            s.probes[n].table = e.table
-            n += 1
-            n_extra -= 1
-        if e.top + 1 < P:
-            t = e.table
-            child = e
-            put(&child.lo, &child.hi, e.top + 1)
-            child.top = e.top + 1
-            child.score = e.score + s.score[t * P + e.top + 1]
-            heap_push(s.heap, &heap_size, child)           # expand
-            drop(&child.lo, &child.hi, e.top)
-            child.score = e.score - s.score[t * P + e.top] + s.score[t * P + e.top + 1]
-            heap_push(s.heap, &heap_size, child)           # shift
+    # The query's score of every template set in every table; keep the best.
+    n_sets = 0
+    for t in range(L):
+        sc = s.score + t * P
+        for j in range(T):
+            total = 0.0
+            for a in range(tab.tmpl_off[j], tab.tmpl_off[j + 1]):
+                total = total + sc[tab.tmpl_pos[a]]
+            s.set_score[n_sets] = total
+            s.set_id[n_sets] = <int32_t> (t * T + j)
+            n_sets += 1
+    if n_extra < n_sets:
+        select_smallest(s.set_score, s.set_id, n_sets, n_extra)
+    else:
+        n_extra = n_sets
+    for e in range(n_extra):
+        ident = s.set_id[e]
+        t = ident // T
+        j = ident - t * T
+        code = s.base[t]
+        for a in range(tab.tmpl_off[j], tab.tmpl_off[j + 1]):
+            i = t * P + tab.tmpl_pos[a]
+            if tab.l2:
+                code += (<uint64_t> (<int64_t> s.step[i])) * tab.mult[t * K + s.coord[i]]
+            else:
+                code ^= (<uint64_t> 1) << s.coord[i]
+        s.probes[n].key = mix64(code)
+        s.probes[n].table = t
+        n += 1
     return n
 
 
@@ -335,51 +387,78 @@ cdef inline Py_ssize_t slot_of(uint64_t key, int bits) noexcept nogil:
     return <Py_ssize_t> (key >> (64 - bits)) if bits > 0 else 0
 
 
-cdef Py_ssize_t gather(const Tables *tab, Scratch *s, Py_ssize_t n_probes) noexcept nogil:
-    """Deduplicated live candidate rows of the probed buckets, into ``s.cand``."""
-    cdef Py_ssize_t p, r, lo, hi, mid, start, nc = 0
-    cdef const uint32_t *d
-    cdef const uint64_t *keys
-    cdef const int32_t *rows
-    cdef uint64_t key
+cdef inline Py_ssize_t dedup(const Tables *tab, Scratch *s, Py_ssize_t n_raw,
+                            Py_ssize_t nc) noexcept nogil:
+    cdef Py_ssize_t i
     cdef int32_t row
-    cdef int t
+    for i in range(n_raw):
+        row = s.raw[i]
+        if s.stamp[row] != s.current:
+            s.stamp[row] = s.current
+            if tab.alive[row]:
+                s.cand[nc] = row
+                nc += 1
+    return nc
+
+
+cdef Py_ssize_t gather(const Tables *tab, Scratch *s, Py_ssize_t n_probes) noexcept nogil:
+    """Deduplicated live candidate rows of the probed buckets, into ``s.cand``.
+
+    Three passes over all probes, each prefetching what the next one reads
+    (directory slots, then bucket entries, then stamps), so the cache misses of
+    different probes overlap instead of queueing.
+    """
+    cdef Py_ssize_t p, r, n_spans = 0, i, lo, hi, mid, start, n_raw = 0, nc = 0
+    cdef const uint64_t *entries
+    cdef uint64_t key
+    cdef uint32_t fp
+    cdef int bits
+    cdef Span *sp
     s.current += 1
     if s.current == 0:  # wrapped around after 2**32 queries: clear the old stamps
         memset(s.stamp, 0, tab.n_rows * sizeof(uint32_t))
         s.current = 1
-    # Directory slots first, all prefetched, so their cache misses overlap.
     for p in range(n_probes):
-        t = s.probes[p].table
-        for r in range(tab.n_runs):
-            prefetch(tab.dirs + t * tab.dstride + tab.dir_offsets[r]
-                     + slot_of(s.probes[p].key, tab.dir_bits[r]))
-    for p in range(n_probes):
-        t = s.probes[p].table
         key = s.probes[p].key
         for r in range(tab.n_runs):
-            d = tab.dirs + t * tab.dstride + tab.dir_offsets[r] + slot_of(key, tab.dir_bits[r])
-            lo = d[0]
-            hi = d[1]
-            start = t * tab.stride + tab.run_starts[r]
-            keys = tab.keys + start
-            rows = tab.rows + start
-            while lo < hi:  # first entry >= key in the slot
-                mid = (lo + hi) >> 1
-                if keys[mid] < key:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            hi = d[1]
-            while lo < hi and keys[lo] == key:
-                row = rows[lo]
-                if s.stamp[row] != s.current:
-                    s.stamp[row] = s.current
-                    if tab.alive[row]:
-                        s.cand[nc] = row
-                        nc += 1
-                lo += 1
-    return nc
+            bits = tab.dir_bits[r]
+            sp = &s.spans[n_spans]
+            n_spans += 1
+            sp.at = (s.probes[p].table * tab.dstride + tab.dir_offsets[r]
+                     + (<Py_ssize_t> (key >> (64 - bits)) if bits > 0 else 0))
+            sp.end = s.probes[p].table * tab.stride + tab.run_starts[r]  # entries of the run
+            sp.fingerprint = <uint32_t> ((key << bits) >> 32)
+            prefetch(tab.dirs + sp.at)
+    for i in range(n_spans):
+        sp = &s.spans[i]
+        start = sp.end
+        lo = tab.dirs[sp.at]
+        hi = tab.dirs[sp.at + 1]
+        sp.at = start + lo
+        sp.end = start + hi
+        if lo < hi:
+            prefetch(tab.entries + sp.at)
+    for i in range(n_spans):
+        sp = &s.spans[i]
+        lo = sp.at
+        hi = sp.end
+        fp = sp.fingerprint
+        entries = tab.entries
+        while lo < hi:  # first entry of the slot with fingerprint >= fp
+            mid = (lo + hi) >> 1
+            if <uint32_t> (entries[mid] >> 32) < fp:
+                lo = mid + 1
+            else:
+                hi = mid
+        while lo < sp.end and <uint32_t> (entries[lo] >> 32) == fp:
+            s.raw[n_raw] = <int32_t> (entries[lo] & LOW32)
+            prefetch(s.stamp + s.raw[n_raw])
+            n_raw += 1
+            lo += 1
+            if n_raw == RAW:
+                nc = dedup(tab, s, n_raw, nc)
+                n_raw = 0
+    return dedup(tab, s, n_raw, nc)
 
 
 # -- exact distances and the k best ------------------------------------------------
@@ -433,36 +512,34 @@ cdef inline double dot(const floating *a, const floating *b, Py_ssize_t d) noexc
     return <double> (((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7)))
 
 
-cdef inline bint worse(double da, int64_t ia, double db, int64_t ib) noexcept nogil:
-    # Order of results: by distance, ties by id (so they do not depend on probe order).
-    return da > db or (da == db and ia > ib)
+cdef inline bint worse(double da, int32_t ra, double db, int32_t rb) noexcept nogil:
+    # Order of results: by distance, ties by row (insertion order), so they do not
+    # depend on the order in which candidates were found.
+    return da > db or (da == db and ra > rb)
 
 
 cdef void best_sift_down(Scratch *s, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t child
     cdef double d = s.best_dist[i]
-    cdef int64_t ident = s.best_id[i]
     cdef int32_t row = s.best_row[i]
     while True:
         child = 2 * i + 1
         if child >= n:
             break
-        if child + 1 < n and worse(s.best_dist[child + 1], s.best_id[child + 1],
-                                   s.best_dist[child], s.best_id[child]):
+        if child + 1 < n and worse(s.best_dist[child + 1], s.best_row[child + 1],
+                                   s.best_dist[child], s.best_row[child]):
             child += 1
-        if not worse(s.best_dist[child], s.best_id[child], d, ident):
+        if not worse(s.best_dist[child], s.best_row[child], d, row):
             break
         s.best_dist[i] = s.best_dist[child]
-        s.best_id[i] = s.best_id[child]
         s.best_row[i] = s.best_row[child]
         i = child
     s.best_dist[i] = d
-    s.best_id[i] = ident
     s.best_row[i] = row
 
 
 cdef inline void best_offer(Scratch *s, Py_ssize_t *size, Py_ssize_t k, double d,
-                            int64_t ident, int32_t row) noexcept nogil:
+                            int32_t row) noexcept nogil:
     # A max-heap of the k best: the root is the worst kept.
     cdef Py_ssize_t i, parent
     if size[0] < k:
@@ -470,18 +547,15 @@ cdef inline void best_offer(Scratch *s, Py_ssize_t *size, Py_ssize_t k, double d
         size[0] += 1
         while i > 0:
             parent = (i - 1) >> 1
-            if not worse(d, ident, s.best_dist[parent], s.best_id[parent]):
+            if not worse(d, row, s.best_dist[parent], s.best_row[parent]):
                 break
             s.best_dist[i] = s.best_dist[parent]
-            s.best_id[i] = s.best_id[parent]
             s.best_row[i] = s.best_row[parent]
             i = parent
         s.best_dist[i] = d
-        s.best_id[i] = ident
         s.best_row[i] = row
-    elif worse(s.best_dist[0], s.best_id[0], d, ident):
+    elif worse(s.best_dist[0], s.best_row[0], d, row):
         s.best_dist[0] = d
-        s.best_id[0] = ident
         s.best_row[0] = row
         best_sift_down(s, 0, k)
 
@@ -492,46 +566,152 @@ cdef inline void prefetch_row(const floating *x, Py_ssize_t dim) noexcept nogil:
         prefetch((<const char *> x) + b)
 
 
+cdef inline int32_t dot_codes(const int16_t *q, const uint8_t *c, Py_ssize_t d) noexcept nogil:
+    # Exact: the caller keeps |q| small enough that no partial sum overflows.
+    # An integer reduction may be reordered, so compilers vectorize it (pmaddwd).
+    cdef int32_t total = 0
+    cdef Py_ssize_t i
+    for i in range(d):
+        total += <int32_t> q[i] * <int32_t> c[i]
+    return total
+
+
+cdef inline void short_offer(Scratch *s, Py_ssize_t *size, Py_ssize_t m, double b,
+                             int32_t at) noexcept nogil:
+    # Max-heap of the m smallest bounds (root: the largest kept).
+    cdef Py_ssize_t i, child, parent
+    if size[0] < m:
+        i = size[0]
+        size[0] += 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if s.short_bound[parent] >= b:
+                break
+            s.short_bound[i] = s.short_bound[parent]
+            s.short_at[i] = s.short_at[parent]
+            i = parent
+        s.short_bound[i] = b
+        s.short_at[i] = at
+    elif b < s.short_bound[0]:
+        i = 0
+        while True:
+            child = 2 * i + 1
+            if child >= m:
+                break
+            if child + 1 < m and s.short_bound[child + 1] > s.short_bound[child]:
+                child += 1
+            if s.short_bound[child] <= b:
+                break
+            s.short_bound[i] = s.short_bound[child]
+            s.short_at[i] = s.short_at[child]
+            i = child
+        s.short_bound[i] = b
+        s.short_at[i] = at
+
+
+cdef inline double exact_distance(const Tables *tab, const floating *q, const floating *x,
+                                  double inv_q, double inv_x) noexcept nogil:
+    cdef double d
+    if tab.l2:
+        return sqrt(squared_l2(q, x, tab.dim))
+    d = 1.0 - dot(q, x, tab.dim) * inv_q * inv_x
+    return 0.0 if d < 0.0 else (2.0 if d > 2.0 else d)
+
+
 cdef void query_one(const Tables *tab, Scratch *s, const floating *vectors,
-                    const floating *q, const double *v, Py_ssize_t k, Py_ssize_t n_extra,
+                    const floating *q, Py_ssize_t k, Py_ssize_t n_extra,
                     floating *out_dist, int64_t *out_id) noexcept nogil:
-    cdef Py_ssize_t n_probes = make_probes(tab, s, v, n_extra)
-    cdef Py_ssize_t nc = gather(tab, s, n_probes), i, size = 0, dim = tab.dim, kept
-    cdef double d, inv_q = 0.0
+    cdef Py_ssize_t n_probes, nc, i, j, b, size = 0, n_short = 0, m, dim = tab.dim, kept
+    cdef Py_ssize_t stride = tab.sketch_stride
+    cdef double d, qq = 0.0, qsum = 0.0, qabs = 0.0, norm_q, inv_q = 0.0, lo, step, xx, err
+    cdef double qx, slack, a2, bound, tau, qmax, scale, qerr
+    cdef const float *head
     cdef int32_t row
-    cdef int64_t tmp_id
-    cdef int32_t tmp_row
+    project(tab.planes, tab.shifts, tab.width, tab.l2, tab.n_tables * tab.n_bits, q, dim, s.proj)
+    n_probes = make_probes(tab, s, s.proj, n_extra)
+    nc = gather(tab, s, n_probes)
+    for i in range(dim):
+        qq += <double> q[i] * <double> q[i]
+        qsum += <double> q[i]
+        d = <double> q[i] if q[i] >= 0 else -<double> q[i]
+        qabs = d if d > qabs else qabs
+    # q = scale * q16 + e with |q16| <= qmax, where dim * qmax * 255 < 2**31.
+    qmax = min(32767.0, floor(2147483647.0 / (255.0 * dim)))
+    scale = qabs / qmax if qabs > 0 else 1.0
+    qerr = 0.0
+    for i in range(dim):
+        s.q16[i] = <int16_t> floor(<double> q[i] / scale + 0.5)
+        d = <double> q[i] - scale * s.q16[i]
+        qerr += d * d
+    qerr = sqrt(qerr)
+    norm_q = sqrt(qq)
     if not tab.l2:
-        inv_q = 1.0 / sqrt(dot(q, q, dim))
+        inv_q = 1.0 / norm_q
+    # 1. A lower bound on every candidate's distance from its sketch, keeping
+    #    the shortlist of the smallest.
+    m = max(2 * k, <Py_ssize_t> SHORTLIST)
     for i in range(min(nc, <Py_ssize_t> AHEAD)):
-        prefetch_row(vectors + s.cand[i] * dim, dim)
+        for b in range(0, stride, 64):
+            prefetch(tab.sketch + s.cand[i] * stride + b)
     for i in range(nc):
         if i + AHEAD < nc:
-            prefetch_row(vectors + s.cand[i + AHEAD] * dim, dim)
+            for b in range(0, stride, 64):
+                prefetch(tab.sketch + s.cand[i + AHEAD] * stride + b)
         row = s.cand[i]
+        head = <const float *> (tab.sketch + row * stride)
+        lo = head[0]
+        step = head[1]
+        xx = head[2]
+        err = head[3]
+        # q . x^ = lo * sum(q) + step * (scale * (q16 . code) + e . code), with
+        # |e . code| <= |e| |code|; then slack for float rounding (float32 header
+        # values, double sums), far above that error, far below distance gaps.
+        qx = lo * qsum + step * scale * dot_codes(s.q16, tab.sketch + row * stride + SKETCH_HEADER, dim)
+        slack = step * qerr * head[5] + 1e-6 * (qq + xx + (lo if lo >= 0 else -lo) * (qsum if qsum >= 0 else -qsum))
         if tab.l2:
-            d = sqrt(squared_l2(q, vectors + row * dim, dim))
+            a2 = qq - 2.0 * qx + xx - 2.0 * slack
+            bound = (sqrt(a2) if a2 > 0 else 0.0) - err
         else:
-            d = 1.0 - dot(q, vectors + row * dim, dim) * inv_q * tab.inv_norms[row]
-            d = 0.0 if d < 0.0 else (2.0 if d > 2.0 else d)
-        best_offer(s, &size, k, d, tab.row_ids[row], row)
-    # Heap sort in place: ascending (distance, id).
+            bound = 1.0 - (qx + slack + norm_q * err) * inv_q * head[4] - 1e-6
+        s.bound[i] = bound
+        short_offer(s, &n_short, m, bound, <int32_t> i)
+    # 2. Exact distances of the shortlist.
+    for j in range(min(n_short, <Py_ssize_t> AHEAD)):
+        prefetch_row(vectors + s.cand[s.short_at[j]] * dim, dim)
+    for j in range(n_short):
+        if j + AHEAD < n_short:
+            prefetch_row(vectors + s.cand[s.short_at[j + AHEAD]] * dim, dim)
+        i = s.short_at[j]
+        row = s.cand[i]
+        d = exact_distance(tab, q, vectors + row * dim, inv_q,
+                           (<const float *> (tab.sketch + row * stride))[4])
+        best_offer(s, &size, k, d, row)
+        s.bound[i] = INFINITY
+    # 3. Exact distances of the others whose bound does not rule them out. (With
+    #    fewer than k found, the shortlist held every candidate: none is left.)
+    tau = s.best_dist[0] * (1.0 + 1e-6) + 1e-12 if size == k else -INFINITY
+    for i in range(nc):
+        if s.bound[i] <= tau:
+            row = s.cand[i]
+            d = exact_distance(tab, q, vectors + row * dim, inv_q,
+                               (<const float *> (tab.sketch + row * stride))[4])
+            best_offer(s, &size, k, d, row)
+            if size == k:
+                tau = s.best_dist[0] * (1.0 + 1e-6) + 1e-12
+    # Heap sort in place: ascending (distance, row).
     kept = size
     while size > 1:
         size -= 1
         d = s.best_dist[0]
-        tmp_id = s.best_id[0]
-        tmp_row = s.best_row[0]
+        row = s.best_row[0]
         s.best_dist[0] = s.best_dist[size]
-        s.best_id[0] = s.best_id[size]
         s.best_row[0] = s.best_row[size]
         s.best_dist[size] = d
-        s.best_id[size] = tmp_id
-        s.best_row[size] = tmp_row
+        s.best_row[size] = row
         best_sift_down(s, 0, size)
     for i in range(kept):
         out_dist[i] = <floating> s.best_dist[i]
-        out_id[i] = s.best_id[i]
+        out_id[i] = tab.row_ids[s.best_row[i]]
     for i in range(kept, k):
         out_dist[i] = <floating> INFINITY
         out_id[i] = -1
@@ -539,23 +719,23 @@ cdef void query_one(const Tables *tab, Scratch *s, const floating *vectors,
 
 # -- drivers --------------------------------------------------------------------------
 
-cdef Tables make_tables(const uint64_t[:, ::1] keys, const int32_t[:, ::1] rows,
+cdef Tables make_tables(const uint64_t[:, ::1] entries,
                         const int64_t[::1] run_starts, const int32_t[::1] dir_bits,
                         const int64_t[::1] dir_offsets, const uint32_t[:, ::1] dirs,
                         const uint8_t[::1] alive, const uint64_t[:, ::1] mult,
-                        const int64_t[::1] row_ids, const double[::1] inv_norms,
-                        bint l2, Py_ssize_t dim):
+                        const int64_t[::1] row_ids, const uint8_t[:, ::1] sketch,
+                        const double[:, ::1] planes, const double[::1] shifts, double width,
+                        const int32_t[::1] tmpl_pos, const int32_t[::1] tmpl_off, bint l2):
     cdef Tables tab
-    tab.n_tables = keys.shape[0]
+    tab.n_tables = entries.shape[0]
     tab.n_bits = mult.shape[1]
     tab.l2 = l2
-    tab.dim = dim
+    tab.dim = planes.shape[1]
     tab.n_runs = run_starts.shape[0] - 1
     tab.n_rows = run_starts[tab.n_runs]
-    tab.stride = keys.shape[1]
+    tab.stride = entries.shape[1]
     tab.dstride = dirs.shape[1]
-    tab.keys = &keys[0, 0]
-    tab.rows = &rows[0, 0]
+    tab.entries = &entries[0, 0]
     tab.run_starts = &run_starts[0]
     tab.dir_bits = &dir_bits[0]
     tab.dir_offsets = &dir_offsets[0]
@@ -563,7 +743,14 @@ cdef Tables make_tables(const uint64_t[:, ::1] keys, const int32_t[:, ::1] rows,
     tab.alive = &alive[0]
     tab.mult = &mult[0, 0]
     tab.row_ids = &row_ids[0]
-    tab.inv_norms = &inv_norms[0]
+    tab.sketch = &sketch[0, 0]
+    tab.sketch_stride = sketch.shape[1]
+    tab.planes = &planes[0, 0]
+    tab.shifts = &shifts[0]
+    tab.width = width
+    tab.tmpl_pos = &tmpl_pos[0]
+    tab.tmpl_off = &tmpl_off[0]
+    tab.n_tmpl = tmpl_off.shape[0] - 1
     return tab
 
 
@@ -575,13 +762,20 @@ cdef void free_scratch(Scratch *s, int n) noexcept nogil:
         free(s[i].stamp)
         free(s[i].cand)
         free(s[i].probes)
-        free(s[i].heap)
+        free(s[i].set_score)
+        free(s[i].set_id)
         free(s[i].score)
         free(s[i].coord)
         free(s[i].step)
         free(s[i].base)
+        free(s[i].spans)
+        free(s[i].raw)
+        free(s[i].proj)
+        free(s[i].q16)
+        free(s[i].bound)
+        free(s[i].short_bound)
+        free(s[i].short_at)
         free(s[i].best_dist)
-        free(s[i].best_id)
         free(s[i].best_row)
         free(s[i].tmp)
     free(s)
@@ -591,7 +785,7 @@ cdef Scratch *alloc_scratch(const Tables *tab, int n, Py_ssize_t n_extra, Py_ssi
     """Per-thread buffers, all allocated before the parallel region (or MemoryError)."""
     cdef int i, L = tab.n_tables, P = 2 * tab.n_bits
     cdef Py_ssize_t rows = max(tab.n_rows, <Py_ssize_t> 1)
-    cdef Py_ssize_t heap = L + 2 * (4 * n_extra + 4 * L + 64) + 2
+    cdef Py_ssize_t n_sets = max(L * tab.n_tmpl, <Py_ssize_t> 1)
     cdef Scratch *s = <Scratch *> calloc(n, sizeof(Scratch))
     cdef bint ok = s != NULL
     if ok:
@@ -599,64 +793,77 @@ cdef Scratch *alloc_scratch(const Tables *tab, int n, Py_ssize_t n_extra, Py_ssi
             s[i].stamp = <uint32_t *> calloc(rows, sizeof(uint32_t))
             s[i].current = 0
             s[i].cand = <int32_t *> malloc(rows * sizeof(int32_t))
-            s[i].probes = <Probe *> malloc((L + n_extra) * sizeof(Probe))
-            s[i].heap = <Perturbation *> malloc(heap * sizeof(Perturbation))
+            s[i].probes = <Probe *> malloc((L + min(n_extra, n_sets)) * sizeof(Probe))
+            s[i].set_score = <double *> malloc(n_sets * sizeof(double))
+            s[i].set_id = <int32_t *> malloc(n_sets * sizeof(int32_t))
             s[i].score = <double *> malloc(L * P * sizeof(double))
             s[i].coord = <int32_t *> malloc(L * P * sizeof(int32_t))
             s[i].step = <int8_t *> malloc(L * P * sizeof(int8_t))
             s[i].base = <uint64_t *> malloc(L * sizeof(uint64_t))
+            s[i].spans = <Span *> malloc(max(tab.n_runs, <Py_ssize_t> 1) * (L + min(n_extra, n_sets))
+                                         * sizeof(Span))
+            s[i].raw = <int32_t *> malloc(RAW * sizeof(int32_t))
+            s[i].proj = <double *> malloc(L * tab.n_bits * sizeof(double))
+            s[i].q16 = <int16_t *> malloc(max(tab.dim, <Py_ssize_t> 1) * sizeof(int16_t))
+            s[i].bound = <double *> malloc(rows * sizeof(double))
+            s[i].short_bound = <double *> malloc(max(2 * k, <Py_ssize_t> SHORTLIST) * sizeof(double))
+            s[i].short_at = <int32_t *> malloc(max(2 * k, <Py_ssize_t> SHORTLIST) * sizeof(int32_t))
             s[i].best_dist = <double *> malloc(max(k, 1) * sizeof(double))
-            s[i].best_id = <int64_t *> malloc(max(k, 1) * sizeof(int64_t))
             s[i].best_row = <int32_t *> malloc(max(k, 1) * sizeof(int32_t))
             s[i].tmp = <double *> malloc(P * sizeof(double))
             ok = ok and not (s[i].stamp == NULL or s[i].cand == NULL or s[i].probes == NULL
-                             or s[i].heap == NULL or s[i].score == NULL or s[i].coord == NULL
+                             or s[i].set_score == NULL or s[i].set_id == NULL or s[i].score == NULL or s[i].coord == NULL
                              or s[i].step == NULL or s[i].base == NULL or s[i].best_dist == NULL
-                             or s[i].best_id == NULL or s[i].best_row == NULL or s[i].tmp == NULL)
+                             or s[i].spans == NULL or s[i].raw == NULL
+                             or s[i].proj == NULL or s[i].q16 == NULL or s[i].bound == NULL
+                             or s[i].short_bound == NULL or s[i].short_at == NULL or s[i].best_row == NULL or s[i].tmp == NULL)
     if not ok:
         free_scratch(s, n)
         raise MemoryError("LSHIndex: no memory for the per-thread query buffers")
     return s
 
 
-def query(const uint64_t[:, ::1] keys, const int32_t[:, ::1] rows,
+def query(const uint64_t[:, ::1] entries,
           const int64_t[::1] run_starts, const int32_t[::1] dir_bits,
           const int64_t[::1] dir_offsets, const uint32_t[:, ::1] dirs,
           const uint8_t[::1] alive, const uint64_t[:, ::1] mult,
-          const int64_t[::1] row_ids, const double[::1] inv_norms, bint l2,
-          const floating[:, ::1] vectors, const floating[:, ::1] queries,
-          const double[:, ::1] proj, Py_ssize_t n_extra,
+          const int64_t[::1] row_ids, const uint8_t[:, ::1] sketch,
+          const double[:, ::1] planes, const double[::1] shifts, double width,
+          const int32_t[::1] tmpl_pos, const int32_t[::1] tmpl_off, bint l2,
+          const floating[:, ::1] vectors, const floating[:, ::1] queries, Py_ssize_t n_extra,
           floating[:, ::1] out_dist, int64_t[:, ::1] out_ids, int n_threads):
     """The ``k = out_ids.shape[1]`` nearest candidates of each query, re-ranked exactly.
 
-    ``n_extra`` multiprobe buckets per query (over all tables) besides the home
-    bucket of each table. Rows with fewer candidates are padded with inf / -1.
+    ``n_extra`` multiprobe buckets per query (the best over all tables of the
+    template sets ``tmpl_pos`` / ``tmpl_off``) besides the home bucket of each table. Rows with fewer candidates are padded with inf / -1.
     """
-    cdef Tables tab = make_tables(keys, rows, run_starts, dir_bits, dir_offsets, dirs,
-                                  alive, mult, row_ids, inv_norms, l2, vectors.shape[1])
+    cdef Tables tab = make_tables(entries, run_starts, dir_bits, dir_offsets, dirs,
+                                  alive, mult, row_ids, sketch, planes, shifts, width,
+                                  tmpl_pos, tmpl_off, l2)
     cdef Py_ssize_t m = queries.shape[0], k = out_ids.shape[1]
     cdef Py_ssize_t n_chunks = (m + CHUNK - 1) // CHUNK, c, q
     cdef int threads = max(1, min(n_threads, n_chunks))
     cdef Scratch *scratch
     cdef Scratch *s
-    cdef Py_ssize_t width = proj.shape[1]
     if m == 0 or k == 0:
         return
     scratch = alloc_scratch(&tab, threads, n_extra, k)
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=threads):
         s = &scratch[omp_get_thread_num()]
         for q in range(c * CHUNK, min(m, (c + 1) * CHUNK)):
-            query_one(&tab, s, &vectors[0, 0], &queries[q, 0], &proj[q, 0], k, n_extra,
+            query_one(&tab, s, &vectors[0, 0], &queries[q, 0], k, n_extra,
                       &out_dist[q, 0], &out_ids[q, 0])
     free_scratch(scratch, threads)
 
 
-def candidates(const uint64_t[:, ::1] keys, const int32_t[:, ::1] rows,
+def candidates(const uint64_t[:, ::1] entries,
                const int64_t[::1] run_starts, const int32_t[::1] dir_bits,
                const int64_t[::1] dir_offsets, const uint32_t[:, ::1] dirs,
                const uint8_t[::1] alive, const uint64_t[:, ::1] mult,
-               const int64_t[::1] row_ids, const double[::1] inv_norms, bint l2,
-               const double[:, ::1] proj, Py_ssize_t n_extra, int64_t[::1] counts, int64_t[::1] offsets,
+               const int64_t[::1] row_ids, const uint8_t[:, ::1] sketch,
+               const double[:, ::1] planes, const double[::1] shifts, double width,
+               const int32_t[::1] tmpl_pos, const int32_t[::1] tmpl_off, bint l2,
+               const floating[:, ::1] queries, Py_ssize_t n_extra, int64_t[::1] counts, int64_t[::1] offsets,
                int64_t[::1] out, int n_threads):
     """Candidate ids of each query, in the order found (home buckets first).
 
@@ -664,7 +871,7 @@ def candidates(const uint64_t[:, ::1] keys, const int32_t[:, ::1] rows,
     ``offsets`` of the running sum of counts, it writes the ids into ``out``.
     """
     cdef Tables tab
-    cdef Py_ssize_t m = proj.shape[0], n_chunks = (m + CHUNK - 1) // CHUNK, c, q, i, nc, n_probes
+    cdef Py_ssize_t m = queries.shape[0], n_chunks = (m + CHUNK - 1) // CHUNK, c, q, i, nc, n_probes
     cdef int threads = max(1, min(n_threads, n_chunks))
     cdef Scratch *scratch
     cdef Scratch *s
@@ -672,13 +879,15 @@ def candidates(const uint64_t[:, ::1] keys, const int32_t[:, ::1] rows,
     cdef int64_t *dest
     if m == 0:
         return
-    tab = make_tables(keys, rows, run_starts, dir_bits, dir_offsets, dirs, alive, mult,
-                      row_ids, inv_norms, l2, 0)
+    tab = make_tables(entries, run_starts, dir_bits, dir_offsets, dirs, alive, mult,
+                      row_ids, sketch, planes, shifts, width, tmpl_pos, tmpl_off, l2)
     scratch = alloc_scratch(&tab, threads, n_extra, 1)
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=threads):
         s = &scratch[omp_get_thread_num()]
         for q in range(c * CHUNK, min(m, (c + 1) * CHUNK)):
-            n_probes = make_probes(&tab, s, &proj[q, 0], n_extra)
+            project(tab.planes, tab.shifts, tab.width, tab.l2, tab.n_tables * tab.n_bits,
+                    &queries[q, 0], tab.dim, s.proj)
+            n_probes = make_probes(&tab, s, s.proj, n_extra)
             nc = gather(&tab, s, n_probes)
             if fill:
                 dest = &out[offsets[q]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import heapq
 import numbers
 
 import numpy as np
@@ -16,9 +18,9 @@ from fastdl.neighbors import _lsh
 __all__ = ["LSHIndex"]
 
 METRICS = ("cosine", "l2")
+# The kernel's 16-bit query sketch needs dim * qmax * 255 < 2**31 with qmax >= 2.
+MAX_DIM = 2**22
 DTYPES = {"float32": np.float32, "float64": np.float64}
-# Points projected per matmul: bounds the float64 projection buffer (rows x L*K).
-BLOCK = 4096
 # A new run is merged into the one before it while it is at least 1/MERGE_RATIO
 # of that one's size: at most about log_4(n) runs, each point merged O(log n) times.
 MERGE_RATIO = 4
@@ -108,7 +110,7 @@ class LSHIndex:
 
     def __init__(self, dim: int, metric: str = "cosine", n_tables: int = 16, n_bits: int = 14,
                  bucket_width="auto", dtype="float32", rng=None):
-        dim = _check_int(dim, "dim", 1)
+        dim = _check_int(dim, "dim", 1, MAX_DIM)
         if not isinstance(metric, str):
             raise TypeError(f"metric must be a str, one of {METRICS}, got {type(metric).__name__}")
         if metric not in METRICS:
@@ -155,11 +157,14 @@ class LSHIndex:
         self._n_alive = 0
         self._next_id = 0
         self._vectors = np.empty((capacity, self._dim), dtype=self._dtype)
-        self._inv_norms = np.empty(capacity, dtype=np.float64)
+        # 8-bit sketch of each row for the re-ranking bounds (see _lsh.pyx).
+        self._sketch = np.empty((capacity, _sketch_stride(self._dim)), dtype=np.uint8)
         self._row_ids = np.empty(capacity, dtype=np.int64)
         self._alive = np.empty(capacity, dtype=np.uint8)
+        # Per table, sorted by key within each run: the full keys (read by merges),
+        # and the words queries read, fingerprint << 32 | row (see _lsh.pyx).
         self._keys = np.empty((L, capacity), dtype=np.uint64)
-        self._rows = np.empty((L, capacity), dtype=np.int32)
+        self._entries = np.empty((L, capacity), dtype=np.uint64)
         self._id_sorted = np.empty(capacity, dtype=np.int64)   # ids sorted within each run
         self._id_rows = np.empty(capacity, dtype=np.int32)
         self._run_starts = np.zeros(1, dtype=np.int64)
@@ -251,20 +256,11 @@ class LSHIndex:
         return self._width
 
     # -- hashing ------------------------------------------------------------------------------
-    def _project(self, X: np.ndarray, width: float | None = None) -> np.ndarray:
-        """Float64 projections (m, L*K): ``X a`` (cosine) or ``X a / w + u`` (l2)."""
-        proj = np.asarray(X, dtype=np.float64) @ self._planes.T
-        if self._l2:
-            proj /= self._width if width is None else width
-            proj += self._shifts
-        return np.ascontiguousarray(proj)
-
     def _codes(self, X: np.ndarray, store_keys: bool, n_threads: int, width=None) -> np.ndarray:
         out = np.empty((X.shape[0], self._n_tables), dtype=np.uint64)
-        for start in range(0, X.shape[0], BLOCK):
-            proj = self._project(X[start:start + BLOCK], width)
-            _lsh.hash_codes(proj, self._n_tables, self._n_bits, self._l2, self._mult,
-                            store_keys, out[start:start + BLOCK], n_threads)
+        width = (self._width or 1.0) if width is None else width
+        _lsh.hash_codes(X, self._planes, self._shifts, width, self._l2, self._mult,
+                        store_keys, out, n_threads)
         return out
 
     def hash(self, X, n_threads: int | None = None):
@@ -427,13 +423,13 @@ class LSHIndex:
             return out
 
         self._vectors = grown(self._vectors)
-        self._inv_norms = grown(self._inv_norms)
+        self._sketch = grown(self._sketch)
         self._row_ids = grown(self._row_ids)
         self._alive = grown(self._alive)
         self._id_sorted = grown(self._id_sorted)
         self._id_rows = grown(self._id_rows)
         self._keys = grown(self._keys, axis_last=True)
-        self._rows = grown(self._rows, axis_last=True)
+        self._entries = grown(self._entries, axis_last=True)
 
     def _append(self, points: np.ndarray, ids: np.ndarray, keys: np.ndarray) -> None:
         """Store rows and their (b, L) keys as a new run, then merge runs as needed."""
@@ -443,15 +439,11 @@ class LSHIndex:
         self._reserve(a + b)
         c = a + b
         self._vectors[a:c] = points
-        if self._l2:
-            self._inv_norms[a:c] = 0.0
-        else:
-            p64 = points.astype(np.float64)
-            self._inv_norms[a:c] = 1.0 / np.sqrt(np.einsum("ij,ij->i", p64, p64))
+        self._sketch[a:c] = _sketch(points)
         self._row_ids[a:c] = ids
         self._alive[a:c] = 1
         self._keys[:, a:c] = keys.T
-        self._rows[:, a:c] = np.arange(a, c, dtype=np.int32)
+        self._entries[:, a:c] = np.arange(a, c, dtype=np.uint64)
         self._id_sorted[a:c] = ids
         self._id_rows[a:c] = np.arange(a, c, dtype=np.int32)
         self._n_rows, self._n_alive = c, self._n_alive + b
@@ -470,19 +462,21 @@ class LSHIndex:
         """Sort the entries of runs ``first``, ``first + 1``, ... and rebuild their directories."""
         starts = self._run_starts
         n_runs = starts.shape[0] - 1
+        bits = np.array([int(s).bit_length() - 1 for s in np.diff(starts)], dtype=np.int32)
+        low = np.uint64(0xFFFFFFFF)
         for r in range(first, n_runs):
             a, c = int(starts[r]), int(starts[r + 1])
             for t in range(self._n_tables):
                 # Stable: timsort merges the already sorted runs in linear time.
                 order = np.argsort(self._keys[t, a:c], kind="stable")
-                self._keys[t, a:c] = self._keys[t, a:c][order]
-                self._rows[t, a:c] = self._rows[t, a:c][order]
+                keys = self._keys[t, a:c][order]
+                rows = self._entries[t, a:c][order] & low
+                self._keys[t, a:c] = keys
+                fingerprints = (keys << np.uint64(bits[r])) >> np.uint64(32)
+                self._entries[t, a:c] = (fingerprints << np.uint64(32)) | rows
             order = np.argsort(self._id_sorted[a:c], kind="stable")
             self._id_sorted[a:c] = self._id_sorted[a:c][order]
             self._id_rows[a:c] = self._id_rows[a:c][order]
-        sizes = np.diff(starts)
-        bits = np.zeros(n_runs, dtype=np.int32)
-        bits[:] = [int(s).bit_length() - 1 for s in sizes]
         offsets = np.zeros(n_runs + 1, dtype=np.int64)
         offsets[1:] = np.cumsum((np.int64(1) << bits.astype(np.int64)) + 1)
         dirs = np.empty((self._n_tables, int(offsets[-1])), dtype=np.uint32)
@@ -539,7 +533,7 @@ class LSHIndex:
         live = np.flatnonzero(self._alive[:n])
         keys_by_row = np.empty((n, self._n_tables), dtype=np.uint64)
         for t in range(self._n_tables):
-            keys_by_row[self._rows[t, :n], t] = self._keys[t, :n]
+            keys_by_row[self._entries[t, :n] & np.uint64(0xFFFFFFFF), t] = self._keys[t, :n]
         self._rebuild(self._vectors[live], self._row_ids[live], keys_by_row[live], self._next_id)
 
     def _rebuild(self, vectors, ids, keys, next_id) -> None:
@@ -549,9 +543,11 @@ class LSHIndex:
         self._next_id = next_id
 
     # -- queries ----------------------------------------------------------------------------------
-    def _tables(self):
-        return (self._keys, self._rows, self._run_starts, self._dir_bits, self._dir_offsets,
-                self._dirs, self._alive, self._mult, self._row_ids, self._inv_norms, self._l2)
+    def _tables(self, n_probes: int):
+        pos, off = _probe_template(self._n_bits, self._l2, n_probes)
+        return (self._entries, self._run_starts, self._dir_bits, self._dir_offsets,
+                self._dirs, self._alive, self._mult, self._row_ids, self._sketch,
+                self._planes, self._shifts, self._width or 1.0, pos, off, self._l2)
 
     def _query_args(self, Q, k, n_probes, n_threads, name="Q"):
         points = self._points(Q, name, allow_empty=True)
@@ -598,11 +594,8 @@ class LSHIndex:
         if kk and m:
             d_out = np.empty((m, kk), dtype=self._dtype)
             i_out = np.empty((m, kk), dtype=np.int64)
-            for start in range(0, m, BLOCK):
-                stop = min(m, start + BLOCK)
-                _lsh.query(*self._tables(), self._vectors, points[start:stop],
-                           self._project(points[start:stop]), n_probes * self._n_tables,
-                           d_out[start:stop], i_out[start:stop], n_threads)
+            _lsh.query(*self._tables(n_probes), self._vectors, points, n_probes * self._n_tables,
+                       d_out, i_out, n_threads)
             dist[:, :kk], found[:, :kk] = d_out, i_out
         return like_input(dist, Q), like_input(found, Q)
 
@@ -627,21 +620,15 @@ class LSHIndex:
         m = points.shape[0]
         counts = np.zeros(m, dtype=np.int64)
         offsets = np.zeros(m + 1, dtype=np.int64)
-        parts = []
+        flat = np.empty(0, dtype=np.int64)
         if self._n_alive and m:
-            for start in range(0, m, BLOCK):
-                stop = min(m, start + BLOCK)
-                proj = self._project(points[start:stop])
-                args = self._tables() + (proj, n_probes * self._n_tables)
-                _lsh.candidates(*args, counts[start:stop], offsets[:1],
-                                np.empty(0, dtype=np.int64), n_threads)
-                block_offsets = np.zeros(stop - start + 1, dtype=np.int64)
-                np.cumsum(counts[start:stop], out=block_offsets[1:])
-                out = np.empty(int(block_offsets[-1]), dtype=np.int64)
-                _lsh.candidates(*args, counts[start:stop], block_offsets, out, n_threads)
-                parts.append(out)
+            args = self._tables(n_probes) + (points, n_probes * self._n_tables)
+            # Two passes: count, then fill at the running offsets (no per-query lists).
+            _lsh.candidates(*args, counts, offsets, flat, n_threads)
             np.cumsum(counts, out=offsets[1:])
-        flat = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+            flat = np.empty(int(offsets[-1]), dtype=np.int64)
+            if flat.size:
+                _lsh.candidates(*args, counts, offsets, flat, n_threads)
         return like_input(flat, Q), like_input(offsets, Q)
 
     # -- persistence ------------------------------------------------------------------------------
@@ -720,6 +707,84 @@ def _mix64_torch(z):
     z = (z ^ shr(z, 30)) * torch.tensor(_signed(MIX1), dtype=torch.int64, device=z.device)
     z = (z ^ shr(z, 27)) * torch.tensor(_signed(MIX2), dtype=torch.int64, device=z.device)
     return z ^ shr(z, 31)
+
+
+SKETCH_HEADER = 32  # bytes: float32 lo, step, |x^|^2, err, 1/|x|, |code|, then 2 unused
+
+
+def _sketch_stride(dim: int) -> int:
+    return SKETCH_HEADER + dim
+
+
+def _sketch(points: np.ndarray) -> np.ndarray:
+    """Rows of header + 8-bit codes: ``x^ = lo + step * code`` between the row's min and max.
+
+    The header holds what the kernel's lower bound needs, each value rounded
+    so that the bound stays valid: ``err`` (the exact ``|x - x^|`` of the stored
+    ``lo``, ``step`` and codes) is rounded up.
+    """
+    x = points.astype(np.float64)
+    n, dim = x.shape
+    lo = x.min(axis=1).astype(np.float32)
+    step = ((x.max(axis=1) - lo) / 255.0).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = (x - lo[:, None]) / step[:, None].astype(np.float64)
+    codes = np.clip(np.rint(np.nan_to_num(scaled, nan=0.0, posinf=255.0)), 0, 255)
+    approx = lo[:, None].astype(np.float64) + step[:, None].astype(np.float64) * codes
+    head = np.zeros((n, SKETCH_HEADER // 4), dtype=np.float32)
+    head[:, 0], head[:, 1] = lo, step
+    head[:, 2] = np.einsum("ij,ij->i", approx, approx)
+    err = np.sqrt(np.einsum("ij,ij->i", x - approx, x - approx)).astype(np.float32)
+    head[:, 3] = np.nextafter(err, np.float32(np.inf)) * np.float32(1 + 1e-6)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    with np.errstate(divide="ignore"):
+        head[:, 4] = np.where(norms > 0, 1.0 / norms, 0.0)
+    code_norms = np.sqrt(np.einsum("ij,ij->i", codes, codes)).astype(np.float32)
+    head[:, 5] = np.nextafter(code_norms, np.float32(np.inf))
+    out = np.empty((n, _sketch_stride(dim)), dtype=np.uint8)
+    out[:, :SKETCH_HEADER] = head.view(np.uint8)
+    out[:, SKETCH_HEADER:] = codes.astype(np.uint8)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _probe_template(n_bits: int, l2: bool, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The perturbation sets a query scores in each table (see _lsh.pyx), as (positions, offsets).
+
+    Lv et al.'s shift/expand heap over the *expected* scores of the sorted
+    single perturbations, keeping the first ``2 * n_probes + 8`` valid sets.
+    L2: position ``i < K`` is the i-th nearest boundary, expected at distance
+    ``(i + 1) / (2 (K + 1))`` of a slot, and ``2K - 1 - i`` the opposite step of
+    the same component; a set holding both is invalid. Cosine: the i-th
+    smallest of K half-normal projections, at the matching quantile.
+    """
+    want = 2 * n_probes + 8 if n_probes > 0 else 0
+    K = n_bits
+    if l2:
+        P = 2 * K
+        near = (np.arange(K) + 1) / (2 * (K + 1))
+        expected = np.concatenate([near ** 2, ((1 - near) ** 2)[::-1]])
+    else:
+        from statistics import NormalDist
+
+        P = K
+        expected = np.array([NormalDist().inv_cdf(0.5 + 0.5 * (i + 1) / (K + 1)) ** 2
+                             for i in range(K)])
+    sets: list[tuple[int, ...]] = []
+    heap = [(float(expected[0]), (0,))] if want else []
+    while heap and len(sets) < want:
+        score, members = heapq.heappop(heap)
+        if not (l2 and any(P - 1 - i in members for i in members)):
+            sets.append(members)
+        top = members[-1]
+        if top + 1 < P:
+            heapq.heappush(heap, (score + expected[top + 1], members + (top + 1,)))
+            heapq.heappush(heap, (score - expected[top] + expected[top + 1],
+                                  members[:-1] + (top + 1,)))
+    offsets = np.zeros(len(sets) + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum([len(m) for m in sets])
+    positions = np.array([i for m in sets for i in m], dtype=np.int32)
+    return (positions if positions.size else np.zeros(1, dtype=np.int32)), offsets
 
 
 def _auto_width(points: np.ndarray) -> float:
