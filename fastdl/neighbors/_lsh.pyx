@@ -206,6 +206,7 @@ cdef struct Tables:
     const uint8_t *alive
     const uint64_t *mult
     const int64_t *row_ids
+    const double *inv_norms # (n_rows,) 1 / |x| (cosine), for the exact distances
     const uint8_t *sketch   # (n_rows, sketch_stride): SKETCH_HEADER bytes of float32, then codes
     Py_ssize_t sketch_stride
     const double *planes    # (L*K, dim) hash projections
@@ -683,8 +684,7 @@ cdef void query_one(const Tables *tab, Scratch *s, const floating *vectors,
             prefetch_row(vectors + s.cand[s.short_at[j + AHEAD]] * dim, dim)
         i = s.short_at[j]
         row = s.cand[i]
-        d = exact_distance(tab, q, vectors + row * dim, inv_q,
-                           (<const float *> (tab.sketch + row * stride))[4])
+        d = exact_distance(tab, q, vectors + row * dim, inv_q, tab.inv_norms[row])
         best_offer(s, &size, k, d, row)
         s.bound[i] = INFINITY
     # 3. Exact distances of the others whose bound does not rule them out. (With
@@ -693,8 +693,7 @@ cdef void query_one(const Tables *tab, Scratch *s, const floating *vectors,
     for i in range(nc):
         if s.bound[i] <= tau:
             row = s.cand[i]
-            d = exact_distance(tab, q, vectors + row * dim, inv_q,
-                               (<const float *> (tab.sketch + row * stride))[4])
+            d = exact_distance(tab, q, vectors + row * dim, inv_q, tab.inv_norms[row])
             best_offer(s, &size, k, d, row)
             if size == k:
                 tau = s.best_dist[0] * (1.0 + 1e-6) + 1e-12
@@ -723,8 +722,8 @@ cdef Tables make_tables(const uint64_t[:, ::1] entries,
                         const int64_t[::1] run_starts, const int32_t[::1] dir_bits,
                         const int64_t[::1] dir_offsets, const uint32_t[:, ::1] dirs,
                         const uint8_t[::1] alive, const uint64_t[:, ::1] mult,
-                        const int64_t[::1] row_ids, const uint8_t[:, ::1] sketch,
-                        const double[:, ::1] planes, const double[::1] shifts, double width,
+                        const int64_t[::1] row_ids, const double[::1] inv_norms,
+                        const uint8_t[:, ::1] sketch, const double[:, ::1] planes, const double[::1] shifts, double width,
                         const int32_t[::1] tmpl_pos, const int32_t[::1] tmpl_off, bint l2):
     cdef Tables tab
     tab.n_tables = entries.shape[0]
@@ -743,6 +742,7 @@ cdef Tables make_tables(const uint64_t[:, ::1] entries,
     tab.alive = &alive[0]
     tab.mult = &mult[0, 0]
     tab.row_ids = &row_ids[0]
+    tab.inv_norms = &inv_norms[0]
     tab.sketch = &sketch[0, 0]
     tab.sketch_stride = sketch.shape[1]
     tab.planes = &planes[0, 0]
@@ -827,7 +827,7 @@ def query(const uint64_t[:, ::1] entries,
           const int64_t[::1] run_starts, const int32_t[::1] dir_bits,
           const int64_t[::1] dir_offsets, const uint32_t[:, ::1] dirs,
           const uint8_t[::1] alive, const uint64_t[:, ::1] mult,
-          const int64_t[::1] row_ids, const uint8_t[:, ::1] sketch,
+          const int64_t[::1] row_ids, const double[::1] inv_norms, const uint8_t[:, ::1] sketch,
           const double[:, ::1] planes, const double[::1] shifts, double width,
           const int32_t[::1] tmpl_pos, const int32_t[::1] tmpl_off, bint l2,
           const floating[:, ::1] vectors, const floating[:, ::1] queries, Py_ssize_t n_extra,
@@ -838,7 +838,7 @@ def query(const uint64_t[:, ::1] entries,
     template sets ``tmpl_pos`` / ``tmpl_off``) besides the home bucket of each table. Rows with fewer candidates are padded with inf / -1.
     """
     cdef Tables tab = make_tables(entries, run_starts, dir_bits, dir_offsets, dirs,
-                                  alive, mult, row_ids, sketch, planes, shifts, width,
+                                  alive, mult, row_ids, inv_norms, sketch, planes, shifts, width,
                                   tmpl_pos, tmpl_off, l2)
     cdef Py_ssize_t m = queries.shape[0], k = out_ids.shape[1]
     cdef Py_ssize_t n_chunks = (m + CHUNK - 1) // CHUNK, c, q
@@ -860,7 +860,8 @@ def candidates(const uint64_t[:, ::1] entries,
                const int64_t[::1] run_starts, const int32_t[::1] dir_bits,
                const int64_t[::1] dir_offsets, const uint32_t[:, ::1] dirs,
                const uint8_t[::1] alive, const uint64_t[:, ::1] mult,
-               const int64_t[::1] row_ids, const uint8_t[:, ::1] sketch,
+               const int64_t[::1] row_ids, const double[::1] inv_norms,
+               const uint8_t[:, ::1] sketch,
                const double[:, ::1] planes, const double[::1] shifts, double width,
                const int32_t[::1] tmpl_pos, const int32_t[::1] tmpl_off, bint l2,
                const floating[:, ::1] queries, Py_ssize_t n_extra, int64_t[::1] counts, int64_t[::1] offsets,
@@ -880,7 +881,7 @@ def candidates(const uint64_t[:, ::1] entries,
     if m == 0:
         return
     tab = make_tables(entries, run_starts, dir_bits, dir_offsets, dirs, alive, mult,
-                      row_ids, sketch, planes, shifts, width, tmpl_pos, tmpl_off, l2)
+                      row_ids, inv_norms, sketch, planes, shifts, width, tmpl_pos, tmpl_off, l2)
     scratch = alloc_scratch(&tab, threads, n_extra, 1)
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=threads):
         s = &scratch[omp_get_thread_num()]

@@ -26,7 +26,7 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 MERGE_RATIO = 4
 # bucket_width="auto": this many times the median distance from a sample of the
 # first batch to its AUTO_K-th nearest neighbour (see _auto_width).
-AUTO_SAMPLE, AUTO_K, AUTO_FACTOR = 256, 10, 1.0
+AUTO_SAMPLE, AUTO_K, AUTO_FACTOR = 256, 10, 3.0
 # int64 bucket indices are clipped here (as in the kernel) before they are mixed.
 CLIP = 2.0**62
 # The 64-bit finaliser of fastdl's SplitMix64 (fastdl/_lib/_random.pxd), for torch.
@@ -157,6 +157,7 @@ class LSHIndex:
         self._n_alive = 0
         self._next_id = 0
         self._vectors = np.empty((capacity, self._dim), dtype=self._dtype)
+        self._inv_norms = np.empty(capacity, dtype=np.float64)   # 1 / |x| (cosine)
         # 8-bit sketch of each row for the re-ranking bounds (see _lsh.pyx).
         self._sketch = np.empty((capacity, _sketch_stride(self._dim)), dtype=np.uint8)
         self._row_ids = np.empty(capacity, dtype=np.int64)
@@ -424,6 +425,7 @@ class LSHIndex:
 
         self._vectors = grown(self._vectors)
         self._sketch = grown(self._sketch)
+        self._inv_norms = grown(self._inv_norms)
         self._row_ids = grown(self._row_ids)
         self._alive = grown(self._alive)
         self._id_sorted = grown(self._id_sorted)
@@ -440,6 +442,8 @@ class LSHIndex:
         c = a + b
         self._vectors[a:c] = points
         self._sketch[a:c] = _sketch(points)
+        p64 = points.astype(np.float64)
+        self._inv_norms[a:c] = 1.0 / np.sqrt(np.einsum("ij,ij->i", p64, p64)) if not self._l2 else 0.0
         self._row_ids[a:c] = ids
         self._alive[a:c] = 1
         self._keys[:, a:c] = keys.T
@@ -546,7 +550,7 @@ class LSHIndex:
     def _tables(self, n_probes: int):
         pos, off = _probe_template(self._n_bits, self._l2, n_probes)
         return (self._entries, self._run_starts, self._dir_bits, self._dir_offsets,
-                self._dirs, self._alive, self._mult, self._row_ids, self._sketch,
+                self._dirs, self._alive, self._mult, self._row_ids, self._inv_norms, self._sketch,
                 self._planes, self._shifts, self._width or 1.0, pos, off, self._l2)
 
     def _query_args(self, Q, k, n_probes, n_threads, name="Q"):
