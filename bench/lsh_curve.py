@@ -2,7 +2,8 @@
 
     python bench/lsh_curve.py                 # the full sweep, a few minutes
     python bench/lsh_curve.py --quick         # fewer points
-    python bench/lsh_curve.py --plot docs/_static/lsh_recall_qps.png
+    python bench/lsh_curve.py --plot docs/_static/lsh_recall_qps.png \
+                              --table docs/_static/lsh_table.inc
 
 Data: ``benchmarks/_lsh_data.clustered`` (2e5 points, 2000 queries, 128-D
 Gaussian clusters). Every searcher runs with ``--threads`` threads (default 2)
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a few points of each curve")
     parser.add_argument("--plot", metavar="PNG", help="write the recall-QPS plot here")
+    parser.add_argument("--table", metavar="RST", help="write the summary table (reST) here")
     parser.add_argument("--spread", type=float, default=D.SPREAD,
                         help="within-cluster spread of the data (default %(default)s)")
     args = parser.parse_args()
@@ -134,6 +136,41 @@ def main() -> None:
               f"{ok if method == 'fastdl LSHIndex' else ''}")
     if args.plot:
         plot(rows, reference, m, args.plot, args.spread)
+    if args.table:
+        write_table(rows, reference, m, args.table, nt)
+
+
+def write_table(rows, reference, m, path, n_threads) -> None:
+    """The best configuration of each method at recall >= 0.8, 0.9, 0.95, and exact search."""
+    lines = []
+    for method, params, rec, seconds, built in rows:
+        if method in ("faiss IndexFlatL2", "numpy BLAS") and seconds != reference[3]:
+            continue
+        lines.append((method, params, rec, m / seconds, reference[3] / seconds, built))
+    chosen = [line for line in lines if line[0] in ("faiss IndexFlatL2", "numpy BLAS")]
+    for method in ("fastdl LSHIndex", "faiss LSH+refine", "faiss IndexLSH"):
+        for floor in (0.8, 0.9, 0.95):
+            ok = [line for line in lines if line[0] == method and line[2] >= floor]
+            if ok:
+                best = max(ok, key=lambda line: line[3])
+                if best not in chosen:
+                    chosen.append(best)
+        if not any(line[0] == method for line in chosen):
+            ok = [line for line in lines if line[0] == method]
+            if ok:
+                chosen.append(max(ok, key=lambda line: line[2]))
+    header = ("method", "parameters", "recall@10", "queries/s", "vs exact", "build (s)")
+    cells = [header] + [(meth, par or "-", f"{rec:.3f}", f"{qps:.0f}", f"{ratio:.1f}x",
+                         f"{built:.1f}") for meth, par, rec, qps, ratio, built in chosen]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    rule = "  ".join("=" * w for w in widths)
+    out = [f".. Written by bench/lsh_curve.py ({n_threads} threads, {m} queries).", "", rule,
+           "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells[1:]]
+    out += [rule, ""]
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+    print(f"wrote {path}")
 
 
 def plot(rows, reference, m, path, spread) -> None:

@@ -314,3 +314,25 @@ def _negative_pairs_numpy():
         labels[:, 0] = 1.0
         return np.repeat(inputs, 1 + PAIRS_RATIO), candidates, labels.ravel()
     return pairs_numpy
+
+
+# -- LSHIndex (data and searchers in _lsh_data.py) ---------------------------------------------
+
+def _lsh_case(impl_builder):
+    def builder(n_threads):
+        from . import _lsh_data
+
+        search = impl_builder(_lsh_data, _lsh_data.data()[0], n_threads)
+        queries = _lsh_data.data()[1]
+        return lambda: search(queries)
+    return builder
+
+
+_register("lsh_query", "fastdl", threaded=True)(
+    _lsh_case(lambda D, X, t: D.fastdl_lsh(X, t, **D.FASTDL_L2)))
+_register("lsh_query", "faiss-flat", threaded=True)(
+    _lsh_case(lambda D, X, t: D.faiss_flat(X, t)))
+_register("lsh_query", "numpy", threaded=True)(
+    _lsh_case(lambda D, X, t: D.numpy_brute(X, t)))
+_register("lsh_query", "faiss-lsh-refine", threaded=True)(
+    _lsh_case(lambda D, X, t: D.faiss_lsh(X, t, 512, k_factor=10)))

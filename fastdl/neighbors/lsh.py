@@ -565,7 +565,8 @@ class LSHIndex:
         Parameters
         ----------
         Q : array-like or torch.Tensor, shape (m, dim)
-            Finite queries (non-zero for ``metric="cosine"``).
+            Finite queries (non-zero for ``metric="cosine"``), rounded to
+            :attr:`dtype` like the stored vectors.
         k : int, default 10
             Neighbours per query, at least 1. Fewer than ``k`` candidates (or
             stored vectors) leave the rest of a row padded.

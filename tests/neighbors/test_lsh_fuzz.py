@@ -54,6 +54,8 @@ def check_against_candidates(index, Q, k, n_probes, model):
     def vectors_of(keys):
         return np.array([model[i] for i in keys], dtype=np.float64).reshape(len(keys), dim)
 
+    # Queries are rounded to the index's dtype, as the stored vectors are.
+    Q = np.asarray(Q).astype(index.dtype).astype(np.float64)
     for q, pool, d_row, f_row in zip(Q, split_csr(flat, offsets), dist, found):
         assert len(set(pool.tolist())) == len(pool) and set(pool.tolist()) <= set(ids.tolist())
         d = distances(vectors_of(pool.tolist()), q, index.metric)
