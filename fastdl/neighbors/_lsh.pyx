@@ -50,7 +50,7 @@ cost.
 """
 
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, floor, sqrt
+from libc.math cimport INFINITY, floor, nextafterf, sqrt
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
@@ -112,31 +112,90 @@ cdef inline uint64_t linear_code(const double *v, const uint64_t *mult, int n_bi
     return lin
 
 
-cdef inline double dot_planes(const double *plane, const floating *x, Py_ssize_t d) noexcept nogil:
+cdef inline double dot_planes(const double *plane, const double *x, Py_ssize_t d) noexcept nogil:
     # Four partial sums in float64 (SIMD-friendly; the order is fixed, so a point's
     # projections, hence its codes, are the same in every call and thread).
     cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
     cdef Py_ssize_t i = 0
     while i + 4 <= d:
-        s0 = s0 + plane[i] * <double> x[i]
-        s1 = s1 + plane[i + 1] * <double> x[i + 1]
-        s2 = s2 + plane[i + 2] * <double> x[i + 2]
-        s3 = s3 + plane[i + 3] * <double> x[i + 3]
+        s0 = s0 + plane[i] * x[i]
+        s1 = s1 + plane[i + 1] * x[i + 1]
+        s2 = s2 + plane[i + 2] * x[i + 2]
+        s3 = s3 + plane[i + 3] * x[i + 3]
         i += 4
     while i < d:
-        s0 = s0 + plane[i] * <double> x[i]
+        s0 = s0 + plane[i] * x[i]
         i += 1
     return (s0 + s2) + (s1 + s3)
 
 
 cdef void project(const double *planes, const double *shifts, double width, bint l2,
-                  Py_ssize_t n_planes, const floating *x, Py_ssize_t d, double *v) noexcept nogil:
-    """Projections of one point: ``a . x`` (cosine) or ``(a . x) / w + u`` (l2)."""
+                  Py_ssize_t n_planes, const double *x, Py_ssize_t d, double *v) noexcept nogil:
+    """Projections of one point (converted to float64 by the caller): ``a . x`` (cosine) or ``(a . x) / w + u`` (l2)."""
     cdef Py_ssize_t p
     for p in range(n_planes):
         v[p] = dot_planes(planes + p * d, x, d)
         if l2:
             v[p] = v[p] / width + shifts[p]
+
+
+cdef void project4(const double *planes, const double *shifts, double width, bint l2,
+                   Py_ssize_t n_planes, const double *x, Py_ssize_t d, double *v) noexcept nogil:
+    """``project`` of four consecutive points (rows of x, rows of v), each plane read once.
+
+    Each point's sums run in the same order as in ``dot_planes``, so its
+    projections are the same as ``project`` gives it alone."""
+    cdef Py_ssize_t p, i
+    cdef const double *a
+    cdef const double *x0 = x
+    cdef const double *x1 = x + d
+    cdef const double *x2 = x + 2 * d
+    cdef const double *x3 = x + 3 * d
+    cdef double a0, a1, a2, a3
+    cdef double p00, p01, p02, p03, p10, p11, p12, p13
+    cdef double p20, p21, p22, p23, p30, p31, p32, p33
+    for p in range(n_planes):
+        a = planes + p * d
+        p00 = p01 = p02 = p03 = p10 = p11 = p12 = p13 = 0.0
+        p20 = p21 = p22 = p23 = p30 = p31 = p32 = p33 = 0.0
+        i = 0
+        while i + 4 <= d:
+            a0 = a[i]
+            a1 = a[i + 1]
+            a2 = a[i + 2]
+            a3 = a[i + 3]
+            p00 = p00 + a0 * x0[i]
+            p01 = p01 + a1 * x0[i + 1]
+            p02 = p02 + a2 * x0[i + 2]
+            p03 = p03 + a3 * x0[i + 3]
+            p10 = p10 + a0 * x1[i]
+            p11 = p11 + a1 * x1[i + 1]
+            p12 = p12 + a2 * x1[i + 2]
+            p13 = p13 + a3 * x1[i + 3]
+            p20 = p20 + a0 * x2[i]
+            p21 = p21 + a1 * x2[i + 1]
+            p22 = p22 + a2 * x2[i + 2]
+            p23 = p23 + a3 * x2[i + 3]
+            p30 = p30 + a0 * x3[i]
+            p31 = p31 + a1 * x3[i + 1]
+            p32 = p32 + a2 * x3[i + 2]
+            p33 = p33 + a3 * x3[i + 3]
+            i += 4
+        while i < d:
+            p00 = p00 + a[i] * x0[i]
+            p10 = p10 + a[i] * x1[i]
+            p20 = p20 + a[i] * x2[i]
+            p30 = p30 + a[i] * x3[i]
+            i += 1
+        v[p] = (p00 + p02) + (p01 + p03)
+        v[n_planes + p] = (p10 + p12) + (p11 + p13)
+        v[2 * n_planes + p] = (p20 + p22) + (p21 + p23)
+        v[3 * n_planes + p] = (p30 + p32) + (p31 + p33)
+        if l2:
+            v[p] = v[p] / width + shifts[p]
+            v[n_planes + p] = v[n_planes + p] / width + shifts[p]
+            v[2 * n_planes + p] = v[2 * n_planes + p] / width + shifts[p]
+            v[3 * n_planes + p] = v[3 * n_planes + p] / width + shifts[p]
 
 
 def hash_codes(const floating[:, ::1] points, const double[:, ::1] planes,
@@ -148,28 +207,85 @@ def hash_codes(const floating[:, ::1] points, const double[:, ::1] planes,
     bucket store sorts by). L2: the mixed linear combination of the bucket
     indices, which is both the public code and the store key.
     """
-    cdef Py_ssize_t n = points.shape[0], d = points.shape[1], i
+    cdef Py_ssize_t n = points.shape[0], d = points.shape[1], i, b, j, rows
     cdef int n_tables = mult.shape[0], n_bits = mult.shape[1], t
-    cdef Py_ssize_t n_planes = planes.shape[0]
+    cdef Py_ssize_t n_planes = planes.shape[0], n_blocks = (n + 3) // 4
     cdef uint64_t c
-    cdef int threads = max(1, min(n_threads, (n + CHUNK - 1) // CHUNK))
+    cdef int threads = max(1, min(n_threads, (n_blocks + CHUNK - 1) // CHUNK))
     cdef double *buf
     cdef double *v
+    cdef double *xd
     if n == 0:
         return
-    buf = <double *> malloc(threads * n_planes * sizeof(double))
+    buf = <double *> malloc(threads * 4 * (n_planes + d) * sizeof(double))
     if buf == NULL:
         raise MemoryError()
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads):
-        v = buf + omp_get_thread_num() * n_planes
-        project(&planes[0, 0], &shifts[0], width, l2, n_planes, &points[i, 0], d, v)
-        for t in range(n_tables):
-            if l2:
-                out[i, t] = mix64(linear_code(v + t * n_bits, &mult[t, 0], n_bits))
-            else:
-                c = sign_code(v + t * n_bits, n_bits)
-                out[i, t] = mix64(c) if store_keys else c
+    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=threads):
+        v = buf + omp_get_thread_num() * 4 * (n_planes + d)
+        xd = v + 4 * n_planes
+        i = 4 * b
+        rows = min(4, n - i)
+        for j in range(rows * d):
+            xd[j] = <double> (&points[i, 0])[j]
+        if rows == 4:
+            project4(&planes[0, 0], &shifts[0], width, l2, n_planes, xd, d, v)
+        else:
+            for j in range(rows):
+                project(&planes[0, 0], &shifts[0], width, l2, n_planes, xd + j * d, d,
+                        v + j * n_planes)
+        for j in range(rows):
+            for t in range(n_tables):
+                if l2:
+                    out[i + j, t] = mix64(linear_code(v + j * n_planes + t * n_bits, &mult[t, 0],
+                                                      n_bits))
+                else:
+                    c = sign_code(v + j * n_planes + t * n_bits, n_bits)
+                    out[i + j, t] = mix64(c) if store_keys else c
     free(buf)
+
+
+cdef void sketch_row(const floating *x, Py_ssize_t d, uint8_t *out) noexcept nogil:
+    cdef float *head = <float *> out
+    cdef uint8_t *codes = out + SKETCH_HEADER
+    cdef double lo = x[0], hi = x[0], step, c, a, e, xx = 0.0, err = 0.0, norm = 0.0, cc = 0.0
+    cdef float lo32, step32, err32
+    cdef Py_ssize_t i
+    for i in range(1, d):
+        lo = x[i] if x[i] < lo else lo
+        hi = x[i] if x[i] > hi else hi
+    lo32 = <float> lo
+    step32 = <float> ((hi - <double> lo32) / 255.0)
+    step = step32
+    for i in range(d):
+        c = floor((<double> x[i] - <double> lo32) / step + 0.5) if step > 0 else 0.0
+        c = 0.0 if c < 0.0 else (255.0 if c > 255.0 else c)
+        codes[i] = <uint8_t> c
+        a = <double> lo32 + step * c          # x^, exactly as the bound assumes it
+        e = <double> x[i] - a
+        xx += a * a
+        err += e * e
+        norm += <double> x[i] * <double> x[i]
+        cc += c * c
+    head[0] = lo32
+    head[1] = step32
+    head[2] = <float> xx
+    # Rounded up, so that the bounds built on them stay valid.
+    err32 = nextafterf(<float> sqrt(err), INFINITY)
+    head[3] = err32 * <float> 1.000001
+    head[4] = <float> (1.0 / sqrt(norm)) if norm > 0 else 0.0
+    head[5] = nextafterf(<float> sqrt(cc), INFINITY)
+    head[6] = 0.0
+    head[7] = 0.0
+
+
+def sketch(const floating[:, ::1] points, uint8_t[:, ::1] out, int n_threads):
+    """The sketch rows of ``points`` (see the module docstring): header, then 8-bit codes."""
+    cdef Py_ssize_t n = points.shape[0], d = points.shape[1], i
+    if n == 0:
+        return
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=max(1, min(n_threads, (n + 255) // 256))):
+        sketch_row(&points[i, 0], d, &out[i, 0])
 
 
 def directory(const uint64_t[::1] keys, int bits, uint32_t[::1] out):
@@ -242,6 +358,7 @@ cdef struct Scratch:
     int32_t *raw            # (RAW,) rows read from buckets, before deduplication
     double *proj            # (L*K,) the query's projections
     int16_t *q16            # (dim,) the query quantized, for the sketch dot products
+    double *qd              # (dim,) the query in float64, for the projections
     double *bound           # (n_rows,) lower bound on the distance of each candidate
     double *short_bound     # (shortlist,) max-heap of the smallest bounds
     int32_t *short_at       # their candidate positions
@@ -628,7 +745,9 @@ cdef void query_one(const Tables *tab, Scratch *s, const floating *vectors,
     cdef double qx, slack, a2, bound, tau, qmax, scale, qerr
     cdef const float *head
     cdef int32_t row
-    project(tab.planes, tab.shifts, tab.width, tab.l2, tab.n_tables * tab.n_bits, q, dim, s.proj)
+    for i in range(dim):
+        s.qd[i] = <double> q[i]
+    project(tab.planes, tab.shifts, tab.width, tab.l2, tab.n_tables * tab.n_bits, s.qd, dim, s.proj)
     n_probes = make_probes(tab, s, s.proj, n_extra)
     nc = gather(tab, s, n_probes)
     for i in range(dim):
@@ -772,6 +891,7 @@ cdef void free_scratch(Scratch *s, int n) noexcept nogil:
         free(s[i].raw)
         free(s[i].proj)
         free(s[i].q16)
+        free(s[i].qd)
         free(s[i].bound)
         free(s[i].short_bound)
         free(s[i].short_at)
@@ -805,6 +925,7 @@ cdef Scratch *alloc_scratch(const Tables *tab, int n, Py_ssize_t n_extra, Py_ssi
             s[i].raw = <int32_t *> malloc(RAW * sizeof(int32_t))
             s[i].proj = <double *> malloc(L * tab.n_bits * sizeof(double))
             s[i].q16 = <int16_t *> malloc(max(tab.dim, <Py_ssize_t> 1) * sizeof(int16_t))
+            s[i].qd = <double *> malloc(max(tab.dim, <Py_ssize_t> 1) * sizeof(double))
             s[i].bound = <double *> malloc(rows * sizeof(double))
             s[i].short_bound = <double *> malloc(max(2 * k, <Py_ssize_t> SHORTLIST) * sizeof(double))
             s[i].short_at = <int32_t *> malloc(max(2 * k, <Py_ssize_t> SHORTLIST) * sizeof(int32_t))
@@ -815,7 +936,7 @@ cdef Scratch *alloc_scratch(const Tables *tab, int n, Py_ssize_t n_extra, Py_ssi
                              or s[i].set_score == NULL or s[i].set_id == NULL or s[i].score == NULL or s[i].coord == NULL
                              or s[i].step == NULL or s[i].base == NULL or s[i].best_dist == NULL
                              or s[i].spans == NULL or s[i].raw == NULL
-                             or s[i].proj == NULL or s[i].q16 == NULL or s[i].bound == NULL
+                             or s[i].proj == NULL or s[i].q16 == NULL or s[i].qd == NULL or s[i].bound == NULL
                              or s[i].short_bound == NULL or s[i].short_at == NULL or s[i].best_row == NULL or s[i].tmp == NULL)
     if not ok:
         free_scratch(s, n)
@@ -886,8 +1007,10 @@ def candidates(const uint64_t[:, ::1] entries,
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=threads):
         s = &scratch[omp_get_thread_num()]
         for q in range(c * CHUNK, min(m, (c + 1) * CHUNK)):
+            for i in range(tab.dim):
+                s.qd[i] = <double> queries[q, i]
             project(tab.planes, tab.shifts, tab.width, tab.l2, tab.n_tables * tab.n_bits,
-                    &queries[q, 0], tab.dim, s.proj)
+                    s.qd, tab.dim, s.proj)
             n_probes = make_probes(&tab, s, s.proj, n_extra)
             nc = gather(&tab, s, n_probes)
             if fill:

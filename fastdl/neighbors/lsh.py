@@ -361,7 +361,7 @@ class LSHIndex:
         keys = self._codes(points, True, n_threads, width)
         # Everything is checked and computed: from here on the index changes.
         self._width = width
-        self._append(points, new_ids, keys)
+        self._append(points, new_ids, keys, n_threads)
 
     def _new_ids(self, ids, b: int) -> np.ndarray:
         if ids is None:
@@ -433,7 +433,8 @@ class LSHIndex:
         self._keys = grown(self._keys, axis_last=True)
         self._entries = grown(self._entries, axis_last=True)
 
-    def _append(self, points: np.ndarray, ids: np.ndarray, keys: np.ndarray) -> None:
+    def _append(self, points: np.ndarray, ids: np.ndarray, keys: np.ndarray,
+                n_threads: int = 1) -> None:
         """Store rows and their (b, L) keys as a new run, then merge runs as needed."""
         b, a = points.shape[0], self._n_rows
         if a + b >= 2**31:
@@ -441,9 +442,12 @@ class LSHIndex:
         self._reserve(a + b)
         c = a + b
         self._vectors[a:c] = points
-        self._sketch[a:c] = _sketch(points)
-        p64 = points.astype(np.float64)
-        self._inv_norms[a:c] = 1.0 / np.sqrt(np.einsum("ij,ij->i", p64, p64)) if not self._l2 else 0.0
+        _lsh.sketch(points, self._sketch[a:c], n_threads)
+        if self._l2:
+            self._inv_norms[a:c] = 0.0
+        else:
+            p64 = points.astype(np.float64)
+            self._inv_norms[a:c] = 1.0 / np.sqrt(np.einsum("ij,ij->i", p64, p64))
         self._row_ids[a:c] = ids
         self._alive[a:c] = 1
         self._keys[:, a:c] = keys.T
@@ -721,35 +725,6 @@ def _sketch_stride(dim: int) -> int:
     return SKETCH_HEADER + dim
 
 
-def _sketch(points: np.ndarray) -> np.ndarray:
-    """Rows of header + 8-bit codes: ``x^ = lo + step * code`` between the row's min and max.
-
-    The header holds what the kernel's lower bound needs, each value rounded
-    so that the bound stays valid: ``err`` (the exact ``|x - x^|`` of the stored
-    ``lo``, ``step`` and codes) is rounded up.
-    """
-    x = points.astype(np.float64)
-    n, dim = x.shape
-    lo = x.min(axis=1).astype(np.float32)
-    step = ((x.max(axis=1) - lo) / 255.0).astype(np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scaled = (x - lo[:, None]) / step[:, None].astype(np.float64)
-    codes = np.clip(np.rint(np.nan_to_num(scaled, nan=0.0, posinf=255.0)), 0, 255)
-    approx = lo[:, None].astype(np.float64) + step[:, None].astype(np.float64) * codes
-    head = np.zeros((n, SKETCH_HEADER // 4), dtype=np.float32)
-    head[:, 0], head[:, 1] = lo, step
-    head[:, 2] = np.einsum("ij,ij->i", approx, approx)
-    err = np.sqrt(np.einsum("ij,ij->i", x - approx, x - approx)).astype(np.float32)
-    head[:, 3] = np.nextafter(err, np.float32(np.inf)) * np.float32(1 + 1e-6)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-    with np.errstate(divide="ignore"):
-        head[:, 4] = np.where(norms > 0, 1.0 / norms, 0.0)
-    code_norms = np.sqrt(np.einsum("ij,ij->i", codes, codes)).astype(np.float32)
-    head[:, 5] = np.nextafter(code_norms, np.float32(np.inf))
-    out = np.empty((n, _sketch_stride(dim)), dtype=np.uint8)
-    out[:, :SKETCH_HEADER] = head.view(np.uint8)
-    out[:, SKETCH_HEADER:] = codes.astype(np.uint8)
-    return out
 
 
 @functools.lru_cache(maxsize=64)
