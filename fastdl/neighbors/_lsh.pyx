@@ -70,6 +70,8 @@ cdef enum:
     AHEAD = 4
     # Rows read from buckets whose stamps are prefetched before they are checked.
     RAW = 256
+    # Partial sums of the exact distance loops.
+    LANES = 8
     # Bytes of the float32 header before the 8-bit codes of a sketch row.
     SKETCH_HEADER = 32
     # Candidates re-ranked exactly before the bounds prune the rest: at least
@@ -139,65 +141,6 @@ cdef void project(const double *planes, const double *shifts, double width, bint
             v[p] = v[p] / width + shifts[p]
 
 
-cdef void project4(const double *planes, const double *shifts, double width, bint l2,
-                   Py_ssize_t n_planes, const double *x, Py_ssize_t d, double *v) noexcept nogil:
-    """``project`` of four consecutive points (rows of x, rows of v), each plane read once.
-
-    Each point's sums run in the same order as in ``dot_planes``, so its
-    projections are the same as ``project`` gives it alone."""
-    cdef Py_ssize_t p, i
-    cdef const double *a
-    cdef const double *x0 = x
-    cdef const double *x1 = x + d
-    cdef const double *x2 = x + 2 * d
-    cdef const double *x3 = x + 3 * d
-    cdef double a0, a1, a2, a3
-    cdef double p00, p01, p02, p03, p10, p11, p12, p13
-    cdef double p20, p21, p22, p23, p30, p31, p32, p33
-    for p in range(n_planes):
-        a = planes + p * d
-        p00 = p01 = p02 = p03 = p10 = p11 = p12 = p13 = 0.0
-        p20 = p21 = p22 = p23 = p30 = p31 = p32 = p33 = 0.0
-        i = 0
-        while i + 4 <= d:
-            a0 = a[i]
-            a1 = a[i + 1]
-            a2 = a[i + 2]
-            a3 = a[i + 3]
-            p00 = p00 + a0 * x0[i]
-            p01 = p01 + a1 * x0[i + 1]
-            p02 = p02 + a2 * x0[i + 2]
-            p03 = p03 + a3 * x0[i + 3]
-            p10 = p10 + a0 * x1[i]
-            p11 = p11 + a1 * x1[i + 1]
-            p12 = p12 + a2 * x1[i + 2]
-            p13 = p13 + a3 * x1[i + 3]
-            p20 = p20 + a0 * x2[i]
-            p21 = p21 + a1 * x2[i + 1]
-            p22 = p22 + a2 * x2[i + 2]
-            p23 = p23 + a3 * x2[i + 3]
-            p30 = p30 + a0 * x3[i]
-            p31 = p31 + a1 * x3[i + 1]
-            p32 = p32 + a2 * x3[i + 2]
-            p33 = p33 + a3 * x3[i + 3]
-            i += 4
-        while i < d:
-            p00 = p00 + a[i] * x0[i]
-            p10 = p10 + a[i] * x1[i]
-            p20 = p20 + a[i] * x2[i]
-            p30 = p30 + a[i] * x3[i]
-            i += 1
-        v[p] = (p00 + p02) + (p01 + p03)
-        v[n_planes + p] = (p10 + p12) + (p11 + p13)
-        v[2 * n_planes + p] = (p20 + p22) + (p21 + p23)
-        v[3 * n_planes + p] = (p30 + p32) + (p31 + p33)
-        if l2:
-            v[p] = v[p] / width + shifts[p]
-            v[n_planes + p] = v[n_planes + p] / width + shifts[p]
-            v[2 * n_planes + p] = v[2 * n_planes + p] / width + shifts[p]
-            v[3 * n_planes + p] = v[3 * n_planes + p] / width + shifts[p]
-
-
 def hash_codes(const floating[:, ::1] points, const double[:, ::1] planes,
                const double[::1] shifts, double width, bint l2, const uint64_t[:, ::1] mult,
                bint store_keys, uint64_t[:, ::1] out, int n_threads):
@@ -207,40 +150,31 @@ def hash_codes(const floating[:, ::1] points, const double[:, ::1] planes,
     bucket store sorts by). L2: the mixed linear combination of the bucket
     indices, which is both the public code and the store key.
     """
-    cdef Py_ssize_t n = points.shape[0], d = points.shape[1], i, b, j, rows
+    cdef Py_ssize_t n = points.shape[0], d = points.shape[1], i, j
     cdef int n_tables = mult.shape[0], n_bits = mult.shape[1], t
-    cdef Py_ssize_t n_planes = planes.shape[0], n_blocks = (n + 3) // 4
+    cdef Py_ssize_t n_planes = planes.shape[0]
     cdef uint64_t c
-    cdef int threads = max(1, min(n_threads, (n_blocks + CHUNK - 1) // CHUNK))
+    cdef int threads = max(1, min(n_threads, (n + 255) // 256))
     cdef double *buf
     cdef double *v
     cdef double *xd
     if n == 0:
         return
-    buf = <double *> malloc(threads * 4 * (n_planes + d) * sizeof(double))
+    buf = <double *> malloc(threads * (n_planes + d) * sizeof(double))
     if buf == NULL:
         raise MemoryError()
-    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=threads):
-        v = buf + omp_get_thread_num() * 4 * (n_planes + d)
-        xd = v + 4 * n_planes
-        i = 4 * b
-        rows = min(4, n - i)
-        for j in range(rows * d):
-            xd[j] = <double> (&points[i, 0])[j]
-        if rows == 4:
-            project4(&planes[0, 0], &shifts[0], width, l2, n_planes, xd, d, v)
-        else:
-            for j in range(rows):
-                project(&planes[0, 0], &shifts[0], width, l2, n_planes, xd + j * d, d,
-                        v + j * n_planes)
-        for j in range(rows):
-            for t in range(n_tables):
-                if l2:
-                    out[i + j, t] = mix64(linear_code(v + j * n_planes + t * n_bits, &mult[t, 0],
-                                                      n_bits))
-                else:
-                    c = sign_code(v + j * n_planes + t * n_bits, n_bits)
-                    out[i + j, t] = mix64(c) if store_keys else c
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads):
+        v = buf + omp_get_thread_num() * (n_planes + d)
+        xd = v + n_planes
+        for j in range(d):  # once per point, not once per plane
+            xd[j] = <double> points[i, j]
+        project(&planes[0, 0], &shifts[0], width, l2, n_planes, xd, d, v)
+        for t in range(n_tables):
+            if l2:
+                out[i, t] = mix64(linear_code(v + t * n_bits, &mult[t, 0], n_bits))
+            else:
+                c = sign_code(v + t * n_bits, n_bits)
+                out[i, t] = mix64(c) if store_keys else c
     free(buf)
 
 
@@ -582,52 +516,38 @@ cdef Py_ssize_t gather(const Tables *tab, Scratch *s, Py_ssize_t n_probes) noexc
 # -- exact distances and the k best ------------------------------------------------
 
 cdef inline double squared_l2(const floating *a, const floating *b, Py_ssize_t d) noexcept nogil:
-    # Eight independent partial sums: the compiler can keep them in SIMD registers
+    # LANES independent partial sums: the compiler keeps them in SIMD registers
     # (no -ffast-math needed), and the rounding error stays that of a pairwise sum.
-    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, x
-    cdef Py_ssize_t i = 0
-    while i + 8 <= d:
-        x = a[i] - b[i]
-        s0 = s0 + x * x
-        x = a[i + 1] - b[i + 1]
-        s1 = s1 + x * x
-        x = a[i + 2] - b[i + 2]
-        s2 = s2 + x * x
-        x = a[i + 3] - b[i + 3]
-        s3 = s3 + x * x
-        x = a[i + 4] - b[i + 4]
-        s4 = s4 + x * x
-        x = a[i + 5] - b[i + 5]
-        s5 = s5 + x * x
-        x = a[i + 6] - b[i + 6]
-        s6 = s6 + x * x
-        x = a[i + 7] - b[i + 7]
-        s7 = s7 + x * x
-        i += 8
+    cdef floating acc[LANES]
+    cdef floating x
+    cdef Py_ssize_t i = 0, j
+    for j in range(LANES):
+        acc[j] = 0
+    while i + LANES <= d:
+        for j in range(LANES):
+            x = a[i + j] - b[i + j]
+            acc[j] = acc[j] + x * x
+        i += LANES
     while i < d:
         x = a[i] - b[i]
-        s0 = s0 + x * x
+        acc[0] = acc[0] + x * x
         i += 1
-    return <double> (((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7)))
+    return <double> (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])))
 
 
 cdef inline double dot(const floating *a, const floating *b, Py_ssize_t d) noexcept nogil:
-    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
-    cdef Py_ssize_t i = 0
-    while i + 8 <= d:
-        s0 = s0 + a[i] * b[i]
-        s1 = s1 + a[i + 1] * b[i + 1]
-        s2 = s2 + a[i + 2] * b[i + 2]
-        s3 = s3 + a[i + 3] * b[i + 3]
-        s4 = s4 + a[i + 4] * b[i + 4]
-        s5 = s5 + a[i + 5] * b[i + 5]
-        s6 = s6 + a[i + 6] * b[i + 6]
-        s7 = s7 + a[i + 7] * b[i + 7]
-        i += 8
+    cdef floating acc[LANES]
+    cdef Py_ssize_t i = 0, j
+    for j in range(LANES):
+        acc[j] = 0
+    while i + LANES <= d:
+        for j in range(LANES):
+            acc[j] = acc[j] + a[i + j] * b[i + j]
+        i += LANES
     while i < d:
-        s0 = s0 + a[i] * b[i]
+        acc[0] = acc[0] + a[i] * b[i]
         i += 1
-    return <double> (((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7)))
+    return <double> (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])))
 
 
 cdef inline bint worse(double da, int32_t ra, double db, int32_t rb) noexcept nogil:

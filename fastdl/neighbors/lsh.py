@@ -77,8 +77,9 @@ class LSHIndex:
         Distance to search by.
     n_tables : int, default 16
         Number of hash tables. More tables: higher recall, more memory
-        (12 bytes per vector per table) and more candidates to re-rank.
-    n_bits : int, default 14
+        (about 20 bytes per vector per table, besides the vectors and
+        their 8-bit sketches) and more candidates to re-rank.
+    n_bits : int, default 12
         Hash functions per table, 1 to 64. More bits: smaller buckets, fewer
         but closer candidates per probe.
     bucket_width : float or "auto", default "auto"
@@ -108,7 +109,7 @@ class LSHIndex:
     [0, 1]
     """
 
-    def __init__(self, dim: int, metric: str = "cosine", n_tables: int = 16, n_bits: int = 14,
+    def __init__(self, dim: int, metric: str = "cosine", n_tables: int = 16, n_bits: int = 12,
                  bucket_width="auto", dtype="float32", rng=None):
         dim = _check_int(dim, "dim", 1, MAX_DIM)
         if not isinstance(metric, str):
@@ -557,13 +558,13 @@ class LSHIndex:
                 self._dirs, self._alive, self._mult, self._row_ids, self._inv_norms, self._sketch,
                 self._planes, self._shifts, self._width or 1.0, pos, off, self._l2)
 
-    def _query_args(self, Q, k, n_probes, n_threads, name="Q"):
-        points = self._points(Q, name, allow_empty=True)
+    def _query_args(self, Q, n_probes, n_threads):
+        points = self._points(Q, "Q", allow_empty=True)
         n_probes = check_count(n_probes, "n_probes")
         n_threads = check_n_threads(n_threads)
         return points, n_probes, n_threads
 
-    def query(self, Q, k: int = 10, n_probes: int = 8, n_threads: int | None = None):
+    def query(self, Q, k: int = 10, n_probes: int = 16, n_threads: int | None = None):
         """The ``k`` nearest stored vectors among each query's candidates.
 
         Parameters
@@ -574,7 +575,7 @@ class LSHIndex:
         k : int, default 10
             Neighbours per query, at least 1. Fewer than ``k`` candidates (or
             stored vectors) leave the rest of a row padded.
-        n_probes : int, default 8
+        n_probes : int, default 16
             Extra buckets looked up per table on average, beyond the query's
             own bucket: ``n_probes * n_tables`` buckets in all, the most likely
             first over all tables (query-directed multiprobe, Lv et al. 2007).
@@ -595,7 +596,7 @@ class LSHIndex:
             On a bad argument (named in the message).
         """
         k = _check_int(k, "k", 1)
-        points, n_probes, n_threads = self._query_args(Q, k, n_probes, n_threads)
+        points, n_probes, n_threads = self._query_args(Q, n_probes, n_threads)
         m = points.shape[0]
         kk = min(k, self._n_alive)
         dist = np.full((m, k), np.inf, dtype=self._dtype)
@@ -608,7 +609,7 @@ class LSHIndex:
             dist[:, :kk], found[:, :kk] = d_out, i_out
         return like_input(dist, Q), like_input(found, Q)
 
-    def candidates(self, Q, n_probes: int = 8, n_threads: int | None = None):
+    def candidates(self, Q, n_probes: int = 16, n_threads: int | None = None):
         """The ids found in the probed buckets of each query, before re-ranking.
 
         Parameters
@@ -625,7 +626,7 @@ class LSHIndex:
             Query ``i``'s candidates are ``ids[offsets[i]:offsets[i + 1]]``;
             :func:`fastdl.neighbors.split_csr` splits them into a list.
         """
-        points, n_probes, n_threads = self._query_args(Q, None, n_probes, n_threads)
+        points, n_probes, n_threads = self._query_args(Q, n_probes, n_threads)
         m = points.shape[0]
         counts = np.zeros(m, dtype=np.int64)
         offsets = np.zeros(m + 1, dtype=np.int64)

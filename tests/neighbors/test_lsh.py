@@ -93,7 +93,7 @@ def metric(request):
 class TestConstruction:
     def test_defaults_and_properties(self):
         index = LSHIndex(8)
-        assert (index.dim, index.metric, index.n_tables, index.n_bits) == (8, "cosine", 16, 14)
+        assert (index.dim, index.metric, index.n_tables, index.n_bits) == (8, "cosine", 16, 12)
         assert index.bucket_width is None and index.dtype == np.float32 and len(index) == 0
         l2 = LSHIndex(8, metric="l2", n_tables=3, n_bits=5, bucket_width=2.5, dtype="float64")
         assert (l2.n_tables, l2.n_bits, l2.bucket_width, l2.dtype) == (3, 5, 2.5, np.float64)
@@ -396,7 +396,7 @@ class TestAddRemove:
         assert_raises_unchanged(index, lambda: index.add([[1.0, 1, 1], [0, 0, 0]]), ValueError,
                                 "X has an all-zero row 1")
         assert_raises_unchanged(index, lambda: index.query([[0.0, 0, 0]]), ValueError, "Q")
-        assert index.hash([[0.0, 0, 0]])[0, 0] == 2**14 - 1  # all bits set, allowed here
+        assert index.hash([[0.0, 0, 0]])[0, 0] == 2**12 - 1  # all bits set, allowed here
 
     @pytest.mark.parametrize("ids, exc, name", [
         ([3, 99], ValueError, "ids holds 99, which is not in the index"),
