@@ -41,7 +41,7 @@ FASTDL_SWEEP = [  # (n_tables, n_bits, bucket_width, [n_probes...])
 ]
 QUICK_SWEEP = [(16, 12, 20.0, [4, 12, 20, 32])]
 FAISS_NBITS = [128, 256, 512, 1024]
-REFINE = [(256, 10), (256, 40), (512, 10), (512, 40), (1024, 20)]
+REFINE = [(128, 20), (256, 10), (256, 20), (256, 40), (512, 10), (512, 40), (1024, 20)]
 
 
 def main() -> None:
@@ -184,19 +184,20 @@ def plot(rows, reference, m, path, spread) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = {"fastdl LSHIndex": "o-", "faiss IndexLSH": "s--", "faiss LSH+refine": "^--"}
-    for method, style in styles.items():
+    for colour, (method, style) in enumerate(styles.items()):
         pts = sorted((rec, m / sec) for meth, _, rec, sec, _ in rows if meth == method)
-        if method == "fastdl LSHIndex":
-            # The upper envelope over all configurations: the best q/s at each recall.
-            envelope, best_qps = [], 0.0
-            for rec, qps in sorted(pts, reverse=True):
-                if qps > best_qps:
-                    envelope.append((rec, qps))
-                    best_qps = qps
-            ax.plot([r for r, _ in pts], [q for _, q in pts], ".", color="C0", alpha=0.3)
-            pts = sorted(envelope)
+        # The upper envelope over all configurations: the best q/s at each recall,
+        # with the configurations below it as faint dots.
+        envelope, best_qps = [], 0.0
+        for rec, qps in sorted(pts, reverse=True):
+            if qps > best_qps:
+                envelope.append((rec, qps))
+                best_qps = qps
+        ax.plot([r for r, _ in pts], [q for _, q in pts], ".", color=f"C{colour}", alpha=0.3)
+        pts = sorted(envelope)
         if pts:
-            ax.plot([r for r, _ in pts], [q for _, q in pts], style, label=method)
+            ax.plot([r for r, _ in pts], [q for _, q in pts], style, color=f"C{colour}",
+                    label=method)
     for meth, _, rec, sec, _ in rows:
         if meth in ("faiss IndexFlatL2", "numpy BLAS") and sec == reference[3]:
             ax.axhline(m / sec, color="gray", lw=1)
