@@ -136,7 +136,8 @@ cdef inline double dot_planes(const double *plane, const double *x, Py_ssize_t d
 
 cdef void project(const double *planes, const double *shifts, double width, bint l2,
                   Py_ssize_t n_planes, const double *x, Py_ssize_t d, double *v) noexcept nogil:
-    """Projections of one point (converted to float64 by the caller): ``a . x`` (cosine) or ``(a . x) / w + u`` (l2)."""
+    """Projections of one point (in float64, converted by the caller):
+    ``a . x`` (cosine) or ``(a . x) / w + u`` (l2)."""
     cdef Py_ssize_t p
     for p in range(n_planes):
         v[p] = dot_planes(planes + p * d, x, d)
@@ -274,6 +275,11 @@ cdef struct Probe:
     int32_t table
 
 
+cdef struct Heap:
+    double *key
+    int32_t *tag
+
+
 cdef struct Span:
     Py_ssize_t at           # directory index, then entry offset of the slot
     Py_ssize_t end
@@ -297,10 +303,8 @@ cdef struct Scratch:
     int16_t *q16            # (dim,) the query quantized, for the sketch dot products
     double *qd              # (dim,) the query in float64, for the projections
     double *bound           # (n_rows,) lower bound on the distance of each candidate
-    double *short_bound     # (shortlist,) max-heap of the smallest bounds
-    int32_t *short_at       # their candidate positions
-    double *best_dist       # (k,) max-heap of the k best so far, by (distance, row)
-    int32_t *best_row
+    Heap shortlist          # (shortlist,) the smallest bounds: (bound, candidate position)
+    Heap best               # (k,) the k best so far: (distance, row)
     double *tmp             # (2 * n_bits,) sort keys
 
 
@@ -518,6 +522,11 @@ cdef Py_ssize_t gather(const Tables *tab, Scratch *s, Py_ssize_t n_probes) noexc
 
 # -- exact distances and the k best ------------------------------------------------
 
+cdef inline double lanes_total(const floating *acc) noexcept nogil:
+    # Pairwise, in a fixed order.
+    return <double> (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])))
+
+
 cdef inline double squared_l2(const floating *a, const floating *b, Py_ssize_t d) noexcept nogil:
     # LANES independent partial sums: the compiler keeps them in SIMD registers
     # (no -ffast-math needed), and the rounding error stays that of a pairwise sum.
@@ -535,7 +544,7 @@ cdef inline double squared_l2(const floating *a, const floating *b, Py_ssize_t d
         x = a[i] - b[i]
         acc[0] = acc[0] + x * x
         i += 1
-    return <double> (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])))
+    return lanes_total(acc)
 
 
 cdef inline double dot(const floating *a, const floating *b, Py_ssize_t d) noexcept nogil:
@@ -550,55 +559,54 @@ cdef inline double dot(const floating *a, const floating *b, Py_ssize_t d) noexc
     while i < d:
         acc[0] = acc[0] + a[i] * b[i]
         i += 1
-    return <double> (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])))
+    return lanes_total(acc)
 
 
-cdef inline bint worse(double da, int32_t ra, double db, int32_t rb) noexcept nogil:
-    # Order of results: by distance, ties by row (insertion order), so they do not
-    # depend on the order in which candidates were found.
-    return da > db or (da == db and ra > rb)
+cdef inline bint worse(double ka, int32_t ta, double kb, int32_t tb) noexcept nogil:
+    # Heap order: by key, ties by tag. For results the key is the distance and the
+    # tag the row (insertion order), so ties do not depend on the order found.
+    return ka > kb or (ka == kb and ta > tb)
 
 
-cdef void best_sift_down(Scratch *s, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+cdef void heap_sift_down(Heap h, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t child
-    cdef double d = s.best_dist[i]
-    cdef int32_t row = s.best_row[i]
+    cdef double key = h.key[i]
+    cdef int32_t tag = h.tag[i]
     while True:
         child = 2 * i + 1
         if child >= n:
             break
-        if child + 1 < n and worse(s.best_dist[child + 1], s.best_row[child + 1],
-                                   s.best_dist[child], s.best_row[child]):
+        if child + 1 < n and worse(h.key[child + 1], h.tag[child + 1], h.key[child], h.tag[child]):
             child += 1
-        if not worse(s.best_dist[child], s.best_row[child], d, row):
+        if not worse(h.key[child], h.tag[child], key, tag):
             break
-        s.best_dist[i] = s.best_dist[child]
-        s.best_row[i] = s.best_row[child]
+        h.key[i] = h.key[child]
+        h.tag[i] = h.tag[child]
         i = child
-    s.best_dist[i] = d
-    s.best_row[i] = row
+    h.key[i] = key
+    h.tag[i] = tag
 
 
-cdef inline void best_offer(Scratch *s, Py_ssize_t *size, Py_ssize_t k, double d,
-                            int32_t row) noexcept nogil:
-    # A max-heap of the k best: the root is the worst kept.
+cdef inline void heap_offer(Heap h, Py_ssize_t *size, Py_ssize_t capacity, double key,
+                            int32_t tag) noexcept nogil:
+    """Keep the ``capacity`` smallest (key, tag) pairs: a max-heap, its root the worst kept."""
     cdef Py_ssize_t i, parent
-    if size[0] < k:
+    if size[0] < capacity:
         i = size[0]
         size[0] += 1
         while i > 0:
             parent = (i - 1) >> 1
-            if not worse(d, row, s.best_dist[parent], s.best_row[parent]):
+            if not worse(key, tag, h.key[parent], h.tag[parent]):
                 break
-            s.best_dist[i] = s.best_dist[parent]
-            s.best_row[i] = s.best_row[parent]
+            h.key[i] = h.key[parent]
+            h.tag[i] = h.tag[parent]
             i = parent
-        s.best_dist[i] = d
-        s.best_row[i] = row
-    elif worse(s.best_dist[0], s.best_row[0], d, row):
-        s.best_dist[0] = d
-        s.best_row[0] = row
-        best_sift_down(s, 0, k)
+        h.key[i] = key
+        h.tag[i] = tag
+    elif worse(h.key[0], h.tag[0], key, tag):
+        h.key[0] = key
+        h.tag[0] = tag
+        heap_sift_down(h, 0, capacity)
 
 
 cdef inline void prefetch_row(const floating *x, Py_ssize_t dim) noexcept nogil:
@@ -615,39 +623,6 @@ cdef inline int32_t dot_codes(const int16_t *q, const uint8_t *c, Py_ssize_t d) 
     for i in range(d):
         total += <int32_t> q[i] * <int32_t> c[i]
     return total
-
-
-cdef inline void short_offer(Scratch *s, Py_ssize_t *size, Py_ssize_t m, double b,
-                             int32_t at) noexcept nogil:
-    # Max-heap of the m smallest bounds (root: the largest kept).
-    cdef Py_ssize_t i, child, parent
-    if size[0] < m:
-        i = size[0]
-        size[0] += 1
-        while i > 0:
-            parent = (i - 1) >> 1
-            if s.short_bound[parent] >= b:
-                break
-            s.short_bound[i] = s.short_bound[parent]
-            s.short_at[i] = s.short_at[parent]
-            i = parent
-        s.short_bound[i] = b
-        s.short_at[i] = at
-    elif b < s.short_bound[0]:
-        i = 0
-        while True:
-            child = 2 * i + 1
-            if child >= m:
-                break
-            if child + 1 < m and s.short_bound[child + 1] > s.short_bound[child]:
-                child += 1
-            if s.short_bound[child] <= b:
-                break
-            s.short_bound[i] = s.short_bound[child]
-            s.short_at[i] = s.short_at[child]
-            i = child
-        s.short_bound[i] = b
-        s.short_at[i] = at
 
 
 cdef inline double exact_distance(const Tables *tab, const floating *q, const floating *x,
@@ -709,50 +684,52 @@ cdef void query_one(const Tables *tab, Scratch *s, const floating *vectors,
         # q . x^ = lo * sum(q) + step * (scale * (q16 . code) + e . code), with
         # |e . code| <= |e| |code|; then slack for float rounding (float32 header
         # values, double sums), far above that error, far below distance gaps.
-        qx = lo * qsum + step * scale * dot_codes(s.q16, tab.sketch + row * stride + SKETCH_HEADER, dim)
-        slack = step * qerr * head[5] + 1e-6 * (qq + xx + (lo if lo >= 0 else -lo) * (qsum if qsum >= 0 else -qsum))
+        qx = lo * qsum + step * scale * dot_codes(s.q16, <const uint8_t *> head + SKETCH_HEADER,
+                                                  dim)
+        slack = (step * qerr * head[5]
+                 + 1e-6 * (qq + xx + (lo if lo >= 0 else -lo) * (qsum if qsum >= 0 else -qsum)))
         if tab.l2:
             a2 = qq - 2.0 * qx + xx - 2.0 * slack
             bound = (sqrt(a2) if a2 > 0 else 0.0) - err
         else:
             bound = 1.0 - (qx + slack + norm_q * err) * inv_q * head[4] - 1e-6
         s.bound[i] = bound
-        short_offer(s, &n_short, m, bound, <int32_t> i)
+        heap_offer(s.shortlist, &n_short, m, bound, <int32_t> i)
     # 2. Exact distances of the shortlist.
     for j in range(min(n_short, <Py_ssize_t> AHEAD)):
-        prefetch_row(vectors + s.cand[s.short_at[j]] * dim, dim)
+        prefetch_row(vectors + s.cand[s.shortlist.tag[j]] * dim, dim)
     for j in range(n_short):
         if j + AHEAD < n_short:
-            prefetch_row(vectors + s.cand[s.short_at[j + AHEAD]] * dim, dim)
-        i = s.short_at[j]
+            prefetch_row(vectors + s.cand[s.shortlist.tag[j + AHEAD]] * dim, dim)
+        i = s.shortlist.tag[j]
         row = s.cand[i]
         d = exact_distance(tab, q, vectors + row * dim, inv_q, tab.inv_norms[row])
-        best_offer(s, &size, k, d, row)
+        heap_offer(s.best, &size, k, d, row)
         s.bound[i] = INFINITY
     # 3. Exact distances of the others whose bound does not rule them out. (With
     #    fewer than k found, the shortlist held every candidate: none is left.)
-    tau = s.best_dist[0] * (1.0 + 1e-6) + 1e-12 if size == k else -INFINITY
+    tau = s.best.key[0] * (1.0 + 1e-6) + 1e-12 if size == k else -INFINITY
     for i in range(nc):
         if s.bound[i] <= tau:
             row = s.cand[i]
             d = exact_distance(tab, q, vectors + row * dim, inv_q, tab.inv_norms[row])
-            best_offer(s, &size, k, d, row)
+            heap_offer(s.best, &size, k, d, row)
             if size == k:
-                tau = s.best_dist[0] * (1.0 + 1e-6) + 1e-12
+                tau = s.best.key[0] * (1.0 + 1e-6) + 1e-12
     # Heap sort in place: ascending (distance, row).
     kept = size
     while size > 1:
         size -= 1
-        d = s.best_dist[0]
-        row = s.best_row[0]
-        s.best_dist[0] = s.best_dist[size]
-        s.best_row[0] = s.best_row[size]
-        s.best_dist[size] = d
-        s.best_row[size] = row
-        best_sift_down(s, 0, size)
+        d = s.best.key[0]
+        row = s.best.tag[0]
+        s.best.key[0] = s.best.key[size]
+        s.best.tag[0] = s.best.tag[size]
+        s.best.key[size] = d
+        s.best.tag[size] = row
+        heap_sift_down(s.best, 0, size)
     for i in range(kept):
-        out_dist[i] = <floating> s.best_dist[i]
-        out_id[i] = tab.row_ids[s.best_row[i]]
+        out_dist[i] = <floating> s.best.key[i]
+        out_id[i] = tab.row_ids[s.best.tag[i]]
     for i in range(kept, k):
         out_dist[i] = <floating> INFINITY
         out_id[i] = -1
@@ -765,7 +742,8 @@ cdef Tables make_tables(const uint64_t[:, ::1] entries,
                         const int64_t[::1] dir_offsets, const uint32_t[:, ::1] dirs,
                         const uint8_t[::1] alive, const uint64_t[:, ::1] mult,
                         const int64_t[::1] row_ids, const double[::1] inv_norms,
-                        const uint8_t[:, ::1] sketch, const double[:, ::1] planes, const double[::1] shifts, double width,
+                        const uint8_t[:, ::1] sketch, const double[:, ::1] planes,
+                        const double[::1] shifts, double width,
                         const int32_t[::1] tmpl_pos, const int32_t[::1] tmpl_off, bint l2):
     cdef Tables tab
     tab.n_tables = entries.shape[0]
@@ -816,10 +794,10 @@ cdef void free_scratch(Scratch *s, int n) noexcept nogil:
         free(s[i].q16)
         free(s[i].qd)
         free(s[i].bound)
-        free(s[i].short_bound)
-        free(s[i].short_at)
-        free(s[i].best_dist)
-        free(s[i].best_row)
+        free(s[i].shortlist.key)
+        free(s[i].shortlist.tag)
+        free(s[i].best.key)
+        free(s[i].best.tag)
         free(s[i].tmp)
     free(s)
 
@@ -829,6 +807,7 @@ cdef Scratch *alloc_scratch(const Tables *tab, int n, Py_ssize_t n_extra, Py_ssi
     cdef int i, L = tab.n_tables, P = 2 * tab.n_bits
     cdef Py_ssize_t rows = max(tab.n_rows, <Py_ssize_t> 1)
     cdef Py_ssize_t n_sets = max(L * tab.n_tmpl, <Py_ssize_t> 1)
+    cdef Py_ssize_t shortlist = max(2 * k, <Py_ssize_t> SHORTLIST)
     cdef Scratch *s = <Scratch *> calloc(n, sizeof(Scratch))
     cdef bint ok = s != NULL
     if ok:
@@ -850,17 +829,19 @@ cdef Scratch *alloc_scratch(const Tables *tab, int n, Py_ssize_t n_extra, Py_ssi
             s[i].q16 = <int16_t *> malloc(max(tab.dim, <Py_ssize_t> 1) * sizeof(int16_t))
             s[i].qd = <double *> malloc(max(tab.dim, <Py_ssize_t> 1) * sizeof(double))
             s[i].bound = <double *> malloc(rows * sizeof(double))
-            s[i].short_bound = <double *> malloc(max(2 * k, <Py_ssize_t> SHORTLIST) * sizeof(double))
-            s[i].short_at = <int32_t *> malloc(max(2 * k, <Py_ssize_t> SHORTLIST) * sizeof(int32_t))
-            s[i].best_dist = <double *> malloc(max(k, 1) * sizeof(double))
-            s[i].best_row = <int32_t *> malloc(max(k, 1) * sizeof(int32_t))
+            s[i].shortlist.key = <double *> malloc(shortlist * sizeof(double))
+            s[i].shortlist.tag = <int32_t *> malloc(shortlist * sizeof(int32_t))
+            s[i].best.key = <double *> malloc(max(k, 1) * sizeof(double))
+            s[i].best.tag = <int32_t *> malloc(max(k, 1) * sizeof(int32_t))
             s[i].tmp = <double *> malloc(P * sizeof(double))
-            ok = ok and not (s[i].stamp == NULL or s[i].cand == NULL or s[i].probes == NULL
-                             or s[i].set_score == NULL or s[i].set_id == NULL or s[i].score == NULL or s[i].coord == NULL
-                             or s[i].step == NULL or s[i].base == NULL or s[i].best_dist == NULL
-                             or s[i].spans == NULL or s[i].raw == NULL
-                             or s[i].proj == NULL or s[i].q16 == NULL or s[i].qd == NULL or s[i].bound == NULL
-                             or s[i].short_bound == NULL or s[i].short_at == NULL or s[i].best_row == NULL or s[i].tmp == NULL)
+            ok = ok and not (
+                s[i].stamp == NULL or s[i].cand == NULL or s[i].probes == NULL
+                or s[i].set_score == NULL or s[i].set_id == NULL or s[i].score == NULL
+                or s[i].coord == NULL or s[i].step == NULL or s[i].base == NULL
+                or s[i].spans == NULL or s[i].raw == NULL or s[i].proj == NULL
+                or s[i].q16 == NULL or s[i].qd == NULL or s[i].bound == NULL or s[i].tmp == NULL
+                or s[i].shortlist.key == NULL or s[i].shortlist.tag == NULL
+                or s[i].best.key == NULL or s[i].best.tag == NULL)
     if not ok:
         free_scratch(s, n)
         raise MemoryError("LSHIndex: no memory for the per-thread query buffers")
@@ -879,7 +860,8 @@ def query(const uint64_t[:, ::1] entries,
     """The ``k = out_ids.shape[1]`` nearest candidates of each query, re-ranked exactly.
 
     ``n_extra`` multiprobe buckets per query (the best over all tables of the
-    template sets ``tmpl_pos`` / ``tmpl_off``) besides the home bucket of each table. Rows with fewer candidates are padded with inf / -1.
+    template sets ``tmpl_pos`` / ``tmpl_off``) besides the home bucket of each table.
+    Rows with fewer candidates are padded with inf / -1.
     """
     cdef Tables tab = make_tables(entries, run_starts, dir_bits, dir_offsets, dirs,
                                   alive, mult, row_ids, inv_norms, sketch, planes, shifts, width,

@@ -24,6 +24,9 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 # A new run is merged into the one before it while it is at least 1/MERGE_RATIO
 # of that one's size: at most about log_4(n) runs, each point merged O(log n) times.
 MERGE_RATIO = 4
+# Multiprobe buckets per table on average, at most: the scored template of
+# perturbation sets grows with it (2 * n_probes + 8 sets per table).
+MAX_PROBES = 4096
 # bucket_width="auto": this many times the median distance from a sample of the
 # first batch to its AUTO_K-th nearest neighbour (see _auto_width).
 AUTO_SAMPLE, AUTO_K, AUTO_FACTOR = 256, 10, 3.0
@@ -561,6 +564,8 @@ class LSHIndex:
     def _query_args(self, Q, n_probes, n_threads):
         points = self._points(Q, "Q", allow_empty=True)
         n_probes = check_count(n_probes, "n_probes")
+        if n_probes > MAX_PROBES:
+            raise ValueError(f"n_probes must be at most {MAX_PROBES}, got {n_probes}")
         n_threads = check_n_threads(n_threads)
         return points, n_probes, n_threads
 
@@ -576,8 +581,8 @@ class LSHIndex:
             Neighbours per query, at least 1. Fewer than ``k`` candidates (or
             stored vectors) leave the rest of a row padded.
         n_probes : int, default 16
-            Extra buckets looked up per table on average, beyond the query's
-            own bucket: ``n_probes * n_tables`` buckets in all, the most likely
+            Extra buckets looked up per table on average (0 to 4096), beyond
+            the query's own bucket: ``n_probes * n_tables`` buckets in all, the most likely
             first over all tables (query-directed multiprobe, Lv et al. 2007).
         n_threads : int or None
             Threads (None: OpenMP's default). The result does not depend on it.

@@ -416,6 +416,7 @@ class TestAddRemove:
         (lambda ix: ix.query(np.ones((2, 4)), k=0), ValueError, "k must be"),
         (lambda ix: ix.query(np.ones((2, 4)), k=2.0), TypeError, "k must be"),
         (lambda ix: ix.query(np.ones((2, 4)), n_probes=-1), ValueError, "n_probes"),
+        (lambda ix: ix.query(np.ones((2, 4)), n_probes=4097), ValueError, "n_probes"),
         (lambda ix: ix.query(np.ones((2, 4)), n_threads=0), ValueError, "n_threads"),
         (lambda ix: ix.query([[np.nan, 1, 1, 1]]), ValueError, "Q must be finite"),
         (lambda ix: ix.candidates(np.ones((2, 5))), ValueError, "Q must have shape"),
