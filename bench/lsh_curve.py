@@ -213,7 +213,7 @@ def plot(rows, reference, m, path, spread) -> None:
     ax.set_ylabel("queries per second")
     ax.set_title(f"2e5 x 128-D Gaussian clusters (spread {spread}), 2000 queries, 2 threads",
                  fontsize=9)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="center left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")
