@@ -335,4 +335,4 @@ _register("lsh_query", "faiss-flat", threaded=True)(
 _register("lsh_query", "numpy", threaded=True)(
     _lsh_case(lambda D, X, t: D.numpy_brute(X, t)))
 _register("lsh_query", "faiss-lsh-refine", threaded=True)(
-    _lsh_case(lambda D, X, t: D.faiss_lsh(X, t, 512, k_factor=10)))
+    _lsh_case(lambda D, X, t: D.faiss_lsh(X, t, 128, k_factor=20)))

@@ -13,8 +13,9 @@ Implementations:
 * ``faiss-flat``: exact search, faiss ``IndexFlatL2`` (BLAS);
 * ``numpy``: exact search with numpy's BLAS (threadpoolctl sets its threads);
 * ``faiss-lsh``: faiss ``IndexLSH`` with 512 bits (Hamming ranking, no re-ranking);
-* ``faiss-lsh-refine``: the same inside ``IndexRefineFlat`` (k_factor 10),
-  which re-ranks with exact L2.
+* ``faiss-lsh-refine``: 128-bit ``IndexLSH`` inside ``IndexRefineFlat`` (k_factor 20),
+  which re-ranks the 200 best by Hamming distance with exact L2 (the fastest
+  faiss LSH configuration at recall >= 0.9 in ``bench/lsh_curve.py``).
 """
 
 from . import _lsh_data as D
@@ -33,7 +34,7 @@ def build(impl: str, n_threads: int):
         return D.numpy_brute(X, n_threads)
     if impl == "faiss-lsh":
         return D.faiss_lsh(X, n_threads, 512)
-    return D.faiss_lsh(X, n_threads, 512, k_factor=10)
+    return D.faiss_lsh(X, n_threads, 128, k_factor=20)
 
 
 class LSHQuery:
