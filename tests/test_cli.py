@@ -74,8 +74,8 @@ class TestCommand:
         out = proc.stdout
         assert out.startswith(f"fastdl {fastdl.__version__} demo")
         assert "seed 3" in out
-        for section in ("negative sampling:", "prioritized replay:", "alias method:",
-                        "debug:", "torch layer:"):
+        for section in ("negative sampling:", "prioritized replay:", "alias method:", "lsh:",
+                        "torch layer:", "debug:"):
             assert section in out
         assert "none equal to its target: True" in out
         # The heaviest category's share among 10M draws is close to its probability.

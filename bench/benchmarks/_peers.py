@@ -418,3 +418,23 @@ for _kind in ("mlp", "cnn"):
         functools.partial(_debug_step, _kind, profiled=False))
 # The torch layer's cases live in their own module and register here.
 from . import _nn_peers  # noqa: E402,F401
+# -- LSHIndex (data and searchers in _lsh_data.py) ---------------------------------------------
+
+def _lsh_case(impl_builder):
+    def builder(n_threads):
+        from . import _lsh_data
+
+        search = impl_builder(_lsh_data, _lsh_data.data()[0], n_threads)
+        queries = _lsh_data.data()[1]
+        return lambda: search(queries)
+    return builder
+
+
+_register("lsh_query", "fastdl", threaded=True)(
+    _lsh_case(lambda D, X, t: D.fastdl_lsh(X, t, **D.FASTDL_L2)))
+_register("lsh_query", "faiss-flat", threaded=True)(
+    _lsh_case(lambda D, X, t: D.faiss_flat(X, t)))
+_register("lsh_query", "numpy", threaded=True)(
+    _lsh_case(lambda D, X, t: D.numpy_brute(X, t)))
+_register("lsh_query", "faiss-lsh-refine", threaded=True)(
+    _lsh_case(lambda D, X, t: D.faiss_lsh(X, t, 128, k_factor=20)))

@@ -85,6 +85,8 @@ cdef extern from *:
         return hi;
     }
     """
+    # The finaliser alone: a bijective 64-bit integer mix (used as a hash, e.g. by LSH keys).
+    uint64_t mix64 "fastdl_mix64"(uint64_t z) noexcept nogil
     uint64_t stream_start "fastdl_stream_start"(uint64_t key, uint64_t stream) noexcept nogil
     uint64_t next_u64 "fastdl_next_u64"(uint64_t *state) noexcept nogil
     double next_double "fastdl_next_double"(uint64_t *state) noexcept nogil

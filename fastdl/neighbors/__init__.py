@@ -3,6 +3,11 @@
 .. autosummary::
    :toctree: generated/
 
+   LSHIndex
+   split_csr
 """
 
-__all__: list[str] = []
+from fastdl.neighbors._csr import split_csr
+from fastdl.neighbors.lsh import LSHIndex
+
+__all__: list[str] = ["LSHIndex", "split_csr"]
