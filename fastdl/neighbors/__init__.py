@@ -3,6 +3,10 @@
 .. autosummary::
    :toctree: generated/
 
+   KDTree
+   split_ragged
 """
 
-__all__: list[str] = []
+from fastdl.neighbors.kdtree import KDTree, split_ragged
+
+__all__: list[str] = ["KDTree", "split_ragged"]
