@@ -54,6 +54,8 @@ cdef enum:
     PARTITION_BLOCK = 128
     # A node's box is recomputed from its points every this many levels.
     TIGHT_EVERY = 3
+    # Points below which a tree is built on one thread.
+    PARALLEL_BUILD = 32768
     # k above which the k best are kept in a max-heap instead of a sorted array.
     HEAP_K = 48
 
@@ -338,6 +340,8 @@ def build(const floating[:, ::1] data, floating[::1] points, int64_t[::1] perm,
     cdef floating *tmp
     for l in range(n_leaves):
         max_leaf = max(max_leaf, ls[l + 1] - ls[l])
+    if n < PARALLEL_BUILD:
+        n_threads = 1  # waking threads would cost more than the whole build
     scratch = <floating *> malloc((2 * n_leaves - 1) * 2 * d * sizeof(floating))
     tmp = <floating *> malloc(max_leaf * d * sizeof(floating) * max(1, n_threads))
     if scratch == NULL or tmp == NULL:
@@ -631,7 +635,7 @@ cdef void knn_node(const TreeView *t, Search *s, Py_ssize_t node, floating rd) n
 
 
 cdef void finish_knn(Search *s, floating *out_d, int64_t *out_i) noexcept nogil:
-    """Sort the k best by (distance, id), turn reduced distances into distances, pad."""
+    """Turn reduced distances into distances, sort by (distance, id), pad."""
     cdef floating *kd = <floating *> s.kd
     cdef int64_t *ki = s.ki
     cdef Py_ssize_t k = s.k, i, j
@@ -647,8 +651,14 @@ cdef void finish_knn(Search *s, floating *out_d, int64_t *out_i) noexcept nogil:
             kd[i] = kd[0]
             ki[i] = ki[0]
             heap_replace(kd, ki, i, dv, iv)
-    # Insertion sort by (distance, id): the array is sorted by distance already, so
-    # this only orders ties, in O(k) when there are few.
+    for i in range(k):
+        if ki[i] < 0:
+            kd[i] = INFINITY
+        elif s.p == P_TWO:
+            kd[i] = sqrt(kd[i])
+    # Insertion sort by (distance, id). The array is sorted by distance already (the
+    # square root keeps the order but may round distinct values together), so this
+    # only orders ties, in O(k) when there are few.
     for i in range(1, k):
         dv = kd[i]
         iv = ki[i]
@@ -660,12 +670,8 @@ cdef void finish_knn(Search *s, floating *out_d, int64_t *out_i) noexcept nogil:
         kd[j] = dv
         ki[j] = iv
     for i in range(k):
-        if ki[i] < 0:
-            out_d[i] = INFINITY
-            out_i[i] = -1
-        else:
-            out_d[i] = sqrt(kd[i]) if s.p == P_TWO else kd[i]
-            out_i[i] = ki[i]
+        out_d[i] = kd[i]
+        out_i[i] = ki[i]
 
 
 cdef inline Py_ssize_t descend(const TreeView *t, const floating *x) noexcept nogil:
@@ -986,6 +992,9 @@ cdef bint radius_chunk(const TreeView *views, Py_ssize_t n_trees, const floating
             for j in range(d):
                 off[j] = 0
             radius_node(&views[t], &s, 0, <floating> 0, rq)
+        if p == P_TWO and not s.failed:
+            for j in range(first, s.count):
+                (<floating *> s.kd)[j] = sqrt((<floating *> s.kd)[j])
         if sort_results and not s.failed:
             sort_pairs((<floating *> s.kd) + first, s.ki + first, s.count - first)
         q_start[q] = first
@@ -1003,7 +1012,7 @@ def radius(list trees, const floating[:, ::1] x, int p, const double[::1] r, bin
            Py_ssize_t max_depth, Py_ssize_t max_leaf, int n_threads):
     """Points within reduced distance ``r[q]`` (inclusive) of each row of ``x``.
 
-    Returns ``(ids, reduced distances, offsets)``: query ``q``'s results are
+    Returns ``(ids, distances, offsets)``: query ``q``'s results are
     ``[offsets[q], offsets[q + 1])``, in tree order, or by (distance, id) if
     ``sort_results``.
     """

@@ -423,8 +423,6 @@ class KDTree:
                                             bool(sort_results), depth, max_leaf, n_threads)
         if not return_distance:
             return like_input(ids, x), like_input(offsets, x)
-        if p_code == 2:
-            np.sqrt(dist, out=dist)
         return like_input(ids, x), like_input(dist, x), like_input(offsets, x)
 
     # -- insertion -----------------------------------------------------------------------
