@@ -51,7 +51,7 @@ cdef enum:
     SMALL_SELECT = 4
     # Largest pivot sample (odd), and rows per block of the block partition.
     PIVOT_SAMPLE = 63
-    PARTITION_BLOCK = 128
+    PARTITION_BLOCK = 64
     # A node's box is recomputed from its points every this many levels.
     TIGHT_EVERY = 3
     # Points below which a tree is built on one thread.
@@ -475,6 +475,7 @@ cdef struct Search:
     int p
     bint heap
     double shrink          # 1 - relative rounding slack of the incremental bounds
+    double tiny            # absolute slack, for bounds that underflow to subnormals
     # radius search: growable result buffer
     Py_ssize_t count
     Py_ssize_t capacity
@@ -623,12 +624,12 @@ cdef void knn_node(const TreeView *t, Search *s, Py_ssize_t node, floating rd) n
         gap_near, gap_far = gap_far, gap_near
     nw = gap_near if gap_near > old else old
     rd_child = combine(rd, old, nw, s.p)
-    if rd_child * <floating> s.shrink < kth(<floating *> s.kd, s.k, s.heap):
+    if rd_child * <floating> s.shrink - <floating> s.tiny < kth(<floating *> s.kd, s.k, s.heap):
         off[dim] = nw
         knn_node(t, s, near, rd_child)
     nw = gap_far if gap_far > old else old
     rd_child = combine(rd, old, nw, s.p)
-    if rd_child * <floating> s.shrink < kth(<floating *> s.kd, s.k, s.heap):
+    if rd_child * <floating> s.shrink - <floating> s.tiny < kth(<floating *> s.kd, s.k, s.heap):
         off[dim] = nw
         knn_node(t, s, far, rd_child)
     off[dim] = old
@@ -743,13 +744,21 @@ cdef TreeView *tree_views(list trees, floating dummy) except NULL:
     return views
 
 
-cdef double rounding_slack(floating dummy, Py_ssize_t max_depth):
+cdef double rounding_slack(floating dummy, Py_ssize_t max_depth, Py_ssize_t d):
     # The incremental bounds add and subtract per level: each step may round by
-    # one unit in the last place of a value no larger than the final bound. Shrink
-    # them by a few times that before comparing, so rounding never prunes a point
-    # whose computed distance would qualify.
+    # one unit in the last place of a value no larger than the final bound, and a
+    # point's own distance may round down by one unit per coordinate. Shrink the
+    # bounds by a few times that before comparing, so that rounding never prunes
+    # a point whose computed distance would qualify.
     cdef double eps = 1.1920929e-07 if floating is float else 2.220446049250313e-16
-    return 1.0 - 4.0 * (max_depth + 4) * eps
+    return 1.0 - 4.0 * (max_depth + d + 4) * eps
+
+
+cdef double underflow_slack(floating dummy, Py_ssize_t max_depth, Py_ssize_t d):
+    # Below the normal range rounding errors are absolute (units of the smallest
+    # subnormal), which a relative slack cannot cover.
+    cdef double unit = 1.401298464324817e-45 if floating is float else 4.9406564584124654e-324
+    return 4.0 * (max_depth + d + 4) * unit
 
 
 def knn(list trees, const floating[:, ::1] x, Py_ssize_t k, int p, double bound,
@@ -764,7 +773,8 @@ def knn(list trees, const floating[:, ::1] x, Py_ssize_t k, int p, double bound,
     cdef Py_ssize_t n_chunks = (m + QUERY_CHUNK - 1) // QUERY_CHUNK, c
     cdef TreeView *views
     cdef int64_t *order = NULL
-    cdef double shrink = rounding_slack(<floating> 0, max_depth)
+    cdef double shrink = rounding_slack(<floating> 0, max_depth, d)
+    cdef double tiny = underflow_slack(<floating> 0, max_depth, d)
     cdef int failed = 0
     cdef floating fbound = <floating> bound
     if m == 0 or n_trees == 0:
@@ -776,7 +786,7 @@ def knn(list trees, const floating[:, ::1] x, Py_ssize_t k, int p, double bound,
         for c in prange(n_chunks, schedule="dynamic",
                         num_threads=max(1, min(n_threads, n_chunks))):
             failed += not knn_chunk(views, n_trees, &x[0, 0], m, d, k, p, fbound, shrink,
-                                    max_leaf, order, c * QUERY_CHUNK,
+                                    tiny, max_leaf, order, c * QUERY_CHUNK,
                                     min(m, (c + 1) * QUERY_CHUNK), &out_d[0, 0], &out_i[0, 0])
     free(order)
     free(views)
@@ -786,7 +796,7 @@ def knn(list trees, const floating[:, ::1] x, Py_ssize_t k, int p, double bound,
 
 cdef bint knn_chunk(const TreeView *views, Py_ssize_t n_trees, const floating *x,
                     Py_ssize_t m, Py_ssize_t d, Py_ssize_t k, int p, floating bound,
-                    double shrink, Py_ssize_t max_leaf, const int64_t *order,
+                    double shrink, double tiny, Py_ssize_t max_leaf, const int64_t *order,
                     Py_ssize_t start, Py_ssize_t stop, floating *out_d,
                     int64_t *out_i) noexcept nogil:
     cdef Search s
@@ -810,6 +820,7 @@ cdef bint knn_chunk(const TreeView *views, Py_ssize_t n_trees, const floating *x
     s.p = p
     s.heap = k > HEAP_K
     s.shrink = shrink
+    s.tiny = tiny
     for pos in range(start, stop):
         q = order[pos] if order != NULL else pos
         s.x = x + q * d
@@ -889,12 +900,12 @@ cdef void radius_node(const TreeView *t, Search *s, Py_ssize_t node, floating rd
         gap_near, gap_far = gap_far, gap_near
     nw = gap_near if gap_near > old else old
     rd_child = combine(rd, old, nw, s.p)
-    if rd_child * <floating> s.shrink <= r:
+    if rd_child * <floating> s.shrink - <floating> s.tiny <= r:
         off[dim] = nw
         radius_node(t, s, near, rd_child, r)
     nw = gap_far if gap_far > old else old
     rd_child = combine(rd, old, nw, s.p)
-    if rd_child * <floating> s.shrink <= r:
+    if rd_child * <floating> s.shrink - <floating> s.tiny <= r:
         off[dim] = nw
         radius_node(t, s, far, rd_child, r)
     off[dim] = old
@@ -964,7 +975,7 @@ cdef struct ChunkResult:
 
 cdef bint radius_chunk(const TreeView *views, Py_ssize_t n_trees, const floating *x,
                        Py_ssize_t d, int p, const double *r, bint sort_results,
-                       double shrink, Py_ssize_t max_leaf, const int64_t *order,
+                       double shrink, double tiny, Py_ssize_t max_leaf, const int64_t *order,
                        Py_ssize_t start, Py_ssize_t stop, int64_t *q_start, int64_t *q_count,
                        ChunkResult *out) noexcept nogil:
     cdef Search s
@@ -982,6 +993,7 @@ cdef bint radius_chunk(const TreeView *views, Py_ssize_t n_trees, const floating
     s.d = d
     s.p = p
     s.shrink = shrink
+    s.tiny = tiny
     pos = start
     while pos < stop and not s.failed:
         q = order[pos] if order != NULL else pos
@@ -1022,7 +1034,8 @@ def radius(list trees, const floating[:, ::1] x, int p, const double[::1] r, bin
     cdef Py_ssize_t n_chunks = (m + QUERY_CHUNK - 1) // QUERY_CHUNK, c, q, pos, i, total = 0
     cdef TreeView *views
     cdef int64_t *order = NULL
-    cdef double shrink = rounding_slack(<floating> 0, max_depth)
+    cdef double shrink = rounding_slack(<floating> 0, max_depth, d)
+    cdef double tiny = underflow_slack(<floating> 0, max_depth, d)
     cdef int failed = 0
     cdef ChunkResult *chunks
     cdef int64_t[::1] q_start = np.zeros(m, dtype=np.int64)
@@ -1046,7 +1059,7 @@ def radius(list trees, const floating[:, ::1] x, int p, const double[::1] r, bin
         for c in prange(n_chunks, schedule="dynamic",
                         num_threads=max(1, min(n_threads, n_chunks))):
             failed += not radius_chunk(views, n_trees, &x[0, 0], d, p, &r[0], sort_results,
-                                       shrink, max_leaf, order, c * QUERY_CHUNK,
+                                       shrink, tiny, max_leaf, order, c * QUERY_CHUNK,
                                        min(m, (c + 1) * QUERY_CHUNK), &q_start[0],
                                        &q_count[0], &chunks[c])
         for q in range(m):
@@ -1075,14 +1088,3 @@ def radius(list trees, const floating[:, ::1] x, int p, const double[::1] r, bin
         free(order)
     return np.asarray(ids), np.asarray(dist), np.asarray(offsets)
 
-
-def _debug_select(floating[:, ::1] pts, int64_t[::1] perm, Py_ssize_t dim, Py_ssize_t kth, int what):
-    cdef Py_ssize_t n = pts.shape[0], d = pts.shape[1]
-    cdef floating box[64]
-    with nogil:
-        if what == 0:
-            select_rows(&pts[0, 0], &perm[0], d, dim, 0, n, kth)
-        elif what == 1:
-            partition(&pts[0, 0], &perm[0], d, dim, 0, n, pts[kth, dim], False)
-        elif what == 2:
-            rows_box(&pts[0, 0], d, 0, n, box)

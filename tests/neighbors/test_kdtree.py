@@ -204,6 +204,29 @@ class TestQuery:
         np.testing.assert_array_equal(np.sort(idx, axis=1), idx)
         assert len(set(idx[0].tolist())) == 5
 
+    def test_distinct_squares_with_one_root_are_ordered_by_id(self):
+        # Two squared distances differ in float32 but share a square root (found by
+        # hypothesis): the order is by the returned distance, then id.
+        X = np.array([[-1.25e-4, -1.25e-4, -1.25e-4, 0.0], [0.0, -1.25e-4, -1.25e-4, -1.25e-4]],
+                     dtype=np.float32)
+        Q = np.full((1, 4), 1e-3, dtype=np.float32)
+        assert len(set(reduced_distances(X, Q, 2)[0].tolist())) == 2
+        dist, idx = KDTree(X, leafsize=1).query(Q, k=2)
+        assert dist[0, 0] == dist[0, 1] and idx.tolist() == [[0, 1]]
+
+    @pytest.mark.parametrize("dtype, scale", [(np.float32, 1e-22), (np.float64, 1e-161)])
+    @pytest.mark.parametrize("p", P_VALUES)
+    def test_subnormal_distances(self, rng, dtype, scale, p):
+        # Squared distances below the normal range round in absolute, not relative, steps.
+        X = (rng.integers(-30, 30, (400, 3)) * scale).astype(dtype)
+        Q = (rng.integers(-30, 30, (50, 3)) * scale).astype(dtype)
+        dist, idx = KDTree(X, leafsize=2).query(Q, k=5, p=p)
+        check_knn(X, Q, dist, idx, 5, p)
+        ids, offsets = KDTree(X, leafsize=2).query_radius(Q, 3 * scale, p=p)
+        expected, _ = brute_radius(X, Q, 3 * scale, p)
+        for got, want in zip(split_ragged(ids, offsets), expected):
+            np.testing.assert_array_equal(np.sort(got), want)
+
     def test_no_queries(self, rng):
         dist, idx = KDTree(uniform(rng, 10, 2)).query(np.zeros((0, 2)), k=3)
         assert dist.shape == (0, 3) and idx.shape == (0, 3)
