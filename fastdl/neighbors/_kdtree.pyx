@@ -476,7 +476,9 @@ cdef struct Search:
     bint heap
     double shrink          # 1 - relative rounding slack of the incremental bounds
     double tiny            # absolute slack, for bounds that underflow to subnormals
-    # radius search: growable result buffer
+    # radius search: the radius, and a growable result buffer (kd, ki)
+    bint radius
+    double r
     Py_ssize_t count
     Py_ssize_t capacity
     bint failed
@@ -547,17 +549,21 @@ cdef inline void leaf_distances(const floating *blk, Py_ssize_t m, const floatin
                 acc[i] = t if t > acc[i] else acc[i]
 
 
-cdef inline void heap_replace(floating *kd, int64_t *ki, Py_ssize_t k, floating dist,
-                              int64_t idx) noexcept nogil:
-    # Max-heap on distance: the root (the k-th best so far) makes way for a closer point.
-    cdef Py_ssize_t i = 0, c
+cdef inline bint pair_less(floating da, int64_t ia, floating db, int64_t ib) noexcept nogil:
+    return da < db or (da == db and ia < ib)
+
+
+cdef inline void sift_down_pairs(floating *kd, int64_t *ki, Py_ssize_t size, Py_ssize_t i,
+                                 floating dist, int64_t idx) noexcept nogil:
+    """Put (dist, idx) at ``i`` of a max-heap of (distance, id) pairs and sift it down."""
+    cdef Py_ssize_t c
     while True:
         c = 2 * i + 1
-        if c >= k:
+        if c >= size:
             break
-        if c + 1 < k and kd[c + 1] > kd[c]:
+        if c + 1 < size and pair_less(kd[c], ki[c], kd[c + 1], ki[c + 1]):
             c += 1
-        if kd[c] <= dist:
+        if not pair_less(dist, idx, kd[c], ki[c]):
             break
         kd[i] = kd[c]
         ki[i] = ki[c]
@@ -588,7 +594,8 @@ cdef void knn_leaf(const TreeView *t, Search *s, Py_ssize_t leaf, floating rd) n
         dist = acc[i]
         if dist < bound:
             if s.heap:
-                heap_replace(kd, ki, k, dist, t.perm[lo + i] + t.id_offset)
+                # The root (the k-th best so far) makes way for a closer point.
+                sift_down_pairs(kd, ki, k, 0, dist, t.perm[lo + i] + t.id_offset)
                 bound = kd[0]
             else:
                 j = k - 1
@@ -601,14 +608,32 @@ cdef void knn_leaf(const TreeView *t, Search *s, Py_ssize_t leaf, floating rd) n
                 bound = kd[k - 1]
 
 
-cdef void knn_node(const TreeView *t, Search *s, Py_ssize_t node, floating rd) noexcept nogil:
+cdef inline bint may_hold(Search *s, floating rd) noexcept nogil:
+    """Whether a cell at reduced distance ``rd`` (a lower bound, see rounding_slack)
+    may hold a result: closer than the k-th best, or within the radius."""
+    cdef floating low = rd * <floating> s.shrink - <floating> s.tiny
+    if s.radius:
+        return low <= <floating> s.r
+    return low < kth(<floating *> s.kd, s.k, s.heap)
+
+
+cdef void search_node(const TreeView *t, Search *s, Py_ssize_t node, floating rd) noexcept nogil:
+    """Depth-first search below ``node``, nearer child first, with the incremental
+    distance of Arya & Mount: ``off[j]`` is the query's offset from the current
+    cell along coordinate ``j``, and a child's cell differs from its parent's in
+    one coordinate only, so its reduced distance ``rd`` is updated in O(1)."""
     cdef const floating *x = <const floating *> s.x
     cdef floating *off = <floating *> s.off
     cdef const floating *vals = <const floating *> t.vals
     cdef Py_ssize_t dim, near, far
     cdef floating xv, old, gap_near, gap_far, nw, rd_child
     if node >= t.n_internal:
-        knn_leaf(t, s, node - t.n_internal, rd)
+        if s.radius:
+            radius_leaf(t, s, node - t.n_internal, rd)
+        else:
+            knn_leaf(t, s, node - t.n_internal, rd)
+        return
+    if s.failed:
         return
     dim = t.dims[node]
     xv = x[dim]
@@ -624,14 +649,14 @@ cdef void knn_node(const TreeView *t, Search *s, Py_ssize_t node, floating rd) n
         gap_near, gap_far = gap_far, gap_near
     nw = gap_near if gap_near > old else old
     rd_child = combine(rd, old, nw, s.p)
-    if rd_child * <floating> s.shrink - <floating> s.tiny < kth(<floating *> s.kd, s.k, s.heap):
+    if may_hold(s, rd_child):
         off[dim] = nw
-        knn_node(t, s, near, rd_child)
+        search_node(t, s, near, rd_child)
     nw = gap_far if gap_far > old else old
     rd_child = combine(rd, old, nw, s.p)
-    if rd_child * <floating> s.shrink - <floating> s.tiny < kth(<floating *> s.kd, s.k, s.heap):
+    if may_hold(s, rd_child):
         off[dim] = nw
-        knn_node(t, s, far, rd_child)
+        search_node(t, s, far, rd_child)
     off[dim] = old
 
 
@@ -643,15 +668,7 @@ cdef void finish_knn(Search *s, floating *out_d, int64_t *out_i) noexcept nogil:
     cdef floating dv
     cdef int64_t iv
     if s.heap:
-        # Heapsort in place: the max goes to the end each round.
-        i = k
-        while i > 1:
-            i -= 1
-            dv = kd[i]
-            iv = ki[i]
-            kd[i] = kd[0]
-            ki[i] = ki[0]
-            heap_replace(kd, ki, i, dv, iv)
+        sort_pairs(kd, ki, k)  # padding (bound, -1) sorts last: real results are < bound
     for i in range(k):
         if ki[i] < 0:
             kd[i] = INFINITY
@@ -794,6 +811,24 @@ def knn(list trees, const floating[:, ::1] x, Py_ssize_t k, int p, double bound,
         raise MemoryError()
 
 
+cdef void start_search(Search *s, Py_ssize_t d, int p, double shrink, double tiny, void *off,
+                       void *acc, bint radius) noexcept nogil:
+    s.d = d
+    s.p = p
+    s.shrink = shrink
+    s.tiny = tiny
+    s.off = off
+    s.acc = acc
+    s.radius = radius
+    s.failed = False
+    s.kd = NULL
+    s.ki = NULL
+    s.k = 0
+    s.heap = False
+    s.count = 0
+    s.capacity = 0
+
+
 cdef bint knn_chunk(const TreeView *views, Py_ssize_t n_trees, const floating *x,
                     Py_ssize_t m, Py_ssize_t d, Py_ssize_t k, int p, floating bound,
                     double shrink, double tiny, Py_ssize_t max_leaf, const int64_t *order,
@@ -811,16 +846,11 @@ cdef bint knn_chunk(const TreeView *views, Py_ssize_t n_trees, const floating *x
         free(kd)
         free(ki)
         return False
-    s.off = off
-    s.acc = acc
+    start_search(&s, d, p, shrink, tiny, off, acc, False)
     s.kd = kd
     s.ki = ki
-    s.d = d
     s.k = k
-    s.p = p
     s.heap = k > HEAP_K
-    s.shrink = shrink
-    s.tiny = tiny
     for pos in range(start, stop):
         q = order[pos] if order != NULL else pos
         s.x = x + q * d
@@ -830,7 +860,7 @@ cdef bint knn_chunk(const TreeView *views, Py_ssize_t n_trees, const floating *x
         for t in range(n_trees):
             for j in range(d):
                 off[j] = 0
-            knn_node(&views[t], &s, 0, <floating> 0)
+            search_node(&views[t], &s, 0, <floating> 0)
         finish_knn(&s, out_d + q * k, out_i + q * k)
     free(off)
     free(acc)
@@ -865,59 +895,24 @@ cdef void push_result(Search *s, floating dist, int64_t idx) noexcept nogil:
     s.count += 1
 
 
-cdef void radius_node(const TreeView *t, Search *s, Py_ssize_t node, floating rd,
-                      floating r) noexcept nogil:
+cdef void radius_leaf(const TreeView *t, Search *s, Py_ssize_t leaf, floating rd) noexcept nogil:
     cdef const floating *x = <const floating *> s.x
-    cdef floating *off = <floating *> s.off
-    cdef const floating *vals = <const floating *> t.vals
     cdef floating *acc = <floating *> s.acc
-    cdef Py_ssize_t dim, near, far, leaf, lo, m, i, d = s.d
-    cdef floating xv, old, gap_near, gap_far, nw, rd_child
-    if s.failed:
+    cdef floating r = <floating> s.r
+    cdef Py_ssize_t lo, m, i, d = s.d
+    if box_distance((<const floating *> t.boxes) + leaf * 2 * d, x, d, s.p) > r:
         return
-    if node >= t.n_internal:
-        leaf = node - t.n_internal
-        if box_distance((<const floating *> t.boxes) + leaf * 2 * d, x, d, s.p) > r:
-            return
-        lo = t.leaf_start[leaf]
-        m = t.leaf_start[leaf + 1] - lo
-        leaf_distances((<const floating *> t.points) + lo * d, m, x, d, s.p, acc)
-        for i in range(m):
-            if acc[i] <= r:
-                push_result(s, acc[i], t.perm[lo + i] + t.id_offset)
-        return
-    dim = t.dims[node]
-    xv = x[dim]
-    old = off[dim]
-    gap_near = xv - vals[2 * node]
-    gap_far = vals[2 * node + 1] - xv
-    if gap_near <= gap_far:
-        near = 2 * node + 1
-        far = 2 * node + 2
-    else:
-        near = 2 * node + 2
-        far = 2 * node + 1
-        gap_near, gap_far = gap_far, gap_near
-    nw = gap_near if gap_near > old else old
-    rd_child = combine(rd, old, nw, s.p)
-    if rd_child * <floating> s.shrink - <floating> s.tiny <= r:
-        off[dim] = nw
-        radius_node(t, s, near, rd_child, r)
-    nw = gap_far if gap_far > old else old
-    rd_child = combine(rd, old, nw, s.p)
-    if rd_child * <floating> s.shrink - <floating> s.tiny <= r:
-        off[dim] = nw
-        radius_node(t, s, far, rd_child, r)
-    off[dim] = old
-
-
-cdef inline bint pair_less(floating da, int64_t ia, floating db, int64_t ib) noexcept nogil:
-    return da < db or (da == db and ia < ib)
+    lo = t.leaf_start[leaf]
+    m = t.leaf_start[leaf + 1] - lo
+    leaf_distances((<const floating *> t.points) + lo * d, m, x, d, s.p, acc)
+    for i in range(m):
+        if acc[i] <= r:
+            push_result(s, acc[i], t.perm[lo + i] + t.id_offset)
 
 
 cdef void sort_pairs(floating *kd, int64_t *ki, Py_ssize_t n) noexcept nogil:
     """Sort (distance, id) pairs ascending: insertion sort when short, else heapsort."""
-    cdef Py_ssize_t i, j, root, c, size
+    cdef Py_ssize_t i, j
     cdef floating dv
     cdef int64_t iv
     if n <= 32:
@@ -932,39 +927,19 @@ cdef void sort_pairs(floating *kd, int64_t *ki, Py_ssize_t n) noexcept nogil:
             kd[j] = dv
             ki[j] = iv
         return
-    size = n
     i = n // 2
-    while True:
-        # Sift element `root` down a max-heap of `size` elements.
-        if i > 0:
-            i -= 1
-            root = i
-        else:
-            size -= 1
-            if size == 0:
-                return
-            dv = kd[size]
-            iv = ki[size]
-            kd[size] = kd[0]
-            ki[size] = ki[0]
-            kd[0] = dv
-            ki[0] = iv
-            root = 0
-        dv = kd[root]
-        iv = ki[root]
-        while True:
-            c = 2 * root + 1
-            if c >= size:
-                break
-            if c + 1 < size and pair_less(kd[c], ki[c], kd[c + 1], ki[c + 1]):
-                c += 1
-            if not pair_less(dv, iv, kd[c], ki[c]):
-                break
-            kd[root] = kd[c]
-            ki[root] = ki[c]
-            root = c
-        kd[root] = dv
-        ki[root] = iv
+    while i > 0:
+        i -= 1
+        sift_down_pairs(kd, ki, n, i, kd[i], ki[i])
+    i = n
+    while i > 1:
+        # The largest goes to the end; the last element sifts down from the root.
+        i -= 1
+        dv = kd[i]
+        iv = ki[i]
+        kd[i] = kd[0]
+        ki[i] = ki[0]
+        sift_down_pairs(kd, ki, i, 0, dv, iv)
 
 
 cdef struct ChunkResult:
@@ -980,30 +955,20 @@ cdef bint radius_chunk(const TreeView *views, Py_ssize_t n_trees, const floating
                        ChunkResult *out) noexcept nogil:
     cdef Search s
     cdef Py_ssize_t pos, q, j, t, first
-    cdef floating rq
     cdef floating *off = <floating *> malloc(d * sizeof(floating))
     cdef floating *acc = <floating *> malloc(max_leaf * sizeof(floating))
-    s.kd = NULL
-    s.ki = NULL
-    s.count = 0
-    s.capacity = 0
+    start_search(&s, d, p, shrink, tiny, off, acc, True)
     s.failed = off == NULL or acc == NULL
-    s.off = off
-    s.acc = acc
-    s.d = d
-    s.p = p
-    s.shrink = shrink
-    s.tiny = tiny
     pos = start
     while pos < stop and not s.failed:
         q = order[pos] if order != NULL else pos
         s.x = x + q * d
-        rq = <floating> r[q]
+        s.r = r[q]
         first = s.count
         for t in range(n_trees):
             for j in range(d):
                 off[j] = 0
-            radius_node(&views[t], &s, 0, <floating> 0, rq)
+            search_node(&views[t], &s, 0, <floating> 0)
         if p == P_TWO and not s.failed:
             for j in range(first, s.count):
                 (<floating *> s.kd)[j] = sqrt((<floating *> s.kd)[j])

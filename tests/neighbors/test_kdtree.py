@@ -22,18 +22,21 @@ DTYPES = [np.float64, np.float32]
 
 # -- references ----------------------------------------------------------------------------
 
+def accumulate(D, diff, p):
+    """One coordinate's term added to reduced distances ``D``, as the kernels add it."""
+    if p == 2:
+        return D + diff * diff
+    if p == 1:
+        return D + np.abs(diff)
+    return np.maximum(D, np.abs(diff))
+
+
 def reduced_distances(X, Q, p):
     """All reduced distances (squared for p=2), shape (len(Q), len(X)), in X's dtype,
     summed over coordinates in order as the kernels do."""
     D = np.zeros((len(Q), len(X)), dtype=X.dtype)
     for j in range(X.shape[1]):
-        diff = X[:, j][None, :] - Q[:, j][:, None]
-        if p == 2:
-            D += diff * diff
-        elif p == 1:
-            D += np.abs(diff)
-        else:
-            np.maximum(D, np.abs(diff), out=D)
+        D = accumulate(D, X[:, j][None, :] - Q[:, j][:, None], p)
     return D
 
 
@@ -41,13 +44,7 @@ def paired_reduced(A, B, p):
     """Reduced distances between rows ``A[i]`` and ``B[i]`` (same formula as above)."""
     D = np.zeros(len(A), dtype=A.dtype)
     for j in range(A.shape[1]):
-        diff = A[:, j] - B[:, j]
-        if p == 2:
-            D += diff * diff
-        elif p == 1:
-            D += np.abs(diff)
-        else:
-            np.maximum(D, np.abs(diff), out=D)
+        D = accumulate(D, A[:, j] - B[:, j], p)
     return D
 
 
