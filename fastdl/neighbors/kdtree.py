@@ -202,7 +202,9 @@ class KDTree:
     data : array-like or torch.Tensor, shape (n, d)
         Finite coordinates, at least one point. float32 data is kept and
         searched in float32; any other real dtype is converted to float64.
-        The tree holds its own copy.
+        The tree holds its own copy, in host memory (a CUDA tensor is copied
+        to the host). Query results follow the queries: numpy in, numpy out;
+        a tensor in, tensors out on its device.
     leafsize : int, default 16
         Most points in a leaf (positive). Leaves hold between about
         ``leafsize / 2`` and ``leafsize`` points (the tree is complete).
