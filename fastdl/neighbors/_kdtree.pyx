@@ -33,7 +33,7 @@ is used (the square for ``p=2``); the square root is taken once per result.
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, sqrt
 from libc.stdint cimport int32_t, int64_t
-from libc.stdlib cimport free, malloc, qsort, realloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
 ctypedef fused floating:
@@ -342,6 +342,7 @@ def build(const floating[:, ::1] data, floating[::1] points, int64_t[::1] perm,
         max_leaf = max(max_leaf, ls[l + 1] - ls[l])
     if n < PARALLEL_BUILD:
         n_threads = 1  # waking threads would cost more than the whole build
+    n_threads = max(1, min(n_threads, n_leaves))
     scratch = <floating *> malloc((2 * n_leaves - 1) * 2 * d * sizeof(floating))
     tmp = <floating *> malloc(max_leaf * d * sizeof(floating) * max(1, n_threads))
     if scratch == NULL or tmp == NULL:
@@ -721,7 +722,7 @@ cdef int64_t *spatial_order(const TreeView *t, const floating *x, Py_ssize_t m, 
         free(leaf_of)
         free(start)
         return NULL
-    for i in prange(m, schedule="static", num_threads=max(1, n_threads)):
+    for i in prange(m, schedule="static", num_threads=max(1, min(n_threads, m // QUERY_CHUNK))):
         leaf_of[i] = descend(t, x + i * d)
     for l in range(n_leaves + 1):
         start[l] = 0
@@ -1038,7 +1039,7 @@ def radius(list trees, const floating[:, ::1] x, int p, const double[::1] r, bin
         dist = np.empty(total, dtype=np.float32 if floating is float else np.float64)
         # Gather each query's results from its chunk's buffer into query order.
         with nogil:
-            for pos in prange(m, schedule="static", num_threads=max(1, n_threads)):
+            for pos in prange(m, schedule="static", num_threads=max(1, min(n_threads, n_chunks))):
                 q = order[pos] if order != NULL else pos
                 src_d = (<const floating *> chunks[pos // QUERY_CHUNK].dist) + q_start[q]
                 src_i = chunks[pos // QUERY_CHUNK].ids + q_start[q]
