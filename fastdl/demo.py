@@ -216,6 +216,26 @@ def demo_lsh(rng: np.random.Generator) -> None:
           f"{index.bucket_width:.2f})")
     print(f"  {m} queries, k=10: recall@10 {recall:.3f} in {secs * 1e3:.1f} ms; exact search "
           f"(numpy BLAS) {secs_exact * 1e3:.1f} ms, {secs_exact / secs:.1f}x slower")
+def demo_kdtree(rng: np.random.Generator) -> None:
+    from fastdl.neighbors import KDTree
+
+    n, m, k = 200_000, 20_000, 8
+    # Clustered 3-D points (a point cloud of 50 blobs) and queries from the same blobs.
+    centres = rng.random((50, 3))
+    both = centres[rng.integers(0, 50, n + m)] + rng.normal(scale=0.02, size=(n + m, 3))
+    points, queries = both[:n], both[n:]
+    tree, build = _timed(lambda: KDTree(points), repeat=1)
+    (dist, idx), secs = _timed(lambda: tree.query(queries, k=k))
+    (ids, offsets), secs_r = _timed(lambda: tree.query_radius(queries, 0.007))
+    print(f"kd-tree: {n} points built in {build * 1e3:.0f} ms; {m} queries, k={k}, in "
+          f"{secs * 1e3:.0f} ms ({m / secs / 1e6:.2f} M queries/s); radius 0.007 in "
+          f"{secs_r * 1e3:.0f} ms, {len(ids) / m:.1f} neighbours per query")
+    check = queries[:200]
+    brute = np.sqrt(((check[:, None, :] - points[None, :, :]) ** 2).sum(-1))
+    same = np.allclose(np.sort(brute, axis=1)[:, :k], dist[:200], rtol=1e-12, atol=0)
+    new_ids, secs_add = _timed(lambda: tree.add(rng.random((1000, 3))), repeat=1)
+    print(f"  k nearest of 200 queries match brute force: {same}; 1000 points added in "
+          f"{secs_add * 1e3:.1f} ms (ids {new_ids[0]}..{new_ids[-1]}, {tree.n_trees} trees)")
 
 
 def run(seed: int = 0) -> None:
@@ -225,8 +245,8 @@ def run(seed: int = 0) -> None:
     print(f"fastdl {fastdl.__version__} demo (OpenMP {cfg['openmp']}, "
           f"{cfg['default threads']} threads, seed {seed})\n")
     rng = np.random.default_rng(seed)
-    for part in (demo_negative_sampling, demo_prioritized_replay, demo_alias, demo_lsh,
-                 demo_torch_layer, demo_debug):
+    for part in (demo_negative_sampling, demo_prioritized_replay, demo_alias, demo_kdtree,
+                 demo_lsh, demo_torch_layer, demo_debug):
         part(rng)
         print()
 

@@ -168,6 +168,14 @@ def state_of(obj) -> dict:
         if isinstance(obj, NegativeSampler):
             state["power"] = obj.power
         return state
+    from fastdl.neighbors import KDTree
+
+    if isinstance(obj, KDTree):
+        # Every flat array of every tree, and a probe query that reads them all.
+        probe = np.zeros((1, obj.d), dtype=obj.dtype)
+        return {"len": len(obj), "d": obj.d, "dtype": obj.dtype, "leafsize": obj.leafsize,
+                "arrays": obj.__getstate__(), "data": np.array(obj.data),
+                "probe": obj.query(probe, k=min(len(obj), 8), n_threads=1)}
     raise TypeError(f"no state for {type(obj).__name__}")
 
 

@@ -74,13 +74,14 @@ class TestCommand:
         out = proc.stdout
         assert out.startswith(f"fastdl {fastdl.__version__} demo")
         assert "seed 3" in out
-        for section in ("negative sampling:", "prioritized replay:", "alias method:", "lsh:",
-                        "torch layer:", "debug:"):
+        for section in ("negative sampling:", "prioritized replay:", "alias method:", "kd-tree:",
+                        "lsh:", "torch layer:", "debug:"):
             assert section in out
         assert "none equal to its target: True" in out
         # The heaviest category's share among 10M draws is close to its probability.
         expected, drawn = map(float, re.search(r"expected share ([\d.]+), drawn ([\d.]+)", out).groups())
         assert abs(expected - drawn) < 0.002
+        assert "k nearest of 200 queries match brute force: True" in out
 
     def test_bench_outside_a_checkout(self, run_python):
         proc = run_python("-m", "fastdl", "bench")

@@ -3,11 +3,13 @@
 .. autosummary::
    :toctree: generated/
 
+   KDTree
    LSHIndex
    split_csr
 """
 
 from fastdl.neighbors._csr import split_csr
+from fastdl.neighbors.kdtree import KDTree
 from fastdl.neighbors.lsh import LSHIndex
 
-__all__: list[str] = ["LSHIndex", "split_csr"]
+__all__: list[str] = ["KDTree", "LSHIndex", "split_csr"]

@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from fastdl._lib.arrays import is_tensor, like_input, to_numpy
+from fastdl._lib.arrays import is_tensor, like_input
 from fastdl._lib.persist import load_arrays, save_arrays
 from fastdl._lib.random import check_rng
 from fastdl._lib.threads import check_n_threads
