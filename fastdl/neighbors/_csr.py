@@ -44,6 +44,6 @@ def split_csr(values, offsets) -> list:
     if off[0] != 0 or off[-1] != n or np.any(np.diff(off) < 0):
         raise ValueError(f"offsets must start at 0, not decrease and end at len(values) = {n}")
     bounds = off.tolist()
-    if is_tensor(values):
-        return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return np.split(np.asarray(values), bounds[1:-1])
+    # Slices, not numpy.split: that gives one part, not none, for zero queries.
+    flat = values if is_tensor(values) else np.asarray(values)
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

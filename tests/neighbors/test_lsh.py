@@ -609,6 +609,7 @@ class TestPersistence:
 def test_split_csr():
     parts = split_csr(np.array([4, 7, 1]), np.array([0, 2, 2, 3]))
     assert [p.tolist() for p in parts] == [[4, 7], [], [1]]
+    assert split_csr(np.array([], dtype=np.int64), np.array([0])) == []  # zero queries
     for off in ([0, 2], [1, 3], [0, 3, 2, 3], [[0, 3]], [0.0, 3.0]):
         with pytest.raises(ValueError, match="offsets"):
             split_csr(np.arange(3), np.array(off))
