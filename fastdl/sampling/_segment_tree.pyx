@@ -30,8 +30,9 @@ cdef enum:
     FANOUT = 8
     # Draws per random stream: fixed, so results do not depend on the thread count.
     CHUNK = 256
-    # A chunk of descents takes ~30 us: fewer than 8 per thread do not pay for waking it.
-    MIN_CHUNKS_PER_THREAD = 8
+    # A chunk of descents takes ~30 us: a thread is woken for two or more (on an idle
+    # machine that halves a 1024-draw batch; on a busy one waking it can cost more).
+    MIN_CHUNKS_PER_THREAD = 2
     # Descents walked in lockstep so that their cache misses overlap (divides CHUNK).
     GROUP = 8
     # How many updates ahead the lines an update touches are prefetched.
