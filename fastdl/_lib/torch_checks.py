@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_features", "check_targets", "check_finite", "check_positive_int"]
+__all__ = ["check_features", "check_targets", "check_finite"]
 
 
 def check_features(x, in_features: int, name: str = "x") -> torch.Tensor:
@@ -47,14 +47,3 @@ def check_finite(t: torch.Tensor, name: str) -> None:
     if bool(bad.any()):
         pos = tuple(int(i) for i in bad.nonzero()[0])
         raise ValueError(f"{name} must be finite, got {t[pos].item()} at index {pos}")
-
-
-def check_positive_int(n, name: str, minimum: int = 1) -> int:
-    """An int ``>= minimum`` (bools refused)."""
-    import numbers
-
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
-    if n < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {n}")
-    return int(n)

@@ -84,12 +84,14 @@ def check_finite_total(values: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} sum to more than the largest float64; scale them down")
 
 
-def check_count(n, name: str) -> int:
-    """A non-negative Python int."""
+def check_count(n, name: str, minimum: int = 0) -> int:
+    """A Python int ``>= minimum`` (bools refused): a count, a size, a k."""
+    rule = "a non-negative int" if minimum == 0 else "an int"
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"{name} must be a non-negative int, got {type(n).__name__}")
-    if n < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {n}")
+        raise TypeError(f"{name} must be {rule}, got {type(n).__name__}")
+    if n < minimum:
+        bound = "a non-negative int" if minimum == 0 else f">= {minimum}"
+        raise ValueError(f"{name} must be {bound}, got {n}")
     return int(n)
 
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from fastdl._lib.torch_checks import check_positive_int
+from fastdl._lib.validation import check_count
 
 __all__ = ["beam_search", "BeamSearchOutput", "map_state"]
 
@@ -144,13 +144,13 @@ def beam_search(step_fn, init_state, batch_size: int, beam_size: int, max_length
     """
     if not callable(step_fn):
         raise TypeError(f"step_fn must be callable, got {type(step_fn).__name__}")
-    B = check_positive_int(batch_size, "batch_size")
-    K = check_positive_int(beam_size, "beam_size")
-    L = check_positive_int(max_length, "max_length")
+    B = check_count(batch_size, "batch_size", minimum=1)
+    K = check_count(beam_size, "beam_size", minimum=1)
+    L = check_count(max_length, "max_length", minimum=1)
     bos_id = _check_token(bos_id, "bos_id")
     eos_id = _check_token(eos_id, "eos_id")
     pad_id = eos_id if pad_id is None else _check_token(pad_id, "pad_id")
-    num_return = check_positive_int(num_return, "num_return")
+    num_return = check_count(num_return, "num_return", minimum=1)
     if num_return > K:
         raise ValueError(f"num_return must be at most beam_size={K}, got {num_return}")
     if isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real) \

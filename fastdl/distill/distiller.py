@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from fastdl._lib.torch_checks import check_positive_int
+from fastdl._lib.validation import check_count
 from fastdl.distill.loss import _check_temperature, distillation_loss
 from fastdl.distill.schedule import TemperatureSchedule
 
@@ -83,7 +83,7 @@ class Distiller:
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
         self.teacher, self.student, self.optimizer = teacher, student, optimizer
         self.loss, self.schedule, self.alpha = loss, schedule, float(alpha)
-        self.accumulation_steps = check_positive_int(accumulation_steps, "accumulation_steps")
+        self.accumulation_steps = check_count(accumulation_steps, "accumulation_steps", minimum=1)
         self.callbacks = list(callbacks)
         first = next(student.parameters(), None)
         self.device = torch.device(device) if device is not None else (
@@ -189,7 +189,7 @@ class Distiller:
         DistributedSampler gets ``set_epoch`` each epoch. Leftover micro-batches
         at the end of an epoch make one last, smaller optimizer step.
         """
-        epochs = check_positive_int(epochs, "epochs")
+        epochs = check_count(epochs, "epochs", minimum=1)
         self._history: list[dict] = []
         for _ in range(epochs):
             sampler = getattr(batches, "sampler", None)

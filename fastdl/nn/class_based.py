@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastdl._lib.torch_checks import check_features, check_targets
+from fastdl._lib.validation import as_float_array, check_count
 from fastdl.nn._params import init_rows, make_rows
-from fastdl._lib.torch_checks import check_features, check_positive_int, check_targets
-from fastdl._lib.validation import as_float_array
 
 __all__ = ["ClassBasedSoftmax"]
 
@@ -101,11 +101,11 @@ class ClassBasedSoftmax(nn.Module):
     def __init__(self, in_features: int, n_classes: int, n_clusters: int | None = None,
                  counts=None, *, bias: bool = True, device=None, dtype=None):
         super().__init__()
-        self.in_features = check_positive_int(in_features, "in_features")
-        self.n_classes = V = check_positive_int(n_classes, "n_classes", minimum=2)
+        self.in_features = check_count(in_features, "in_features", minimum=1)
+        self.n_classes = V = check_count(n_classes, "n_classes", minimum=2)
         if n_clusters is None:
             n_clusters = max(1, round(math.sqrt(V)))
-        self.n_clusters = check_positive_int(n_clusters, "n_clusters")
+        self.n_clusters = check_count(n_clusters, "n_clusters", minimum=1)
         if self.n_clusters > V:
             raise ValueError(f"n_clusters must be at most n_classes={V}, got {n_clusters}")
         if counts is None:
@@ -179,7 +179,7 @@ class ClassBasedSoftmax(nn.Module):
     @torch.no_grad()
     def predict(self, x: torch.Tensor, k: int = 1, *, return_log_prob: bool = False):
         """The ``k`` most probable classes (exact: ``topk`` of :meth:`log_prob`)."""
-        k = check_positive_int(k, "k")
+        k = check_count(k, "k", minimum=1)
         if k > self.n_classes:
             raise ValueError(f"k must be at most n_classes={self.n_classes}, got {k}")
         values, classes = self.log_prob(x).topk(k, dim=-1)

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastdl.nn._params import init_rows, make_rows
-from fastdl._lib.torch_checks import check_features, check_positive_int, check_targets
+from fastdl._lib.torch_checks import check_features, check_targets
+from fastdl._lib.validation import check_count
 from fastdl.huffman import CodeTree, balanced_tree, huffman_tree
+from fastdl.nn._params import init_rows, make_rows
 
 __all__ = ["HierarchicalSoftmax"]
 
@@ -79,8 +80,8 @@ class HierarchicalSoftmax(nn.Module):
     def __init__(self, in_features: int, n_classes: int, counts=None, *, bias: bool = True,
                  sparse: bool = False, device=None, dtype=None):
         super().__init__()
-        self.in_features = check_positive_int(in_features, "in_features")
-        self.n_classes = check_positive_int(n_classes, "n_classes", minimum=2)
+        self.in_features = check_count(in_features, "in_features", minimum=1)
+        self.n_classes = check_count(n_classes, "n_classes", minimum=2)
         if counts is None:
             tree = balanced_tree(self.n_classes)
         else:
@@ -210,7 +211,7 @@ class HierarchicalSoftmax(nn.Module):
         are broken arbitrarily.
         """
         flat = check_features(x, self.in_features)
-        k = check_positive_int(k, "k")
+        k = check_count(k, "k", minimum=1)
         if k > self.n_classes:
             raise ValueError(f"k must be at most n_classes={self.n_classes}, got {k}")
         n, V = flat.shape[0], self.n_classes

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastdl._lib.random import check_rng
+from fastdl._lib.torch_checks import check_features, check_targets
+from fastdl._lib.validation import as_float_array, check_count
 from fastdl.nn._params import init_rows, make_rows
-from fastdl._lib.torch_checks import check_features, check_positive_int, check_targets
-from fastdl._lib.validation import as_float_array
 from fastdl.sampling import NegativeSampler
 
 __all__ = ["NegativeSamplingLoss", "NCELoss", "SampledSoftmaxLoss"]
@@ -29,9 +29,9 @@ class _SampledLoss(nn.Module):
     def __init__(self, in_features: int, n_classes: int, counts, n_samples: int,
                  samples_name: str, power: float, rng, bias: bool, device, dtype):
         super().__init__()
-        self.in_features = check_positive_int(in_features, "in_features")
-        self.n_classes = check_positive_int(n_classes, "n_classes", minimum=2)
-        setattr(self, samples_name, check_positive_int(n_samples, samples_name))
+        self.in_features = check_count(in_features, "in_features", minimum=1)
+        self.n_classes = check_count(n_classes, "n_classes", minimum=2)
+        setattr(self, samples_name, check_count(n_samples, samples_name, minimum=1))
         self._n = int(n_samples)
         counts = as_float_array(counts, "counts", nonnegative=True)
         if counts.shape != (self.n_classes,):
