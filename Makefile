@@ -11,7 +11,7 @@ STAMPS := $(VENV)/.stamps
 
 .PHONY: demo test test-all bench docs clean
 
-demo: $(STAMPS)/core
+demo: $(STAMPS)/demo
 	$(BIN)/fastdl demo
 
 test: $(STAMPS)/test
