@@ -627,11 +627,13 @@ cdef inline int32_t dot_codes(const int16_t *q, const uint8_t *c, Py_ssize_t d) 
 
 cdef inline double exact_distance(const Tables *tab, const floating *q, const floating *x,
                                   double inv_q, double inv_x) noexcept nogil:
+    # Rounded to the output dtype before ranking, so that two rows reported
+    # with equal distances are always ranked by insertion order.
     cdef double d
     if tab.l2:
-        return sqrt(squared_l2(q, x, tab.dim))
+        return <double> <floating> sqrt(squared_l2(q, x, tab.dim))
     d = 1.0 - dot(q, x, tab.dim) * inv_q * inv_x
-    return 0.0 if d < 0.0 else (2.0 if d > 2.0 else d)
+    return 0.0 if d < 0.0 else (2.0 if d > 2.0 else <double> <floating> d)
 
 
 cdef void query_one(const Tables *tab, Scratch *s, const floating *vectors,
