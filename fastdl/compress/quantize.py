@@ -8,7 +8,9 @@ A quantized tensor ``weight`` of a module is replaced by
   means ``weight_codebook[i - 1]``.
 
 A forward pre-hook rebuilds ``module.weight = cat([0], codebook)[index]`` before
-each call. Autograd of that gather sums the gradients of all the weights that
+each call (outside a call, ``module.weight`` is a detached copy as of the last
+call or of :func:`quantize`: after an optimizer step it is current again from
+the next forward on). Autograd of that gather sums the gradients of all the weights that
 share a centroid into the centroid's gradient, which is the paper's fine-tuning
 rule, so any optimizer over ``model.parameters()`` (created *after*
 :func:`quantize`) fine-tunes the codebooks.
@@ -59,6 +61,13 @@ def _refresh(module, args=None) -> None:
         # index_select's backward sums the gradients of weights sharing a centroid.
         value = table.index_select(0, index.reshape(-1)).view(index.shape)
         object.__setattr__(module, name, value)
+
+
+def _settle(module, args=None, output=None) -> None:
+    """Forward hook: leave a detached copy behind, so the module deep-copies and pickles
+    (a tensor with autograd history does neither) and holds no graph between calls."""
+    for name in module._fastdl_quantized:
+        object.__setattr__(module, name, module.__dict__[name].detach())
 
 
 def _codebook(values: np.ndarray, n_codes: int, method: str, init: str, rng) -> tuple:
@@ -194,9 +203,11 @@ def quantize(model, bits=None, init: str = "linear", method: str = "kmeans", *, 
 def _mark(module, attr: str) -> None:
     done = getattr(module, "_fastdl_quantized", ())
     if not done:
-        module._fastdl_quantized_hook = module.register_forward_pre_hook(_refresh)
+        module._fastdl_quantized_hooks = (module.register_forward_pre_hook(_refresh),
+                                          module.register_forward_hook(_settle))
     module._fastdl_quantized = (*done, attr)
     _refresh(module)
+    _settle(module)
 
 
 def quantized_tensors(model) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -240,6 +251,7 @@ def dequantize(model) -> int:
                 module.register_parameter(attr, torch.nn.Parameter(
                     value, requires_grad=codebook.requires_grad))
                 count += 1
-        module._fastdl_quantized_hook.remove()
-        del module._fastdl_quantized, module._fastdl_quantized_hook
+        for handle in module._fastdl_quantized_hooks:
+            handle.remove()
+        del module._fastdl_quantized, module._fastdl_quantized_hooks
     return count

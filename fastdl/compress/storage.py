@@ -142,6 +142,8 @@ def _read_positions(meta: dict, n: int, count: int, take) -> np.ndarray:
 
 # -- tensors -----------------------------------------------------------------------
 def _raw(t: torch.Tensor) -> bytes:
+    if t.numel() == 0:
+        return b""
     return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
