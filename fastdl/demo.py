@@ -303,7 +303,7 @@ def demo_debug(rng: np.random.Generator) -> None:
           f"changed, problems: {report.problems() or 'none'} (model and optimizer restored)")
 
 
-def digits_compression(torch, seed: int = 0, *, train_steps: int = 1500, tune_steps: int = 300,
+def digits_compression(torch, seed: int = 0, *, train_steps: int = 1500, tune_steps: int = 500,
                        schedule=(0.5, 0.75, 0.9), bits: int = 4, bias_bits: int = 4,
                        path=None) -> dict:
     """Deep Compression of a 64-300-100-10 MLP (LeNet-300-100's shape) on digits.
@@ -397,7 +397,7 @@ def demo_compress(rng: np.random.Generator) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: more threads only add waiting
     try:
-        res = digits_compression(torch, int(rng.integers(2**16)), train_steps=800, tune_steps=150)
+        res = digits_compression(torch, int(rng.integers(2**16)))
     finally:
         torch.set_num_threads(threads)
     print(f"compress: 64-300-100-10 MLP on {res['data']}, pruned to "

@@ -56,11 +56,3 @@ def assert_model_unchanged():
         assert_same_snapshot(before, snapshot(model))
 
     return check
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
