@@ -8,7 +8,8 @@ copy of the weight (``weight_orig``), 8 bytes per weight in all.
 Pruned weights stay exactly zero through fine-tuning:
 
 * a gradient hook on the weight zeroes their gradients, so plain SGD (and SGD
-  with weight decay: the decay of a zero weight is zero) never moves them;
+  with weight decay: the decay of a zero weight is zero) never moves them (a
+  forward pre-hook re-attaches it to copies: deepcopy and pickle drop tensor hooks);
 * optimizers with state (momentum, Adam's moments) may carry a non-zero
   update from before pruning, so a global optimizer post-step hook sets them
   back to zero after every ``optimizer.step()``.
@@ -29,24 +30,50 @@ PRUNABLE = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 _SCOPES = ("global", "layer")
 
 
+# id(weight) -> (weakref to the weight, weakref to its module, gradient-hook handle).
+# Tensor hooks and attributes do not survive deepcopy or pickling, so the
+# module's forward pre-hook (which does) re-attaches the gradient hook to the
+# weight it finds, and this registry lets the optimizer hook find the masks.
+_MASKED: dict[int, tuple] = {}
+
+
 def _masked_grad(owner):
     def hook(grad):
         module = owner()
-        mask = getattr(module, "weight_mask", None) if module is not None else None
+        mask = module._buffers.get("weight_mask") if module is not None else None
         return grad if mask is None else grad.masked_fill(~mask, 0)
     return hook
 
 
+def _ensure_hooked(module, args=None) -> None:
+    """Forward pre-hook: make sure this module's current weight masks its gradient."""
+    weight = module._parameters.get("weight")
+    if weight is None:
+        return
+    entry = _MASKED.get(id(weight))
+    if entry is not None and entry[0]() is weight and entry[1]() is module:
+        return
+    key = id(weight)
+    handle = weight.register_hook(_masked_grad(weakref.ref(module)))
+    _MASKED[key] = (weakref.ref(weight, lambda _, key=key: _MASKED.pop(key, None)),
+                    weakref.ref(module), handle)
+
+
 def _rezero_after_step(optimizer, args, kwargs) -> None:
-    # Runs after every optimizer.step() of the process: cheap (one attribute
-    # look-up per parameter), and only pruned weights are touched.
+    # Runs after every optimizer.step() of the process: one dict look-up per
+    # parameter, and only pruned weights are touched.
+    if not _MASKED:
+        return
     with torch.no_grad():
         for group in optimizer.param_groups:
             for p in group["params"]:
-                owner = getattr(p, "_fastdl_mask_owner", None)
-                module = owner() if owner is not None else None
-                if module is not None and getattr(module, "weight", None) is p:
-                    p.masked_fill_(~module.weight_mask, 0)
+                entry = _MASKED.get(id(p))
+                if entry is None or entry[0]() is not p:
+                    continue
+                module = entry[1]()
+                mask = module._buffers.get("weight_mask") if module is not None else None
+                if mask is not None and module._parameters.get("weight") is p:
+                    p.masked_fill_(~mask, 0)
 
 
 register_optimizer_step_post_hook(_rezero_after_step)
@@ -150,9 +177,8 @@ def _attach(module, weight: torch.nn.Parameter, mask: torch.Tensor) -> None:
         module._buffers["weight_mask"] = mask
     else:
         module.register_buffer("weight_mask", mask, persistent=False)
-    if getattr(weight, "_fastdl_mask_owner", None) is None or weight._fastdl_mask_owner() is not module:
-        weight._fastdl_mask_owner = weakref.ref(module)
-        weight._fastdl_mask_hook = weight.register_hook(_masked_grad(weight._fastdl_mask_owner))
+        module._fastdl_prune_hook = module.register_forward_pre_hook(_ensure_hooked)
+    _ensure_hooked(module)
 
 
 def remove_pruning(model) -> int:
@@ -172,9 +198,14 @@ def remove_pruning(model) -> int:
     for module in model.modules():
         if "weight_mask" in module._buffers:
             weight = module._parameters.get("weight")
-            if weight is not None and getattr(weight, "_fastdl_mask_hook", None) is not None:
-                weight._fastdl_mask_hook.remove()
-                del weight._fastdl_mask_hook, weight._fastdl_mask_owner
+            entry = _MASKED.get(id(weight)) if weight is not None else None
+            if entry is not None and entry[0]() is weight:
+                entry[2].remove()
+                del _MASKED[id(weight)]
+            handle = getattr(module, "_fastdl_prune_hook", None)
+            if handle is not None:
+                handle.remove()
+                del module._fastdl_prune_hook
             del module._buffers["weight_mask"]
             count += 1
     return count

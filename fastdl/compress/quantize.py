@@ -190,7 +190,11 @@ def quantize(model, bits=None, init: str = "linear", method: str = "kmeans", *, 
         shape, device, dtype = param.shape, param.device, param.dtype
         del module._parameters[attr]
         if attr == "weight" and "weight_mask" in module._buffers:
-            del module._buffers["weight_mask"]  # the zero code keeps pruned weights at zero
+            # The zero code keeps pruned weights at zero: the mask has done its job.
+            del module._buffers["weight_mask"]
+            handle = module.__dict__.pop("_fastdl_prune_hook", None)
+            if handle is not None:
+                handle.remove()
         module.register_parameter(f"{attr}_codebook", torch.nn.Parameter(
             torch.as_tensor(codebook, dtype=dtype, device=device), requires_grad=param.requires_grad))
         module.register_buffer(f"{attr}_index", torch.as_tensor(

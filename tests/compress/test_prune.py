@@ -153,3 +153,25 @@ def test_nonfinite_weights_change_nothing(bad, assert_model_unchanged):
 def test_not_a_module():
     with pytest.raises(TypeError, match="model"):
         prune_magnitude([torch.zeros(3)], 0.5)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_copies_keep_masking(how):
+    import copy
+    import pickle
+
+    model = mlp((8, 6, 3))
+    prune_magnitude(model, 0.6)
+    clone = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    mask = clone[0].weight_mask.clone()
+    assert torch.equal(mask, model[0].weight_mask)
+    opt = torch.optim.Adam(clone.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        clone(torch.randn(5, 8)).square().sum().backward()
+        assert (clone[0].weight.grad[~mask] == 0).all()
+        opt.step()
+    assert (clone[0].weight[~mask] == 0).all()
+    # The original's hooks still serve the original only.
+    model(torch.randn(5, 8)).sum().backward()
+    assert (model[0].weight.grad[~model[0].weight_mask] == 0).all()
