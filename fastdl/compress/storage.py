@@ -175,9 +175,15 @@ def _encode_quantized(codebook: torch.Tensor, index: torch.Tensor) -> tuple[dict
     pos_meta, pos_parts = _positions(nz)
     val_meta, val_parts = _huffman(idx[nz] - 1, max(k, 1))
     if _huffman_size(pos_meta) + _huffman_size(val_meta) < _huffman_size(dense_meta):
-        return ({"k": "q", "K": k, "m": "sparse", "nnz": int(nz.size), "p": pos_meta, "v": val_meta},
-                [book, *pos_parts, *val_parts])
-    return {"k": "q", "K": k, "m": "dense", "v": dense_meta}, [book, *dense_parts]
+        best = ({"k": "q", "K": k, "m": "sparse", "nnz": int(nz.size), "p": pos_meta,
+                 "v": val_meta}, [book, *pos_parts, *val_parts])
+    else:
+        best = {"k": "q", "K": k, "m": "dense", "v": dense_meta}, [book, *dense_parts]
+    # A tiny tensor (ten biases) can cost less as plain values than with a
+    # codebook: store the shared values themselves then (the same numbers).
+    table = torch.cat([codebook.detach().cpu().new_zeros(1), codebook.detach().cpu()])
+    plain = _encode_float(table[torch.from_numpy(idx)].reshape(index.shape))
+    return min(best, plain, key=lambda option: sum(map(len, option[1])))
 
 
 def _decode_tensor(meta: dict, take) -> torch.Tensor:
