@@ -397,7 +397,8 @@ def demo_compress(rng: np.random.Generator) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: more threads only add waiting
     try:
-        res = digits_compression(torch, int(rng.integers(2**16)))
+        # Shorter training than the slow test's (1500 + 500 per stage): about 10 s.
+        res = digits_compression(torch, int(rng.integers(2**16)), train_steps=600, tune_steps=200)
     finally:
         torch.set_num_threads(threads)
     print(f"compress: 64-300-100-10 MLP on {res['data']}, pruned to "

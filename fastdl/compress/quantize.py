@@ -31,6 +31,7 @@ __all__ = ["quantize", "dequantize", "quantized_tensors", "DEFAULT_BITS"]
 DEFAULT_BITS = {"Linear": 5, "Conv2d": 8}
 _METHODS = ("kmeans", "optimal", "ternary")
 _QUANTIZABLE = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+_TYPE_NAMES = {t.__name__ for t in _QUANTIZABLE}
 
 
 def _check_bits(value, name: str) -> int:
@@ -47,6 +48,9 @@ def _bits_per_type(bits) -> dict[str, int] | int:
         for key, value in bits.items():
             if not isinstance(key, str):
                 raise TypeError(f"bits keys must be layer type names such as 'Linear', got {key!r}")
+            if key not in _TYPE_NAMES:
+                raise ValueError(f"bits names {key!r}, which is none of the layer types that "
+                                 f"can be quantized: {sorted(_TYPE_NAMES)}")
             out[key] = _check_bits(value, f"bits[{key!r}]")
         return out
     return _check_bits(bits, "bits")

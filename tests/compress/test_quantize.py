@@ -125,6 +125,7 @@ def test_pickle_deepcopy_dequantize_same_outputs():
     ({"bits": 0}, ValueError, "bits"),
     ({"bits": 17}, ValueError, "bits"),
     ({"bits": {"Linear": 20}}, ValueError, "bits['Linear']"),
+    ({"bits": {"Linaer": 4}}, ValueError, "'Linaer'"),
     ({"bits": 2.0}, TypeError, "bits"),
     ({"bits": True}, TypeError, "bits"),
     ({"bias_bits": 0}, ValueError, "bias_bits"),
