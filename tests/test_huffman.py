@@ -287,3 +287,27 @@ class TestCoding:
             huffman_encode([3], [1, 1])
         with pytest.raises(TypeError, match="data must"):
             huffman_decode(np.zeros(1, dtype=np.int64), 8, [1, 1], 8)
+
+    def test_deepest_codes_round_trip(self):
+        # Lengths 1, 2, ..., 56, 57, 57: the deepest tree the coder takes (a Fibonacci-like
+        # count sequence gives such a comb).
+        lengths = np.append(np.arange(1, 58), 57)
+        codes = canonical_codes(lengths)
+        assert codes[-1] == 2**57 - 1 and codes[0] == 0
+        symbols = np.array([57, 0, 56, 30, 57, 1])
+        data, n_bits = huffman_encode(symbols, lengths)
+        assert n_bits == 57 + 1 + 57 + 31 + 57 + 2
+        np.testing.assert_array_equal(huffman_decode(data, n_bits, lengths, 6), symbols)
+        with pytest.raises(ValueError, match="lengths must lie"):
+            canonical_codes(np.append(np.arange(1, 59), 58))
+
+    @given(st.binary(max_size=40), st.integers(0, 400), st.integers(0, 100),
+           st.lists(st.integers(0, 6), min_size=1, max_size=12))
+    def test_garbage_decodes_or_raises(self, blob, n_bits, count, lengths):
+        data = np.frombuffer(blob, dtype=np.uint8)
+        try:
+            out = huffman_decode(data, n_bits, lengths, count)
+        except ValueError:
+            return
+        assert out.shape == (count,) and (out >= 0).all() and (out < len(lengths)).all()
+        assert (np.asarray(lengths)[out] > 0).all()
