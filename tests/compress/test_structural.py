@@ -143,3 +143,14 @@ def test_nonfinite_and_not_sequential(assert_model_unchanged):
 
     with pytest.raises(TypeError, match="consumers"):
         prune_units(Plain(), 0.5)
+
+
+def test_half_the_units_leave_a_quarter_of_the_hidden_matrix():
+    """The work of inference shrinks as the brief's speed target needs (timed in bench/)."""
+    model = mlp((256, 1024, 1024, 10))
+    small = prune_units(model, 0.5)
+    shapes = [tuple(m.weight.shape) for m in small if isinstance(m, torch.nn.Linear)]
+    assert shapes == [(512, 256), (512, 512), (10, 512)]
+    macs = sum(a * b for a, b in shapes)
+    full = sum(m.weight.numel() for m in model if isinstance(m, torch.nn.Linear))
+    assert full / macs > 2.6
