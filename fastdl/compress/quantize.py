@@ -103,7 +103,7 @@ def _codebook(values: np.ndarray, n_codes: int, method: str, init: str, rng) -> 
 
 
 def quantize(model, bits=None, init: str = "linear", method: str = "kmeans", *, layers=None,
-             bias_bits: int | None = None, rng=None) -> dict[str, int]:
+             bias_bits: int | None = None, rng=None, progress: bool = False) -> dict[str, int]:
     """Share the weights of each layer among a few values (in place).
 
     Parameters
@@ -130,6 +130,8 @@ def quantize(model, bits=None, init: str = "linear", method: str = "kmeans", *, 
         values (k-means; biases are few, but they count in the file size).
     rng : None, int or numpy.random.Generator
         For ``init="random"`` and ``"k-means++"``.
+    progress : bool
+        Show a tqdm bar over the tensors being clustered (needs tqdm).
 
     Returns
     -------
@@ -184,7 +186,11 @@ def quantize(model, bits=None, init: str = "linear", method: str = "kmeans", *, 
         check_finite(module._parameters[attr].detach(), f"{name}.{attr}")
     # Cluster everything before changing anything, so a failure leaves the model as it was.
     results = []
-    for name, module, attr, b in plan:
+    steps = plan
+    if progress:
+        from tqdm.auto import tqdm
+        steps = tqdm(plan, desc="quantize")
+    for name, module, attr, b in steps:
         values = module._parameters[attr].detach().cpu().double().numpy().reshape(-1)
         results.append(_codebook(values, 2**b - 1, method if attr == "weight" else "kmeans",
                                  init, rng))
