@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from fastdl._lib.random import check_rng
+from fastdl._lib.threads import check_n_threads
 from fastdl._lib.torch_checks import check_finite, check_module, named_layers
 
 __all__ = ["quantize", "dequantize", "quantized_tensors", "DEFAULT_BITS"]
@@ -74,7 +75,7 @@ def _settle(module, args=None, output=None) -> None:
         object.__setattr__(module, name, module.__dict__[name].detach())
 
 
-def _codebook(values: np.ndarray, n_codes: int, method: str, init: str, rng) -> tuple:
+def _codebook(values: np.ndarray, n_codes: int, method: str, init: str, rng, n_threads) -> tuple:
     """(codebook of non-zero values, index per value with 0 for zero)."""
     index = np.zeros(values.size, dtype=np.int64)
     nonzero = np.flatnonzero(values)
@@ -97,13 +98,14 @@ def _codebook(values: np.ndarray, n_codes: int, method: str, init: str, rng) -> 
 
     k = min(n_codes, np.unique(x).size)
     result = kmeans_1d(x, k, method="optimal" if method == "optimal" else "lloyd",
-                       init=init, rng=rng)
+                       init=init, rng=rng, n_threads=n_threads)
     index[nonzero] = np.asarray(result.labels) + 1
     return np.asarray(result.centers, dtype=np.float64), index
 
 
 def quantize(model, bits=None, init: str = "linear", method: str = "kmeans", *, layers=None,
-             bias_bits: int | None = None, rng=None, progress: bool = False) -> dict[str, int]:
+             bias_bits: int | None = None, rng=None, n_threads: int | None = None,
+             progress: bool = False) -> dict[str, int]:
     """Share the weights of each layer among a few values (in place).
 
     Parameters
@@ -130,6 +132,8 @@ def quantize(model, bits=None, init: str = "linear", method: str = "kmeans", *, 
         values (k-means; biases are few, but they count in the file size).
     rng : None, int or numpy.random.Generator
         For ``init="random"`` and ``"k-means++"``.
+    n_threads : int, optional
+        Threads of the k-means kernel (the result does not depend on it).
     progress : bool
         Show a tqdm bar over the tensors being clustered (needs tqdm).
 
@@ -172,6 +176,7 @@ def quantize(model, bits=None, init: str = "linear", method: str = "kmeans", *, 
     if bias_bits is not None:
         bias_bits = _check_bits(bias_bits, "bias_bits")
     rng = check_rng(rng)
+    n_threads = check_n_threads(n_threads)
     plan = []
     for name, module in named_layers(model, _QUANTIZABLE, layers):
         b = per_type if isinstance(per_type, int) else per_type.get(type(module).__name__)
@@ -193,7 +198,7 @@ def quantize(model, bits=None, init: str = "linear", method: str = "kmeans", *, 
     for name, module, attr, b in steps:
         values = module._parameters[attr].detach().cpu().double().numpy().reshape(-1)
         results.append(_codebook(values, 2**b - 1, method if attr == "weight" else "kmeans",
-                                 init, rng))
+                                 init, rng, n_threads))
     summary = {}
     for (name, module, attr, _), (codebook, index) in zip(plan, results):
         param = module._parameters[attr]

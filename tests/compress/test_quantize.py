@@ -131,6 +131,7 @@ def test_pickle_deepcopy_dequantize_same_outputs():
     ({"bias_bits": 0}, ValueError, "bias_bits"),
     ({"method": "ternery"}, ValueError, "method"),
     ({"init": "kmeans"}, ValueError, "init"),
+    ({"n_threads": 0}, ValueError, "n_threads"),
     ({"layers": ["x"]}, ValueError, "layers"),
 ])
 def test_bad_arguments_change_nothing(kwargs, exc, name, assert_model_unchanged):
@@ -146,3 +147,13 @@ def test_nonfinite_and_twice(assert_model_unchanged):
     model = mlp((6, 5, 2))
     quantize(model, bits=2, layers=["0"])
     assert_model_unchanged(model, lambda: quantize(model, bits=2), ValueError, "quantized already")
+
+
+@pytest.mark.parametrize("init", ["random", "k-means++", "density"])
+def test_same_rng_same_codebook_at_any_thread_count(init, assert_thread_invariant):
+    def run(n_threads):
+        model = mlp((40, 30, 5))
+        quantize(model, bits=4, init=init, rng=7, n_threads=n_threads)
+        return tuple(t.detach().numpy() for pair in quantized_tensors(model).values() for t in pair)
+
+    assert_thread_invariant(run)
