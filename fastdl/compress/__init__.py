@@ -8,6 +8,7 @@ Needs torch; works on CPU and GPU tensors.
   and faster.
 * :func:`quantize`: a codebook and an index tensor per layer (k-means, exact
   1-D optimum, or ternary), with centroid fine-tuning.
+* :func:`fine_tune`: a few epochs of training that keeps all of that intact.
 * :func:`low_rank`: SVD factorisation of a ``Linear`` layer.
 * :func:`compression_report`, :func:`save_compressed`, :func:`load_compressed`:
   the Huffman-coded file format and its per-layer accounting.
@@ -21,6 +22,7 @@ Needs torch; works on CPU and GPU tensors.
    quantize
    dequantize
    quantized_tensors
+   fine_tune
    low_rank
    LowRankResult
    compression_report
@@ -30,6 +32,7 @@ Needs torch; works on CPU and GPU tensors.
    load_compressed
 """
 
+from fastdl.compress.fine_tune import fine_tune
 from fastdl.compress.low_rank import LowRankResult, low_rank
 from fastdl.compress.prune import prune_magnitude, remove_pruning
 from fastdl.compress.quantize import dequantize, quantize, quantized_tensors
@@ -38,5 +41,5 @@ from fastdl.compress.storage import load_compressed, save_compressed
 from fastdl.compress.structural import prune_units
 
 __all__ = ["prune_magnitude", "remove_pruning", "prune_units", "quantize", "dequantize",
-           "quantized_tensors", "low_rank", "LowRankResult", "compression_report",
+           "quantized_tensors", "fine_tune", "low_rank", "LowRankResult", "compression_report",
            "CompressionReport", "LayerReport", "save_compressed", "load_compressed"]
