@@ -39,6 +39,7 @@ __all__ = ["CodeTree", "huffman_tree", "balanced_tree", "code_lengths", "canonic
 # the decoder must fit in an int64. Reaching 58 bits needs more than 10**12
 # symbols (Fibonacci counts), far beyond any array that fits in memory.
 MAX_CODE_LENGTH = 57
+_CHUNK = 1 << 20  # symbols (encoding) or bits (decoding) handled per vectorised pass
 
 
 class CodeTree:
@@ -439,13 +440,19 @@ def huffman_encode(symbols, lengths) -> tuple[np.ndarray, int]:
     if not sym_len.all():
         bad = int(symbols[sym_len == 0][0])
         raise ValueError(f"symbols holds {bad}, which has no code (length 0)")
-    codes = _canonical(lengths)[symbols]
+    table = _canonical(lengths)
     width = int(sym_len.max())
-    # bit j of each code, left-aligned to `width`; keep the first len bits of each row.
     shifts = (width - 1 - np.arange(width, dtype=np.int64))
-    bits = ((codes << (width - sym_len))[:, None] >> shifts) & 1
-    keep = np.arange(width) < sym_len[:, None]
-    flat = bits[keep].astype(np.uint8)
+    pieces = []
+    # In chunks: the (symbols, width) bit matrix of a whole large layer would
+    # take 8 * width bytes per symbol at once.
+    for lo in range(0, symbols.size, _CHUNK):
+        part_len = sym_len[lo:lo + _CHUNK]
+        codes = table[symbols[lo:lo + _CHUNK]]
+        # bit j of each code, left-aligned to `width`; keep the first len bits of each row.
+        bits = ((codes << (width - part_len))[:, None] >> shifts) & 1
+        pieces.append(bits[np.arange(width) < part_len[:, None]].astype(np.uint8))
+    flat = np.concatenate(pieces)
     return np.packbits(flat), int(flat.size)
 
 
@@ -495,33 +502,42 @@ def huffman_decode(data, n_bits: int, lengths, count: int) -> np.ndarray:
             raise ValueError(f"corrupt stream: {n_bits} bits left over after 0 symbols")
         return np.zeros(0, dtype=np.int64)
     width = int(lengths.max())
-    bits = np.unpackbits(data)[:n_bits].astype(np.int64)
-    padded = np.concatenate([bits, np.zeros(width, dtype=np.int64)])
-    window = np.zeros(n_bits, dtype=np.int64)
-    for j in range(width):  # the `width` bits starting at each position, as one int
-        window = (window << 1) | padded[j:j + n_bits]
     # Canonical order: symbols sorted by (length, symbol); each code, left-aligned
     # to `width`, is the first window value it covers, and these are increasing.
     order = used[np.lexsort((used, lengths[used]))]
-    codes = _canonical(lengths)[order]
-    starts = codes << (width - lengths[order])
-    # An incomplete code (Kraft sum < 1) leaves windows that start no code: -1.
-    slot = np.searchsorted(starts, window, side="right") - 1
+    starts = _canonical(lengths)[order] << (width - lengths[order])
     span = np.left_shift(1, width - lengths[order])
-    valid = (slot >= 0) & (window < starts[np.maximum(slot, 0)] + span[np.maximum(slot, 0)])
-    sym_at = np.where(valid, order[np.maximum(slot, 0)], -1)
-    step = np.where(valid, lengths[order][np.maximum(slot, 0)], 0)
-    sym_list, step_list = sym_at.tolist(), step.tolist()
+    bits = np.unpackbits(data)[:n_bits]
+
+    def table_from(lo: int) -> tuple[list, list]:
+        """Symbol and code length starting at each bit of [lo, lo + chunk); -1: none."""
+        hi = min(lo + _CHUNK, n_bits)
+        padded = np.zeros(hi - lo + width, dtype=np.int64)
+        tail = bits[lo:hi + width]
+        padded[:tail.size] = tail
+        window = np.zeros(hi - lo, dtype=np.int64)
+        for j in range(width):  # the `width` bits starting at each position, as one int
+            window = (window << 1) | padded[j:j + hi - lo]
+        # An incomplete code (Kraft sum < 1) leaves windows that start no code: -1.
+        slot = np.maximum(np.searchsorted(starts, window, side="right") - 1, 0)
+        valid = (window >= starts[slot]) & (window < starts[slot] + span[slot])
+        return (np.where(valid, order[slot], -1).tolist(),
+                np.where(valid, lengths[order][slot], 0).tolist())
+
     out = [0] * count
-    pos = 0
+    pos, base = 0, 0
+    sym_list, step_list = table_from(0)
     for i in range(count):
         if pos >= n_bits:
             raise ValueError(f"corrupt stream: it ends after {i} of {count} symbols")
-        s = sym_list[pos]
+        if pos - base >= _CHUNK:
+            base = pos
+            sym_list, step_list = table_from(base)
+        s = sym_list[pos - base]
         if s < 0:
             raise ValueError(f"corrupt stream: no code starts at bit {pos}")
         out[i] = s
-        pos += step_list[pos]
+        pos += step_list[pos - base]
     if pos != n_bits:
         what = "a code runs past its end" if pos > n_bits else f"{n_bits - pos} bits left over"
         raise ValueError(f"corrupt stream: {what} after {count} symbols")

@@ -311,3 +311,13 @@ class TestCoding:
             return
         assert out.shape == (count,) and (out >= 0).all() and (out < len(lengths)).all()
         assert (np.asarray(lengths)[out] > 0).all()
+
+    def test_chunk_boundaries(self, rng, monkeypatch):
+        import fastdl.huffman as module
+
+        monkeypatch.setattr(module, "_CHUNK", 37)   # codes straddle every chunk edge
+        symbols = rng.zipf(1.3, 3000) % 50
+        lengths = code_lengths(np.bincount(symbols, minlength=50))
+        data, n_bits = huffman_encode(symbols, lengths)
+        assert "".join(map(str, np.unpackbits(data)[:n_bits])) == reference_bits(symbols, lengths)
+        np.testing.assert_array_equal(huffman_decode(data, n_bits, lengths, 3000), symbols)
