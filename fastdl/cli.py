@@ -62,6 +62,62 @@ def _commit(bench: Path) -> str:
         return "0" * 40
 
 
+def _load_module(path: str, trust: bool):
+    """A full ``nn.Module`` saved with ``torch.save(model, path)``.
+
+    Loaded with ``weights_only=True`` and only torch's own layer classes allowed,
+    so a file cannot run code; ``--trust`` lifts that for models of other classes.
+    """
+    import torch
+
+    if trust:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    from fastdl.compress.storage import _ARCH
+
+    allowed = [getattr(torch.nn, name) for name in _ARCH]
+    allowed.append(torch.nn.Sequential)
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _compress(args) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("fastdl compress needs torch: pip install 'fastdl[torch]'", file=sys.stderr)
+        return 1
+    from fastdl.compress import compression_report, prune_magnitude, quantize, save_compressed
+
+    try:
+        model = _load_module(args.input, args.trust)
+    except Exception as exc:  # unpickling errors come in many types
+        print(f"fastdl compress: cannot load {args.input} as a torch.nn.Module "
+              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+              f"Save it with torch.save(model, path); for layers other than torch's own, "
+              f"pass --trust (the file is then unpickled: only for files you trust).",
+              file=sys.stderr)
+        return 1
+    if not isinstance(model, torch.nn.Module):
+        print(f"fastdl compress: {args.input} holds a {type(model).__name__}, not a "
+              f"torch.nn.Module (a state_dict alone has no architecture)", file=sys.stderr)
+        return 1
+    try:
+        if args.sparsity:
+            prune_magnitude(model, args.sparsity, scope=args.scope)
+        if args.bits:
+            quantize(model, bits=args.bits, bias_bits=args.bias_bits)
+        size = save_compressed(model, args.output)
+    except (TypeError, ValueError) as exc:
+        print(f"fastdl compress: {exc}", file=sys.stderr)
+        return 1
+    report = compression_report(model)
+    if args.report:
+        print(report)
+    print(f"wrote {args.output}: {size} bytes, {report.ratio:.1f}x smaller than float32 "
+          f"({report.float32_bytes} bytes)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastdl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--full", action="store_true", help="full asv run instead of --quick")
     bench.add_argument("--bench", metavar="REGEX", help="only benchmarks matching REGEX")
     bench.set_defaults(run=_bench)
+    comp = sub.add_parser("compress", help="prune, quantize and Huffman-code a saved torch model")
+    comp.add_argument("input", help="a torch.save(model, path) file of a full nn.Module")
+    comp.add_argument("--output", "-o", required=True, help="the compressed file (.fdlz)")
+    comp.add_argument("--sparsity", type=float, default=0.0,
+                      help="share of weights to prune by magnitude, in [0, 1) (default 0)")
+    comp.add_argument("--scope", choices=("global", "layer"), default="global",
+                      help="prune with one threshold for the model or per layer")
+    comp.add_argument("--bits", type=int, default=5,
+                      help="index bits per Linear/Conv layer, 1..16; 0 keeps float weights "
+                           "(default 5)")
+    comp.add_argument("--bias-bits", type=int, default=None,
+                      help="also share each layer's bias among 2**B - 1 values")
+    comp.add_argument("--report", action="store_true", help="print the per-layer report")
+    comp.add_argument("--trust", action="store_true",
+                      help="unpickle INPUT fully (runs code from the file: trusted files only)")
+    comp.set_defaults(run=_compress)
     return parser
 
 

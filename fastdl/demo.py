@@ -246,7 +246,7 @@ def run(seed: int = 0) -> None:
           f"{cfg['default threads']} threads, seed {seed})\n")
     rng = np.random.default_rng(seed)
     for part in (demo_negative_sampling, demo_prioritized_replay, demo_alias, demo_kdtree,
-                 demo_lsh, demo_torch_layer, demo_debug):
+                 demo_lsh, demo_torch_layer, demo_debug, demo_compress):
         part(rng)
         print()
 
@@ -301,3 +301,122 @@ def demo_debug(rng: np.random.Generator) -> None:
     report = check_training_step(model, loss_fn, (x, y), opt)
     print(f"  check_training_step: {len(report.changed)} of {len(report.changes)} parameters "
           f"changed, problems: {report.problems() or 'none'} (model and optimizer restored)")
+
+
+def digits_compression(torch, seed: int = 0, *, train_steps: int = 1500, tune_steps: int = 500,
+                       schedule=(0.5, 0.75, 0.9), bits: int = 4, bias_bits: int = 4,
+                       path=None) -> dict:
+    """Deep Compression of a 64-300-100-10 MLP (LeNet-300-100's shape) on digits.
+
+    Train; prune by magnitude in the steps of ``schedule`` with fine-tuning after
+    each; share weights (``bits`` per layer, biases too); fine-tune the
+    codebooks; write the file. Shared by ``fastdl demo``, the slow test and
+    ``bench/compress_pipeline.py``. Uses scikit-learn's digits when installed,
+    else a synthetic 64-feature 10-class set (``"data"`` says which).
+    """
+    import os
+    import tempfile
+
+    from fastdl.compress import compression_report, prune_magnitude, quantize, save_compressed
+
+    X, y, data = _digits_or_synthetic(seed)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(X), generator=gen)
+    n_test = int(0.3 * len(X))
+    Xte, yte = X[order[:n_test]], y[order[:n_test]]
+    Xtr, ytr = X[order[n_test:]], y[order[n_test:]]
+    torch.manual_seed(seed)
+    sizes = (64, 300, 100, 10)
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+
+    def accuracy():
+        with torch.no_grad():
+            return float((model(Xte).argmax(1) == yte).float().mean())
+
+    def train(steps, lr):
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        for _ in range(steps):
+            idx = torch.randint(0, len(Xtr), (128,), generator=gen)
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx]).backward()
+            opt.step()
+
+    start = time.perf_counter()
+    train(train_steps, 1e-3)
+    base = accuracy()
+    for sparsity in schedule:
+        prune_magnitude(model, sparsity)
+        train(tune_steps, 1e-3)
+    pruned = accuracy()
+    quantize(model, bits=bits, bias_bits=bias_bits)
+    quantized = accuracy()
+    train(tune_steps, 3e-4)   # the codebooks: shared gradients, as in the paper
+    final = accuracy()
+    if path is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            size = save_compressed(model, os.path.join(tmp, "digits.fdlz"))
+    else:
+        size = save_compressed(model, path)
+    report = compression_report(model)
+    return {"data": data, "base": base, "pruned": pruned, "quantized": quantized, "final": final,
+            "bytes": size, "float32_bytes": report.float32_bytes,
+            "ratio": report.float32_bytes / size, "report": report, "model": model,
+            "test": (Xte, yte), "seconds": time.perf_counter() - start}
+
+
+def _digits_or_synthetic(seed: int):
+    import torch
+
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        # Ten Gaussian classes around random 8x8 "prototypes", in [0, 1] like digits/16.
+        g = np.random.default_rng(seed)
+        protos = g.random((10, 64))
+        y = np.repeat(np.arange(10), 180)
+        X = np.clip(protos[y] + 0.35 * g.standard_normal((y.size, 64)), 0, 1)
+        data = "synthetic 64-feature 10-class data (scikit-learn is not installed)"
+    else:
+        X, y = load_digits(return_X_y=True)
+        X = X / 16.0
+        data = "scikit-learn's digits"
+    return torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y), data
+
+
+def demo_compress(rng: np.random.Generator) -> None:
+    try:
+        import torch
+    except ImportError:
+        print("compress: skipped (torch is not installed)")
+        return
+    from fastdl.compress import prune_units
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: more threads only add waiting
+    try:
+        # Shorter training than the slow test's (1500 + 500 per stage): about 10 s.
+        res = digits_compression(torch, int(rng.integers(2**16)), train_steps=600, tune_steps=200)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"compress: 64-300-100-10 MLP on {res['data']}, pruned to "
+          f"{sum(r.kept * r.weights for r in res['report'].layers) / sum(r.weights for r in res['report'].layers):.1%} "
+          f"of its weights, 4-bit shared weights and biases, Huffman coded "
+          f"({res['seconds']:.1f} s in all)")
+    print(f"  {res['float32_bytes']} float32 bytes -> {res['bytes']} bytes in the file "
+          f"({res['ratio']:.1f}x smaller); test accuracy {res['base']:.2%} -> {res['final']:.2%}")
+    for line in str(res["report"]).splitlines():
+        print("  " + line)
+    # Structural pruning: half the hidden units out, a smaller and faster model.
+    torch.manual_seed(int(rng.integers(2**31)))
+    big = torch.nn.Sequential(torch.nn.Linear(1024, 2048), torch.nn.ReLU(),
+                              torch.nn.Linear(2048, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 10))
+    small = prune_units(big, 0.5)
+    x = torch.randn(256, 1024)
+    with torch.no_grad():
+        _, t_big = _timed(lambda: big(x), repeat=5)
+        _, t_small = _timed(lambda: small(x), repeat=5)
+    print(f"  prune_units(0.5) on a 1024-2048-2048-10 MLP: inference on 256 rows "
+          f"{t_big * 1e3:.1f} ms -> {t_small * 1e3:.1f} ms ({t_big / t_small:.1f}x faster)")

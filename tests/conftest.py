@@ -219,3 +219,14 @@ def run_python(tmp_path):
                               capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+# -- torch ---------------------------------------------------------------------------------
+@pytest.fixture
+def one_thread():
+    """torch at one intra-op thread for the test: tiny matrices only wait for more."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -189,3 +189,135 @@ class TestBalanced:
     def test_bad(self, bad, exc):
         with pytest.raises(exc, match="n_symbols"):
             balanced_tree(bad)
+
+
+# -- bit-packed coding --------------------------------------------------------------
+from fastdl.huffman import (canonical_codes, code_lengths, huffman_decode,  # noqa: E402
+                            huffman_encode)
+
+
+def reference_bits(symbols, lengths) -> str:
+    """The stream as a '0'/'1' string, from the canonical codes built by hand."""
+    lengths = list(map(int, lengths))
+    order = sorted((length, s) for s, length in enumerate(lengths) if length)
+    codes, code, prev = {}, 0, order[0][0] if order else 0
+    for i, (length, s) in enumerate(order):
+        if i:
+            code = (code + 1) << (length - prev)
+        codes[s] = format(code, f"0{length}b")
+        prev = length
+    return "".join(codes[int(s)] for s in symbols)
+
+
+class TestCoding:
+    def test_canonical_codes_are_prefix_free_and_ordered(self):
+        lengths = code_lengths(np.random.default_rng(1).zipf(1.3, 500) % 60 + 0.0)
+        codes = canonical_codes(lengths)
+        strings = [format(int(c), f"0{int(n)}b") for c, n in zip(codes, lengths) if n]
+        for a, b in itertools.permutations(strings, 2):
+            assert not b.startswith(a)
+        assert strings == [format(int(c), f"0{int(n)}b") for c, n in zip(codes, lengths) if n]
+
+    def test_code_lengths_are_huffman_lengths_of_present_symbols(self):
+        counts = np.array([5, 0, 1, 3, 0, 9])
+        lengths = code_lengths(counts)
+        assert (lengths[counts == 0] == 0).all()
+        present = counts > 0
+        assert counts[present] @ lengths[present] == optimal_cost(counts[present])
+
+    @given(st.lists(st.integers(0, 40), max_size=300), st.integers(0, 2**32 - 1))
+    def test_round_trip_matches_reference(self, symbols, salt):
+        symbols = np.asarray(symbols, dtype=np.int64)
+        counts = np.bincount(symbols, minlength=41) if symbols.size else np.ones(41)
+        lengths = code_lengths(counts)
+        data, n_bits = huffman_encode(symbols, lengths)
+        want = reference_bits(symbols, lengths)
+        assert n_bits == len(want) == int(lengths[symbols].sum())
+        got = "".join(map(str, np.unpackbits(data)[:n_bits])) if n_bits else ""
+        assert got == want
+        assert data.size == (n_bits + 7) // 8
+        np.testing.assert_array_equal(huffman_decode(data, n_bits, lengths, symbols.size), symbols)
+
+    def test_one_symbol_and_empty(self):
+        lengths = code_lengths([0, 0, 4])
+        assert lengths.tolist() == [0, 0, 1]
+        data, n_bits = huffman_encode([2, 2, 2, 2], lengths)
+        assert n_bits == 4
+        assert huffman_decode(data, n_bits, lengths, 4).tolist() == [2, 2, 2, 2]
+        data, n_bits = huffman_encode([], lengths)
+        assert (data.size, n_bits) == (0, 0)
+        assert huffman_decode(data, 0, lengths, 0).size == 0
+
+    def test_huffman_stream_is_optimal_length(self, rng):
+        symbols = rng.zipf(1.4, 5000) % 100
+        counts = np.bincount(symbols, minlength=100)
+        _, n_bits = huffman_encode(symbols, code_lengths(counts))
+        present = counts > 0
+        assert n_bits == huffman_tree(counts[present]).expected_length(counts[present]) * 5000
+
+    def test_corrupt_streams_are_refused(self, rng):
+        symbols = rng.integers(0, 5, 200)
+        lengths = code_lengths(np.bincount(symbols, minlength=5))
+        data, n_bits = huffman_encode(symbols, lengths)
+        with pytest.raises(ValueError, match="corrupt stream"):
+            huffman_decode(data[:-1], n_bits, lengths, 200)      # truncated bytes
+        with pytest.raises(ValueError, match="corrupt stream"):
+            huffman_decode(data, n_bits, lengths, 201)           # runs out of bits
+        with pytest.raises(ValueError, match="corrupt stream"):
+            huffman_decode(data, n_bits, lengths, 199)           # bits left over
+        with pytest.raises(ValueError, match="corrupt stream"):
+            huffman_decode(data, n_bits - 1, lengths, 200)       # last code cut off
+
+    def test_incomplete_code_pattern_is_refused(self):
+        lengths = np.array([1, 2, 0])      # codes '0' and '10'; '11' is no code
+        data = np.packbits(np.array([0, 1, 1, 0], dtype=np.uint8))
+        with pytest.raises(ValueError, match="no code starts at bit 1"):
+            huffman_decode(data, 4, lengths, 2)
+
+    def test_bad_tables_and_symbols(self):
+        with pytest.raises(ValueError, match="Kraft"):
+            huffman_encode([0], [1, 1, 1])
+        with pytest.raises(ValueError, match="lengths must lie"):
+            canonical_codes([1, -1])
+        with pytest.raises(TypeError, match="lengths must hold integers"):
+            canonical_codes([1.0, 1.0])
+        with pytest.raises(ValueError, match="has no code"):
+            huffman_encode([1], [1, 0, 1])
+        with pytest.raises(IndexError, match="symbols"):
+            huffman_encode([3], [1, 1])
+        with pytest.raises(TypeError, match="data must"):
+            huffman_decode(np.zeros(1, dtype=np.int64), 8, [1, 1], 8)
+
+    def test_deepest_codes_round_trip(self):
+        # Lengths 1, 2, ..., 56, 57, 57: the deepest tree the coder takes (a Fibonacci-like
+        # count sequence gives such a comb).
+        lengths = np.append(np.arange(1, 58), 57)
+        codes = canonical_codes(lengths)
+        assert codes[-1] == 2**57 - 1 and codes[0] == 0
+        symbols = np.array([57, 0, 56, 30, 57, 1])
+        data, n_bits = huffman_encode(symbols, lengths)
+        assert n_bits == 57 + 1 + 57 + 31 + 57 + 2
+        np.testing.assert_array_equal(huffman_decode(data, n_bits, lengths, 6), symbols)
+        with pytest.raises(ValueError, match="lengths must lie"):
+            canonical_codes(np.append(np.arange(1, 59), 58))
+
+    @given(st.binary(max_size=40), st.integers(0, 400), st.integers(0, 100),
+           st.lists(st.integers(0, 6), min_size=1, max_size=12))
+    def test_garbage_decodes_or_raises(self, blob, n_bits, count, lengths):
+        data = np.frombuffer(blob, dtype=np.uint8)
+        try:
+            out = huffman_decode(data, n_bits, lengths, count)
+        except ValueError:
+            return
+        assert out.shape == (count,) and (out >= 0).all() and (out < len(lengths)).all()
+        assert (np.asarray(lengths)[out] > 0).all()
+
+    def test_chunk_boundaries(self, rng, monkeypatch):
+        import fastdl.huffman as module
+
+        monkeypatch.setattr(module, "_CHUNK", 37)   # codes straddle every chunk edge
+        symbols = rng.zipf(1.3, 3000) % 50
+        lengths = code_lengths(np.bincount(symbols, minlength=50))
+        data, n_bits = huffman_encode(symbols, lengths)
+        assert "".join(map(str, np.unpackbits(data)[:n_bits])) == reference_bits(symbols, lengths)
+        np.testing.assert_array_equal(huffman_decode(data, n_bits, lengths, 3000), symbols)

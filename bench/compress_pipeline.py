@@ -1,0 +1,74 @@
+"""End-to-end Deep Compression of the digits MLP, and prune_units' inference speed.
+
+    python bench/compress_pipeline.py              # seeds 0 1 2
+    python bench/compress_pipeline.py --seeds 0 --repeat 20
+
+Part 1 runs ``fastdl.demo.digits_compression`` (train a 64-300-100-10 MLP on
+scikit-learn's digits, prune 50% -> 75% -> 90% with fine-tuning, 4-bit weight
+sharing of weights and biases, codebook fine-tuning, Huffman-coded file) and
+prints the report, the file size against float32 and the accuracies.
+
+Part 2 times batch-256 CPU inference of the unpruned model, torch's masked
+structured pruning and ``prune_units`` (50% of hidden units) in one process,
+interleaved, and prints the ratios (other / prune_units; > 1 means faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from fastdl.demo import digits_compression
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import _compress_peers  # noqa: E402
+
+
+def pipeline(seeds) -> None:
+    torch.set_num_threads(1)
+    for seed in seeds:
+        res = digits_compression(torch, seed)
+        print(f"seed {seed} ({res['data']}, {res['seconds']:.0f} s): test accuracy "
+              f"{res['base']:.2%} -> pruned {res['pruned']:.2%} -> quantized "
+              f"{res['quantized']:.2%} -> fine-tuned {res['final']:.2%} "
+              f"({(res['final'] - res['base']) * 100:+.2f} points); {res['float32_bytes']} "
+              f"float32 bytes -> {res['bytes']} file bytes = {res['ratio']:.1f}x")
+    print(res["report"])
+
+
+def speed(repeat: int, threads) -> None:
+    for sizes in (_compress_peers.BIG, _compress_peers.SMALL):
+        for n in threads:
+            fns = {k: _compress_peers._infer(sizes, k, n) for k in ("fastdl", "unpruned", "torch-prune")}
+            times = {k: [] for k in fns}
+            for _ in range(repeat):  # interleaved: machine load hits all alike
+                for k, fn in fns.items():
+                    start = time.perf_counter()
+                    fn()
+                    times[k].append(time.perf_counter() - start)
+            best = {k: min(v) for k, v in times.items()}
+            med = {k: statistics.median(v) for k, v in times.items()}
+            print(f"{'-'.join(map(str, sizes))} batch {_compress_peers.BATCH}, {n} thread(s): "
+                  + ", ".join(f"{k} {best[k] * 1e3:.2f} ms" for k in fns)
+                  + f" | ratio unpruned/fastdl {best['unpruned'] / best['fastdl']:.2f}x (median "
+                  f"{med['unpruned'] / med['fastdl']:.2f}x), torch-prune/fastdl "
+                  f"{best['torch-prune'] / best['fastdl']:.2f}x (median "
+                  f"{med['torch-prune'] / med['fastdl']:.2f}x)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--no-pipeline", action="store_true")
+    args = parser.parse_args()
+    if not args.no_pipeline:
+        pipeline(args.seeds)
+    speed(args.repeat, args.threads)

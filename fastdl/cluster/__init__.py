@@ -1,0 +1,12 @@
+"""k-means clustering: the exact 1-D optimum, Lloyd on sorted 1-D values, and n-D Lloyd.
+
+.. autosummary::
+   :toctree: generated/
+
+   kmeans_1d
+   KMeansResult
+"""
+
+from fastdl.cluster.kmeans import KMeansResult, kmeans_1d
+
+__all__ = ["kmeans_1d", "KMeansResult"]

@@ -1,0 +1,54 @@
+"""`fastdl compress`: a torch.save'd model in, the compressed file and the report out."""
+
+import re
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fastdl.cli import main  # noqa: E402
+from fastdl.compress import load_compressed  # noqa: E402
+
+from .conftest import mlp  # noqa: E402
+
+
+def test_compress_command(tmp_path, run_python):
+    model = mlp()
+    torch.save(model, tmp_path / "model.pt")
+    out = tmp_path / "model.fdlz"
+    proc = run_python("-m", "fastdl", "compress", str(tmp_path / "model.pt"), "--output", str(out),
+                      "--sparsity", "0.9", "--bits", "4", "--report")
+    assert proc.returncode == 0, proc.stderr
+    assert "0.weight" in proc.stdout and "header, magic, CRC" in proc.stdout
+    size = int(re.search(r"wrote .*: (\d+) bytes", proc.stdout).group(1))
+    assert size == out.stat().st_size
+    loaded = load_compressed(out)
+    weights = [loaded[i].weight for i in (0, 2, 4)]
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    assert zeros == int(0.9 * sum(w.numel() for w in weights))
+    assert all(torch.unique(w).numel() <= 16 for w in weights)
+
+
+def test_refuses_state_dict_and_foreign_classes(tmp_path, capsys):
+    torch.save(mlp().state_dict(), tmp_path / "sd.pt")
+    assert main(["compress", str(tmp_path / "sd.pt"), "-o", str(tmp_path / "x.fdlz")]) == 1
+    assert "not a torch.nn.Module" in capsys.readouterr().err
+
+    torch.save(_Custom(), tmp_path / "custom.pt")
+    assert main(["compress", str(tmp_path / "custom.pt"), "-o", str(tmp_path / "x.fdlz")]) == 1
+    assert "--trust" in capsys.readouterr().err
+    assert not (tmp_path / "x.fdlz").exists()
+
+
+def test_bad_sparsity_and_bits(tmp_path, capsys):
+    torch.save(mlp((4, 3, 2)), tmp_path / "m.pt")
+    for flags, word in ((["--sparsity", "1.5"], "sparsity"), (["--bits", "17"], "bits")):
+        assert main(["compress", str(tmp_path / "m.pt"), "-o", str(tmp_path / "x.fdlz"), *flags]) == 1
+        assert word in capsys.readouterr().err
+    assert not (tmp_path / "x.fdlz").exists()
+
+
+class _Custom(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(2, 2)

@@ -1,0 +1,94 @@
+"""Hypothesis: random shapes and arguments for the public facades; errors are clean."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+from fastdl.compress import (load_compressed, prune_magnitude, prune_units, quantize,  # noqa: E402
+                             save_compressed)
+
+from .conftest import assert_same_snapshot, snapshot  # noqa: E402
+
+sizes = st.lists(st.integers(1, 12), min_size=2, max_size=4)
+anything = st.one_of(st.floats(allow_nan=True), st.integers(-5, 20), st.text(max_size=3),
+                     st.none(), st.booleans())
+
+
+def make(dims, seed):
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+@given(sizes, st.floats(0, 0.999), st.sampled_from(["global", "layer"]), st.integers(0, 99))
+def test_prune_magnitude_counts(dims, sparsity, scope, seed):
+    model = make(dims, seed)
+    result = prune_magnitude(model, sparsity, scope=scope)
+    ws = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
+    zeros = sum(int((w == 0).sum()) for w in ws)
+    if scope == "global":
+        assert zeros >= int(sparsity * sum(w.numel() for w in ws))
+    for name, share in result.items():
+        assert 0 <= share <= 1
+
+
+@given(sizes, st.floats(0, 0.999), st.sampled_from(["l1", "l2"]), st.integers(0, 99))
+def test_prune_units_shapes_and_outputs(dims, amount, norm, seed):
+    model = make(dims, seed)
+    small = prune_units(model, amount, norm=norm)
+    x = torch.randn(3, dims[0])
+    assert small(x).shape == (3, dims[-1])
+    linears = [m for m in small if isinstance(m, torch.nn.Linear)]
+    for m, d in zip(linears[:-1], dims[1:-1]):
+        assert m.out_features == d - min(int(amount * d), d - 1)
+
+
+@given(sizes, st.integers(1, 6), st.sampled_from(["kmeans", "optimal", "ternary"]),
+       st.floats(0, 0.95), st.integers(0, 99))
+def test_quantize_save_load(dims, bits, method, sparsity, seed):
+    import tempfile
+
+    model = make(dims, seed)
+    prune_magnitude(model, sparsity)
+    quantize(model, bits=bits, method=method, bias_bits=bits)
+    x = torch.randn(2, dims[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        save_compressed(model, f"{tmp}/m.fdlz")
+        loaded = load_compressed(f"{tmp}/m.fdlz")
+    assert torch.equal(loaded(x), model(x))
+    for m in model:
+        if isinstance(m, torch.nn.Linear):
+            assert torch.unique(m.weight).numel() <= (3 if method == "ternary" else 2**bits)
+
+
+@given(anything, anything, anything)
+def test_bad_arguments_leave_model_alone(sparsity, bits, amount):
+    model = make([4, 3, 2], 0)
+    for call in (lambda: prune_magnitude(model, sparsity),
+                 lambda: quantize(model, bits=bits),
+                 lambda: prune_units(model, amount)):
+        before = snapshot(model)
+        try:
+            call()
+        except (TypeError, ValueError):
+            assert_same_snapshot(before, snapshot(model))
+        else:
+            model = make([4, 3, 2], 0)
+
+
+@given(st.binary(max_size=300), st.integers(0, 10**6))
+def test_random_bytes_never_load(blob, salt):
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "b.fdlz")
+        with open(path, "wb") as f:
+            f.write(b"FDLZ\x01" + blob if salt % 2 else blob)
+        with pytest.raises(ValueError):
+            load_compressed(path)

@@ -1,0 +1,40 @@
+"""fastdl.compress on CUDA tensors (skipped without a GPU)."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fastdl.compress import (load_compressed, prune_magnitude, prune_units, quantize,  # noqa: E402
+                             save_compressed)
+
+from .conftest import mlp  # noqa: E402
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def test_prune_quantize_fine_tune_on_cuda(tmp_path):
+    model = mlp().cuda()
+    prune_magnitude(model, 0.9)
+    assert model[0].weight_mask.is_cuda
+    quantize(model, bits=5, bias_bits=5)
+    assert model[0].weight_codebook.is_cuda and model[0].weight_index.is_cuda
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = torch.randn(64, 64, device="cuda"), torch.randint(0, 10, (64,), device="cuda")
+    zeros = model[0].weight == 0
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    out = model(x)
+    assert torch.equal(model[0].weight == 0, zeros)
+    save_compressed(model, tmp_path / "g.fdlz")
+    loaded = load_compressed(tmp_path / "g.fdlz").cuda()
+    torch.testing.assert_close(loaded(x), out)
+
+
+def test_prune_units_on_cuda():
+    model = mlp().cuda()
+    small = prune_units(model, 0.5)
+    assert small[0].weight.is_cuda and small[0].out_features == 150
+    assert small(torch.randn(4, 64, device="cuda")).shape == (4, 10)

@@ -1,0 +1,62 @@
+"""low_rank: the truncated SVD, its exact relative error, the rank from an energy share."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fastdl.compress import low_rank  # noqa: E402
+
+
+@pytest.mark.parametrize("rank", [1, 7, 20])
+def test_matches_numpy_svd(rank):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(30, 20)
+    res = low_rank(layer, rank=rank)
+    w = layer.weight.detach().double().numpy()
+    u, s, vh = np.linalg.svd(w, full_matrices=False)
+    best = (u[:, :rank] * s[:rank]) @ vh[:rank]
+    approx = (res.module[1].weight @ res.module[0].weight).detach().double().numpy()
+    np.testing.assert_allclose(approx, best, atol=1e-5)
+    assert res.error == pytest.approx(np.linalg.norm(w - best) / np.linalg.norm(w), rel=1e-6)
+    assert res.rank == rank and res.params_after == rank * 50 + 20 and res.params_before == 620
+    x = torch.randn(5, 30)
+    torch.testing.assert_close(res.module(x), x @ torch.as_tensor(best, dtype=torch.float32).T + layer.bias,
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_energy_picks_smallest_rank():
+    layer = torch.nn.Linear(6, 6, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.diag(torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0, 0.0])))
+    # energies: 16, 9, 4, 1 of 30
+    assert low_rank(layer, energy=16 / 30).rank == 1
+    assert low_rank(layer, energy=0.6).rank == 2
+    assert low_rank(layer, energy=29 / 30).rank == 3
+    res = low_rank(layer, energy=1.0)
+    assert res.rank == 4 and res.error == 0.0
+    assert res.module[1].bias is None
+
+
+@pytest.mark.parametrize("kwargs, exc, name", [
+    ({}, ValueError, "exactly one"),
+    ({"rank": 2, "energy": 0.5}, ValueError, "exactly one"),
+    ({"rank": 0}, ValueError, "rank"),
+    ({"rank": 5}, ValueError, "rank"),
+    ({"rank": 2.0}, TypeError, "rank"),
+    ({"energy": 0.0}, ValueError, "energy"),
+    ({"energy": 1.5}, ValueError, "energy"),
+])
+def test_bad_arguments(kwargs, exc, name):
+    with pytest.raises(exc, match=name):
+        low_rank(torch.nn.Linear(4, 6), **kwargs)
+
+
+def test_bad_module_and_nan():
+    with pytest.raises(TypeError, match="module"):
+        low_rank(torch.nn.Conv2d(2, 2, 1), rank=1)
+    layer = torch.nn.Linear(3, 3)
+    with torch.no_grad():
+        layer.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="module.weight"):
+        low_rank(layer, rank=1)
