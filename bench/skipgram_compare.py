@@ -1,0 +1,96 @@
+"""Same-run comparison of fastdl.embed.SkipGram and gensim's Word2Vec (sg=1).
+
+Both train on the same random walks of a 5-block stochastic block model graph
+(numpy walker, bench/_sbm.py), at the same dim, window, negatives, sample,
+epochs and threads. Printed: training words per second (corpus words x epochs /
+training seconds; gensim's vocabulary scan is left out of its time), the
+accuracy of a logistic regression predicting each node's block from its vector
+(5-fold cross-validation), and the ratio fastdl / gensim of the words per second.
+
+    python bench/skipgram_compare.py [--dim 128] [--window 5] [--threads 1 2] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sbm import sbm_adjacency, uniform_walks  # noqa: E402
+
+
+def block_accuracy(vectors: np.ndarray, blocks: np.ndarray) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    return float(cross_val_score(LogisticRegression(max_iter=2000), vectors, blocks, cv=5).mean())
+
+
+def train_fastdl(walks, args, n_threads, seed):
+    from fastdl.embed import SkipGram
+
+    model = SkipGram(dim=args.dim, window=args.window, negative=args.negative, hs=args.hs,
+                     sample=args.sample, epochs=args.epochs, rng=seed, n_threads=n_threads)
+    start = time.perf_counter()
+    model.fit(walks)
+    return time.perf_counter() - start, model.vectors
+
+
+def train_gensim(walks, args, n_threads, seed):
+    from gensim.models import Word2Vec
+
+    sentences = [[str(x) for x in row[row >= 0]] for row in walks]
+    model = Word2Vec(vector_size=args.dim, window=args.window, negative=0 if args.hs else args.negative,
+                     hs=int(args.hs), sg=1, sample=args.sample, epochs=args.epochs,
+                     workers=n_threads, min_count=1, seed=seed)
+    model.build_vocab(sentences)
+    start = time.perf_counter()
+    model.train(sentences, total_examples=len(sentences), epochs=args.epochs)
+    seconds = time.perf_counter() - start
+    return seconds, np.array([model.wv[str(i)] for i in range(walks.max() + 1)])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--window", type=int, default=5)
+    parser.add_argument("--negative", type=int, default=5)
+    parser.add_argument("--hs", action="store_true", help="hierarchical softmax (negative=0 for both)")
+    parser.add_argument("--sample", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--walk-length", type=int, default=80)
+    parser.add_argument("--walks-per-node", type=int, default=10)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.hs:
+        args.negative = 0
+    neighbours, blocks = sbm_adjacency(args.nodes, 5, p_in=50 / args.nodes, p_out=2.5 / args.nodes)
+    walks = uniform_walks(neighbours, args.walk_length, args.walks_per_node)
+    words = int((walks >= 0).sum()) * args.epochs
+    print(f"SBM graph: {args.nodes} nodes, 5 blocks; {walks.shape[0]} walks, {words} training "
+          f"words; dim={args.dim} window={args.window} negative={args.negative} hs={args.hs} "
+          f"sample={args.sample} epochs={args.epochs}")
+    print(f"{'threads':>7} {'fastdl w/s':>12} {'gensim w/s':>12} {'ratio':>6} "
+          f"{'acc fastdl':>10} {'acc gensim':>10}")
+    for n_threads in args.threads:
+        times = {"fastdl": [], "gensim": []}
+        vectors = {}
+        for rep in range(args.repeat):
+            # Interleaved, so both see the same background load.
+            for name, fn in (("fastdl", train_fastdl), ("gensim", train_gensim)):
+                seconds, vectors[name] = fn(walks, args, n_threads, rep)
+                times[name].append(seconds)
+        rate = {name: words / min(t) for name, t in times.items()}
+        acc = {name: block_accuracy(v, blocks) for name, v in vectors.items()}
+        print(f"{n_threads:>7} {rate['fastdl']:>12.3g} {rate['gensim']:>12.3g} "
+              f"{rate['fastdl'] / rate['gensim']:>6.2f} {acc['fastdl']:>10.3f} {acc['gensim']:>10.3f}")
+
+
+if __name__ == "__main__":
+    main()
