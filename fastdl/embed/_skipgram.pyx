@@ -59,20 +59,75 @@ cdef extern from *:
         return -fdl_logsig_table[fdl_sig_index(z)];
     }
 
-    /* Eight independent partial sums: a float reduction the compiler may turn into
-       vector code without -ffast-math (it must not reassociate a single sum). */
-    static inline float fdl_dot(const float *restrict a, const float *restrict b, int n) {
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    /* 8-float vectors of GCC and clang (SSE pairs in the baseline build, one AVX
+       register in the x86-64-v3 clone below). Loops over plain floats with the
+       same shape were left scalar or spilled to the stack by the compiler: a
+       float sum may not be reassociated without -ffast-math. Unaligned loads
+       (aligned(4)); other compilers take the scalar loops. */
+    #if defined(__GNUC__) || defined(__clang__)
+        #define FDL_VECTOR 1
+        typedef float fdl_v8 __attribute__((vector_size(32), aligned(4), may_alias));
+        #define FDL_LOAD(p) (*(const fdl_v8 *)(p))
+        #define FDL_STORE(p, v) (*(fdl_v8 *)(p) = (v))
+    #else
+        #define FDL_VECTOR 0
+    #endif
+
+    /* Dot product; four vector accumulators so consecutive multiply-adds do not
+       wait on each other. */
+    static inline float fdl_dot(const float *a, const float *b, int n) {
         int i = 0;
-        for (; i + 8 <= n; i += 8)
-            for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
-        float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        float s = 0.0f;
+    #if FDL_VECTOR
+        fdl_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (; i + 32 <= n; i += 32) {
+            a0 += FDL_LOAD(a + i) * FDL_LOAD(b + i);
+            a1 += FDL_LOAD(a + i + 8) * FDL_LOAD(b + i + 8);
+            a2 += FDL_LOAD(a + i + 16) * FDL_LOAD(b + i + 16);
+            a3 += FDL_LOAD(a + i + 24) * FDL_LOAD(b + i + 24);
+        }
+        for (; i + 8 <= n; i += 8) a0 += FDL_LOAD(a + i) * FDL_LOAD(b + i);
+        a0 = (a0 + a1) + (a2 + a3);
+        s = ((a0[0] + a0[4]) + (a0[1] + a0[5])) + ((a0[2] + a0[6]) + (a0[3] + a0[7]));
+    #endif
         for (; i < n; i++) s += a[i] * b[i];
         return s;
     }
 
-    static inline void fdl_axpy(float alpha, const float *restrict x, float *restrict y, int n) {
-        for (int i = 0; i < n; i++) y[i] += alpha * x[i];
+    /* y (+)= sum_k c[k * c_stride] * rows[k], 32 lanes at a time: each part of y
+       is read and written once and its sums stay in registers across the m rows
+       (a row-by-row axpy would store and reload y m times). */
+    static inline void fdl_combine(float *y, const float *const *rows, const float *c,
+                                   int c_stride, int m, int dim, int accumulate) {
+        int i = 0;
+    #if FDL_VECTOR
+        const fdl_v8 zero = {0};
+        for (; i + 32 <= dim; i += 32) {
+            fdl_v8 s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+            if (accumulate) {
+                s0 = FDL_LOAD(y + i); s1 = FDL_LOAD(y + i + 8);
+                s2 = FDL_LOAD(y + i + 16); s3 = FDL_LOAD(y + i + 24);
+            }
+            for (int k = 0; k < m; k++) {
+                const fdl_v8 ck = zero + c[k * c_stride];
+                const float *r = rows[k] + i;
+                s0 += ck * FDL_LOAD(r); s1 += ck * FDL_LOAD(r + 8);
+                s2 += ck * FDL_LOAD(r + 16); s3 += ck * FDL_LOAD(r + 24);
+            }
+            FDL_STORE(y + i, s0); FDL_STORE(y + i + 8, s1);
+            FDL_STORE(y + i + 16, s2); FDL_STORE(y + i + 24, s3);
+        }
+        for (; i + 8 <= dim; i += 8) {
+            fdl_v8 s0 = accumulate ? FDL_LOAD(y + i) : zero;
+            for (int k = 0; k < m; k++) s0 += (zero + c[k * c_stride]) * FDL_LOAD(rows[k] + i);
+            FDL_STORE(y + i, s0);
+        }
+    #endif
+        for (; i < dim; i++) {
+            float s = accumulate ? y[i] : 0.0f;
+            for (int k = 0; k < m; k++) s += c[k * c_stride] * rows[k][i];
+            y[i] = s;
+        }
     }
 
     /* x86-64 wheels are built for the baseline (SSE2); the block below is the whole
@@ -84,38 +139,43 @@ cdef extern from *:
         #define FDL_CLONES
     #endif
 
+    /* The most context words (2 * window) and targets a block takes at once;
+       larger windows or longer Huffman codes are cut into several blocks. */
+    #define FDL_BLOCK_MAX 64
+
     /* One centre word: n_ctx input rows syn0[ctx[j]] against n_t output rows
-       out[tgt[k]] with labels lab[k] (1 for the true target, 0 for noise).
-       g (n_ctx * n_t) and delta (n_ctx * dim) are scratch. Every gradient is
-       computed from the rows as they were on entry, then both sides are updated.
-       Returns the summed loss -log sigmoid(+-dot) of the block. */
+       out[tgt[k]] with labels lab[k] (1 for the true target, 0 for noise);
+       n_ctx, n_t <= FDL_BLOCK_MAX. g (n_ctx * n_t) and delta (n_ctx * dim) are
+       scratch. Every gradient is computed from the rows as they were on entry,
+       then both sides are updated. Returns the block's summed loss
+       -log sigmoid(+-dot). */
     FDL_CLONES
     static double fdl_block(float *syn0, float *out, int dim,
                             const int32_t *ctx, int n_ctx,
                             const int32_t *tgt, const float *lab, int n_t,
                             float alpha, float *restrict g, float *restrict delta) {
+        const float *in_rows[FDL_BLOCK_MAX], *out_rows[FDL_BLOCK_MAX];
         double loss = 0.0;
+        for (int j = 0; j < n_ctx; j++) in_rows[j] = syn0 + (int64_t)ctx[j] * dim;
+        for (int k = 0; k < n_t; k++) out_rows[k] = out + (int64_t)tgt[k] * dim;
         for (int j = 0; j < n_ctx; j++) {
-            const float *a = syn0 + (int64_t)ctx[j] * dim;
             for (int k = 0; k < n_t; k++) {
-                float f = fdl_dot(a, out + (int64_t)tgt[k] * dim, dim);
+                float f = fdl_dot(in_rows[j], out_rows[k], dim);
                 loss += fdl_neg_logsig(lab[k] > 0.5f ? f : -f);
                 g[j * n_t + k] = (lab[k] - fdl_sig_table[fdl_sig_index(f)]) * alpha;
             }
         }
-        for (int j = 0; j < n_ctx; j++) {
-            float *d = delta + (int64_t)j * dim;
-            memset(d, 0, sizeof(float) * dim);
-            for (int k = 0; k < n_t; k++)
-                fdl_axpy(g[j * n_t + k], out + (int64_t)tgt[k] * dim, d, dim);
-        }
-        for (int k = 0; k < n_t; k++) {
-            float *o = out + (int64_t)tgt[k] * dim;
-            for (int j = 0; j < n_ctx; j++)
-                fdl_axpy(g[j * n_t + k], syn0 + (int64_t)ctx[j] * dim, o, dim);
-        }
+        /* Input gradients from the old output rows, then the output rows from the
+           old input rows, then the inputs. */
         for (int j = 0; j < n_ctx; j++)
-            fdl_axpy(1.0f, delta + (int64_t)j * dim, syn0 + (int64_t)ctx[j] * dim, dim);
+            fdl_combine(delta + (int64_t)j * dim, out_rows, g + j * n_t, 1, n_t, dim, 0);
+        for (int k = 0; k < n_t; k++)
+            fdl_combine((float *)out_rows[k], in_rows, g + k, n_t, n_ctx, dim, 1);
+        for (int j = 0; j < n_ctx; j++) {
+            float *restrict x = (float *)in_rows[j];
+            const float *restrict d = delta + (int64_t)j * dim;
+            for (int i = 0; i < dim; i++) x[i] += d[i];
+        }
         return loss;
     }
     """
@@ -123,6 +183,7 @@ cdef extern from *:
     double block "fdl_block"(float *syn0, float *out, int dim, const int32_t *ctx, int n_ctx,
                              const int32_t *tgt, const float *lab, int n_t, float alpha,
                              float *g, float *delta) noexcept nogil
+    int BLOCK_MAX "FDL_BLOCK_MAX"
 
 init_tables()
 
@@ -153,17 +214,33 @@ cdef struct Model:
     uint64_t key
 
 
+cdef inline double train_blocks(float *syn0, float *out, int dim, const int32_t *ctx, int n_ctx,
+                               const int32_t *tgt, const float *lab, int n_t, float alpha,
+                               float *g, float *delta) noexcept nogil:
+    # A window wider than 32 or a Huffman code longer than BLOCK_MAX (adversarial
+    # counts) is trained as several blocks, one after the other.
+    cdef int j0 = 0, k0
+    cdef double loss = 0.0
+    while j0 < n_ctx:
+        k0 = 0
+        while k0 < n_t:
+            loss += block(syn0, out, dim, ctx + j0, min(BLOCK_MAX, n_ctx - j0), tgt + k0,
+                          lab + k0, min(BLOCK_MAX, n_t - k0), alpha, g, delta)
+            k0 += BLOCK_MAX
+        j0 += BLOCK_MAX
+    return loss
+
+
 cdef void train_chunk(const Model *m, Py_ssize_t sent_start, Py_ssize_t sent_stop,
                       uint64_t stream, double *loss_out, int64_t *pairs_out,
                       int64_t *words_out) noexcept nogil:
     cdef uint64_t state = stream_start(m.key, stream)
-    cdef int n_t_max = max(m.negative + 1, m.max_code, 1)
     cdef int32_t *sen = <int32_t *> malloc(max(m.max_len, 1) * sizeof(int32_t))
     cdef int32_t *ctx = <int32_t *> malloc(2 * m.window * sizeof(int32_t))
     cdef int32_t *tgt = <int32_t *> malloc((m.negative + 1) * sizeof(int32_t))
     cdef float *lab = <float *> malloc((m.negative + 1) * sizeof(float))
-    cdef float *g = <float *> malloc(2 * m.window * n_t_max * sizeof(float))
-    cdef float *delta = <float *> malloc(2 * m.window * m.dim * sizeof(float))
+    cdef float *g = <float *> malloc(BLOCK_MAX * BLOCK_MAX * sizeof(float))
+    cdef float *delta = <float *> malloc(BLOCK_MAX * m.dim * sizeof(float))
     cdef Py_ssize_t s, i, j, n, lo, hi
     cdef int64_t start, stop, pairs = 0, words = 0
     cdef int32_t w, d
@@ -218,9 +295,9 @@ cdef void train_chunk(const Model *m, Py_ssize_t sent_start, Py_ssize_t sent_sto
                     if d != w:  # a "negative" equal to the target is skipped, as in word2vec
                         tgt[nt] = d
                         nt += 1
-                loss += block(m.syn0, m.syn1neg, m.dim, ctx, nc, tgt, lab, nt, <float> lr, g, delta)
+                loss += train_blocks(m.syn0, m.syn1neg, m.dim, ctx, nc, tgt, lab, nt, <float> lr, g, delta)
             if m.hs and m.code_len[w] > 0:
-                loss += block(m.syn0, m.syn1, m.dim, ctx, nc,
+                loss += train_blocks(m.syn0, m.syn1, m.dim, ctx, nc,
                               m.paths + <int64_t> w * m.max_code,
                               m.path_labels + <int64_t> w * m.max_code,
                               m.code_len[w], <float> lr, g, delta)
