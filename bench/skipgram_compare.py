@@ -1,7 +1,7 @@
 """Same-run comparison of fastdl.embed.SkipGram and gensim's Word2Vec (sg=1).
 
 Both train on the same random walks of a 5-block stochastic block model graph
-(numpy walker, bench/_sbm.py), at the same dim, window, negatives, sample,
+(numpy walker, fastdl/embed/_synthetic.py), at the same dim, window, negatives, sample,
 epochs and threads. Printed: training words per second (corpus words x epochs /
 training seconds; gensim's vocabulary scan is left out of its time), the
 accuracy of a logistic regression predicting each node's block from its vector
@@ -13,14 +13,11 @@ accuracy of a logistic regression predicting each node's block from its vector
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sbm import sbm_adjacency, uniform_walks  # noqa: E402
+from fastdl.embed._synthetic import sbm_adjacency, uniform_walks
 
 
 def block_accuracy(vectors: np.ndarray, blocks: np.ndarray) -> float:

@@ -24,10 +24,10 @@ MAX_VOCAB = 2**31 - 1
 
 def _integer_array(x, name: str, ndim: int) -> np.ndarray:
     arr = as_array(x, name)
+    if arr.dtype.kind not in "iu" and (arr.size or arr.dtype.kind not in "f"):
+        raise TypeError(f"{name} must hold integer ids, got dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
-    if arr.size and arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer ids, got dtype {arr.dtype}")
     return arr
 
 

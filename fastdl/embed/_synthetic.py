@@ -1,7 +1,7 @@
 """A stochastic block model graph and first-order random walks on it, in numpy.
 
-Shared by bench/skipgram_compare.py and bench/benchmarks/embed.py: a graph whose
-node classes (its blocks) good embeddings must separate.
+Synthetic data for the demo, the tests and the benchmarks of SkipGram: a graph
+whose node classes (its blocks) good embeddings must separate.
 """
 
 from __future__ import annotations
