@@ -21,7 +21,7 @@ from libc.stdlib cimport free, malloc
 
 from fastdl._lib._openmp cimport threads_for
 from fastdl._lib._random cimport next_below, next_double, stream_start
-from fastdl.sampling._alias_table cimport AliasEntry, alias_draw
+from fastdl._lib._alias_table cimport AliasEntry, alias_draw
 
 cdef extern from *:
     """

@@ -12,7 +12,6 @@ from libc.stdlib cimport free, malloc
 from fastdl._lib._openmp cimport threads_for
 from fastdl._lib._prefetch cimport prefetch
 from fastdl._lib._random cimport next_below_and_fraction, next_double, stream_start
-from fastdl.sampling._alias_table cimport AliasEntry, alias_draw
 
 cdef enum:
     # Draws (or rows, when excluding) per random stream: fixed, so results do not
@@ -25,6 +24,11 @@ cdef enum:
     # the renormalised remainder (reached only when the excluded ids hold most
     # of the mass, so rejection would crawl).
     MAX_REJECTIONS = 64
+
+cdef packed struct AliasEntry:
+    double prob
+    int64_t alias
+
 
 def build_table(const double[::1] weights, AliasEntry[::1] table):
     """Vose's O(n) construction. ``weights`` are finite, >= 0, with a positive one.
@@ -82,6 +86,12 @@ def build_table(const double[::1] weights, AliasEntry[::1] table):
             table[l].prob = 1.0 if weights[l] > 0 else 0.0
             table[l].alias = l if weights[l] > 0 else any_positive
     free(q); free(small); free(large)
+
+
+cdef inline int64_t draw(const AliasEntry *table, uint64_t n, uint64_t *state) noexcept nogil:
+    cdef double coin
+    cdef int64_t j = <int64_t> next_below_and_fraction(state, n, &coin)
+    return j if coin < table[j].prob else table[j].alias
 
 
 cdef void sample_chunk(const AliasEntry *table, uint64_t n, int64_t *out,
@@ -158,7 +168,7 @@ cdef void sample_rows(const AliasEntry *table, const double *probs, Py_ssize_t n
                 if crawling:
                     x = draw_renormalised(probs, n, excluded, m, &state)
                     break
-                x = alias_draw(table, <uint64_t> n, &state)
+                x = draw(table, <uint64_t> n, &state)
                 if not contains(excluded, m, x):
                     break
                 rejections += 1
