@@ -10,9 +10,9 @@ import importlib
 
 from fastdl._version import __version__
 
-__all__ = ["__version__", "show_config", "config", "sampling", "neighbors", "debug", "nn", "decoding", "distill"]
+__all__ = ["__version__", "show_config", "config", "sampling", "neighbors", "debug", "nn", "decoding", "distill", "graph"]
 
-_SUBPACKAGES = {"sampling", "neighbors", "debug", "nn", "decoding", "distill"}
+_SUBPACKAGES = {"sampling", "neighbors", "debug", "nn", "decoding", "distill", "graph"}
 
 
 def __getattr__(name: str):
