@@ -14,6 +14,7 @@ def random_walks(
     weights: npt.NDArray[np.float64],
     table: np.ndarray,
     totals: npt.NDArray[np.float64],
+    directed: bool,
     starts: npt.NDArray[np.int64],
     out: npt.NDArray[np.int32],
     p: float,

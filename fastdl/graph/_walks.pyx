@@ -25,18 +25,21 @@ from libc.stdlib cimport free, malloc
 
 from fastdl._lib._alias_table cimport AliasEntry, alias_draw, build_alias
 from fastdl._lib._openmp cimport threads_for
+from fastdl._lib._prefetch cimport prefetch
 from fastdl._lib._random cimport next_below, next_double, stream_start
 
 cdef enum:
     # Walks per unit of parallel work. Each walk owns its random stream, so this
     # only sets the scheduling grain.
-    WALK_CHUNK = 64
+    WALK_CHUNK = 256
     # Rows per unit of work when building the per-node alias tables.
     ROW_CHUNK = 4096
     # Rejected proposals before a step switches to an exact draw over the row
     # (reached only for extreme p and q, where acceptance is tiny): no step can
     # take unbounded time.
     MAX_REJECTIONS = 64
+    # Walks a thread advances together, so that their memory reads overlap.
+    GROUP = 16
 
 
 cdef struct CSR:
@@ -141,95 +144,199 @@ cdef inline double bias_of(const CSR *g, const Bias *b, int32_t u, int32_t y) no
     return b.outside
 
 
-cdef int32_t exact_step(const CSR *g, const Bias *b, int32_t u, int64_t base, int64_t deg,
+cdef int64_t exact_step(const CSR *g, const Bias *b, int32_t u, int64_t base, int64_t deg,
                         uint64_t *state) noexcept nogil:
-    # Inverse-CDF draw over the whole row: O(deg(v) log deg(u)), exact, bounded time.
-    cdef int64_t i
+    # Inverse-CDF draw over the whole row: O(deg(v) log deg(u)), exact, bounded
+    # time. Returns the chosen edge position.
+    cdef int64_t i, last = base
     cdef double total = 0.0, target, mass
-    cdef int32_t y, last = g.indices[base]
     for i in range(base, base + deg):
         total += (g.weights[i] if g.weights != NULL else 1.0) * bias_of(g, b, u, g.indices[i])
     target = next_double(state) * total
     for i in range(base, base + deg):
-        y = g.indices[i]
-        mass = (g.weights[i] if g.weights != NULL else 1.0) * bias_of(g, b, u, y)
+        mass = (g.weights[i] if g.weights != NULL else 1.0) * bias_of(g, b, u, g.indices[i])
         if mass > 0:
-            last = y
+            last = i
             target -= mass
             if target < 0:
-                return y
+                return i
     return last  # rounding left a sliver of mass past the end
 
 
-cdef int32_t second_order_step(const CSR *g, const Bias *b, int32_t u, int32_t v,
-                               uint64_t *state) noexcept nogil:
-    cdef int64_t base = g.indptr[v], deg = g.indptr[v + 1] - base, pos, attempt
-    cdef int32_t y
-    cdef double block = 0.0, envelope = 0.0, coin, accept
-    if b.outlier:
-        pos = row_find(g.indices + base, deg, u)
-        if pos >= 0:
-            block = (g.weights[base + pos] if g.weights != NULL else 1.0) * (b.ret - b.height)
-            envelope = b.height * (g.totals[v] if g.totals != NULL else <double> deg) + block
-    for attempt in range(MAX_REJECTIONS):
-        if block > 0 and next_double(state) * envelope < block:
-            return u
-        y = g.indices[propose(g, base, deg, state)]
-        coin = next_double(state)
-        if y == u:
-            # Under the outlier envelope the return edge's proposal mass is
-            # exactly M * w: always accepted.
-            accept = 1.0 if b.outlier else b.a_ret
-        elif coin < b.a_low:
-            return y  # accepted whichever kind y is: no neighbour test needed
-        elif coin >= b.a_high:
-            continue
-        elif row_contains(g.indices + g.indptr[u], g.indptr[u + 1] - g.indptr[u], y):
-            accept = b.a_in
-        else:
-            accept = b.a_out
-        if coin < accept:
-            return y
-    return exact_step(g, b, u, base, deg, state)
+# -- walking --------------------------------------------------------------------------
+#
+# A step reads three places in memory that depend on each other: the row pointer
+# of the current node, the proposed entry of its row, and (for the neighbour
+# test) the row of the previous node. On a graph larger than the cache each is a
+# miss. So each thread advances a group of walks in turn, one stage of one step
+# per visit, and prefetches what the walk's next stage will read: the misses of
+# different walks overlap instead of queueing. Every walk still draws only from
+# its own random stream, so the walks do not depend on the grouping.
+
+cdef struct Walker:
+    uint64_t state
+    int32_t *out
+    Py_ssize_t t            # next column to fill
+    int32_t u, v            # previous and current node
+    int64_t base, deg       # row of v
+    int64_t pos             # the proposed edge position (while proposing)
+    double last_w           # weight of the edge u -> v just taken
+    double block, envelope  # the outlier block of the return edge and the envelope's mass
+    int attempts
+    bint proposing
+    bint free               # the proposal is accepted as is (first step or first order)
 
 
-cdef void walk_one(const CSR *g, const Bias *b, int32_t start, int32_t *out, Py_ssize_t length,
-                   uint64_t *state) noexcept nogil:
-    cdef Py_ssize_t t, rest
-    cdef int32_t u = start, v = start, nxt
-    cdef int64_t base, deg
+cdef inline double edge_weight(const CSR *g, int64_t pos) noexcept nogil:
+    return g.weights[pos] if g.weights != NULL else 1.0
+
+
+cdef inline void move(const CSR *g, Walker *w, int64_t pos) noexcept nogil:
+    # Take the edge at `pos` (in the row of w.v).
+    cdef int32_t y = g.indices[pos]
+    w.out[w.t] = y
+    w.t += 1
+    w.u = w.v
+    w.v = y
+    w.last_w = edge_weight(g, pos)
+    w.proposing = False
+    prefetch(&g.indptr[y])
+
+
+cdef inline void move_back(const CSR *g, Walker *w) noexcept nogil:
+    # Take the return edge v -> u. last_w stays: it is read only for undirected
+    # graphs, where the edge back weighs what the edge there did.
+    cdef int32_t y = w.u
+    w.out[w.t] = y
+    w.t += 1
+    w.u = w.v
+    w.v = y
+    w.proposing = False
+    prefetch(&g.indptr[y])
+
+
+cdef inline void draw(const CSR *g, const Bias *b, Walker *w) noexcept nogil:
+    # Start an attempt: either the outlier block (the return edge, accepted) or a
+    # proposal from the edge weights, to be decided on the next visit.
+    if w.block > 0 and next_double(&w.state) * w.envelope < w.block:
+        move_back(g, w)
+        return
+    w.pos = propose(g, w.base, w.deg, &w.state)
+    prefetch(&g.indices[w.pos])
+    w.proposing = True
+
+
+cdef bint at_node(const CSR *g, const Bias *b, Walker *w, Py_ssize_t length,
+                  bint directed) noexcept nogil:
+    # First stage of a step: read the row of v and make the first proposal.
+    # Returns True when the walk is complete.
+    cdef Py_ssize_t rest
+    cdef int64_t pos
+    if w.t >= length:
+        return True
+    w.base = g.indptr[w.v]
+    w.deg = g.indptr[w.v + 1] - w.base
+    if w.deg == 0:
+        # A dead end: the walk stops here, padded with -1.
+        for rest in range(w.t, length):
+            w.out[rest] = -1
+        return True
+    w.free = w.t == 1 or b.first_order
+    w.attempts = 0
+    w.block = 0.0
+    if not w.free:
+        if b.outlier:
+            if not directed:
+                w.block = w.last_w * (b.ret - b.height)
+            else:
+                pos = row_find(g.indices + w.base, w.deg, w.u)
+                if pos >= 0:
+                    w.block = edge_weight(g, w.base + pos) * (b.ret - b.height)
+            w.envelope = b.height * (g.totals[w.v] if g.totals != NULL else <double> w.deg) + w.block
+        # The neighbour test will search the row of u: start loading its middle.
+        prefetch(&g.indices[g.indptr[w.u] + ((g.indptr[w.u + 1] - g.indptr[w.u]) >> 1)])
+    draw(g, b, w)
+    return False
+
+
+cdef void decide(const CSR *g, const Bias *b, Walker *w) noexcept nogil:
+    # Second stage: accept or reject the proposal at w.pos.
+    cdef int32_t y = g.indices[w.pos]
+    cdef double coin, accept
+    if w.free:
+        move(g, w, w.pos)
+        return
+    coin = next_double(&w.state)
+    if y == w.u:
+        # Under the outlier envelope the return edge's proposal mass is exactly
+        # M * w: always accepted.
+        accept = 1.0 if b.outlier else b.a_ret
+    elif coin < b.a_low:
+        accept = 1.0  # accepted whichever kind y is: no neighbour test needed
+    elif coin >= b.a_high:
+        accept = 0.0
+    elif row_contains(g.indices + g.indptr[w.u], g.indptr[w.u + 1] - g.indptr[w.u], y):
+        accept = b.a_in
+    else:
+        accept = b.a_out
+    if coin < accept:
+        move(g, w, w.pos)
+        return
+    w.attempts += 1
+    if w.attempts >= MAX_REJECTIONS:
+        move(g, w, exact_step(g, b, w.u, w.base, w.deg, &w.state))
+        return
+    draw(g, b, w)
+
+
+cdef inline void begin(const CSR *g, Walker *w, int32_t start, int32_t *out,
+                       uint64_t key, uint64_t stream) noexcept nogil:
+    w.state = stream_start(key, stream)
+    w.out = out
     out[0] = start
-    for t in range(1, length):
-        base = g.indptr[v]
-        deg = g.indptr[v + 1] - base
-        if deg == 0:
-            # A dead end: the walk stops here, padded with -1.
-            for rest in range(t, length):
-                out[rest] = -1
-            return
-        if t == 1 or b.first_order:
-            nxt = g.indices[propose(g, base, deg, state)]
-        else:
-            nxt = second_order_step(g, b, u, v, state)
-        out[t] = nxt
-        u = v
-        v = nxt
+    w.t = 1
+    w.u = start
+    w.v = start
+    w.last_w = 0.0
+    w.proposing = False
+    prefetch(&g.indptr[start])
 
 
-cdef void walk_chunk(const CSR *g, const Bias *b, const int64_t *starts, int32_t *out,
-                     Py_ssize_t length, Py_ssize_t row_start, Py_ssize_t row_stop,
-                     uint64_t key, uint64_t first_row) noexcept nogil:
-    cdef Py_ssize_t r
-    cdef uint64_t state
-    for r in range(row_start, row_stop):
-        state = stream_start(key, first_row + <uint64_t> r)
-        walk_one(g, b, <int32_t> starts[r], out + r * length, length, &state)
+cdef void walk_chunk(const CSR *g, const Bias *b, bint directed, const int64_t *starts,
+                     int32_t *out, Py_ssize_t length, Py_ssize_t row_start,
+                     Py_ssize_t row_stop, uint64_t key, uint64_t first_row) noexcept nogil:
+    cdef Walker ws[GROUP]
+    cdef bint busy[GROUP]
+    cdef Py_ssize_t i, next_row = row_start, active = 0
+    for i in range(GROUP):
+        busy[i] = next_row < row_stop
+        if busy[i]:
+            begin(g, &ws[i], <int32_t> starts[next_row], out + next_row * length, key,
+                  first_row + <uint64_t> next_row)
+            next_row += 1
+            active += 1
+    while active > 0:
+        for i in range(GROUP):
+            if not busy[i]:
+                continue
+            if ws[i].proposing:
+                decide(g, b, &ws[i])
+            elif at_node(g, b, &ws[i], length, directed):
+                # Done: the slot takes the next walk of the chunk.
+                if next_row < row_stop:
+                    begin(g, &ws[i], <int32_t> starts[next_row], out + next_row * length, key,
+                          first_row + <uint64_t> next_row)
+                    next_row += 1
+                else:
+                    busy[i] = False
+                    active -= 1
 
 
 def random_walks(const int64_t[::1] indptr, const int32_t[::1] indices,
                  const double[::1] weights, const AliasEntry[::1] table,
-                 const double[::1] totals, const int64_t[::1] starts, int32_t[:, ::1] out,
-                 double p, double q, uint64_t key, uint64_t first_row, int n_threads):
+                 const double[::1] totals, bint directed, const int64_t[::1] starts,
+                 int32_t[:, ::1] out, double p, double q, uint64_t key, uint64_t first_row,
+                 int n_threads):
     """Fill row ``r`` of ``out`` with a walk from ``starts[r]``.
 
     Walk ``r`` draws from stream ``first_row + r`` of ``key``: a batch of rows
@@ -262,5 +369,5 @@ def random_walks(const int64_t[::1] indptr, const int32_t[::1] indices,
     b.a_high = max(b.a_in, b.a_out)
     for c in prange(n_chunks, nogil=True, schedule="dynamic",
                     num_threads=threads_for(n_threads, n_chunks, 1)):
-        walk_chunk(&g, &b, &starts[0], &out[0, 0], length, c * WALK_CHUNK,
+        walk_chunk(&g, &b, directed, &starts[0], &out[0, 0], length, c * WALK_CHUNK,
                    min(rows, (c + 1) * WALK_CHUNK), key, first_row)

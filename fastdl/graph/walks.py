@@ -113,7 +113,7 @@ def random_walks(graph: Graph, walk_length: int = 80, walks_per_node: int = 10, 
         bar = tqdm(total=starts.size, desc="walks", unit="walk")
     for first, last in batches:
         _walks.random_walks(graph._indptr, graph._indices, weights, graph._table,
-                            graph._totals, starts[first:last], out[first:last], p, q, key,
+                            graph._totals, graph._directed, starts[first:last], out[first:last], p, q, key,
                             first, n_threads)
         if bar is not None:
             bar.update(last - first)
