@@ -10,9 +10,10 @@ import importlib
 
 from fastdl._version import __version__
 
-__all__ = ["__version__", "show_config", "config", "sampling", "neighbors", "debug", "nn", "decoding", "distill", "embed"]
+__all__ = ["__version__", "show_config", "config", "sampling", "neighbors", "debug", "nn", "decoding", "distill", "graph",
+           "embed"]
 
-_SUBPACKAGES = {"sampling", "neighbors", "debug", "nn", "decoding", "distill", "embed"}
+_SUBPACKAGES = {"sampling", "neighbors", "debug", "nn", "decoding", "distill", "graph", "embed"}
 
 
 def __getattr__(name: str):
