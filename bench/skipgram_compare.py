@@ -55,6 +55,10 @@ def train_gensim(walks, args, n_threads, seed):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--in-degree", type=float, default=10.0,
+                        help="expected neighbours of a node inside its block")
+    parser.add_argument("--out-degree", type=float, default=2.0,
+                        help="expected neighbours outside its block (larger: harder to classify)")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--window", type=int, nargs="+", default=[5])
     parser.add_argument("--negative", type=int, default=5)
@@ -70,10 +74,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.hs:
         args.negative = 0
-    neighbours, blocks = sbm_adjacency(args.nodes, 5, p_in=50 / args.nodes, p_out=2.5 / args.nodes)
+    block = args.nodes // 5
+    neighbours, blocks = sbm_adjacency(args.nodes, 5, p_in=args.in_degree / block,
+                                       p_out=args.out_degree / (args.nodes - block))
     walks = uniform_walks(neighbours, args.walk_length, args.walks_per_node)
     words = int((walks >= 0).sum()) * args.epochs
-    print(f"SBM graph: {args.nodes} nodes, 5 blocks; {walks.shape[0]} walks, {words} training "
+    print(f"SBM graph: {args.nodes} nodes, 5 blocks, expected degree {args.in_degree:g} inside "
+          f"+ {args.out_degree:g} across; {walks.shape[0]} walks, {words} training "
           f"words; dim={args.dim} negative={args.negative} hs={args.hs} "
           f"sample={args.sample} epochs={args.epochs}")
     print(f"{'window':>6} {'threads':>7} {'fastdl w/s':>12} {'gensim w/s':>12} {'ratio':>6} "
