@@ -69,7 +69,9 @@ class SkipGram:
     sample : float, default 1e-3
         Subsampling threshold: an id with corpus frequency ``f`` is kept with
         probability ``(sqrt(f / sample) + 1) * sample / f`` (capped at 1).
-        0 keeps every id.
+        0 keeps every id. On a small vocabulary, where every id is frequent
+        (a graph of a few hundred nodes), 1e-3 drops many occurrences: use a
+        smaller value or 0 there.
     alpha, min_alpha : float, default 0.025 and 1e-4
         Learning rate at the start and at the end of training (``alpha > 0``).
     epochs : int, default 1

@@ -58,8 +58,8 @@ class Node2Vec:
     --------
     >>> from fastdl.graph import Graph, Node2Vec
     >>> two_triangles = Graph.from_edges([0, 1, 2, 3, 4, 5], [1, 2, 0, 4, 5, 3])
-    >>> model = Node2Vec(dim=8, walk_length=20, walks_per_node=50, window=3, rng=0,
-    ...                  n_threads=1).fit(two_triangles)
+    >>> model = Node2Vec(dim=8, walk_length=20, walks_per_node=50, window=3, sample=0,
+    ...                  rng=0, n_threads=1).fit(two_triangles)
     >>> model.vectors.shape
     (6, 8)
     >>> sorted(model.skipgram.most_similar(0, topn=2)[0].tolist())
