@@ -10,9 +10,11 @@ import importlib
 
 from fastdl._version import __version__
 
-__all__ = ["__version__", "show_config", "config", "sampling", "neighbors", "cluster", "debug", "nn", "decoding", "distill", "compress"]
+__all__ = ["__version__", "show_config", "config", "sampling", "neighbors", "cluster", "graph",
+           "embed", "debug", "nn", "decoding", "distill", "compress"]
 
-_SUBPACKAGES = {"sampling", "neighbors", "cluster", "debug", "nn", "decoding", "distill", "compress"}
+_SUBPACKAGES = {"sampling", "neighbors", "cluster", "graph", "embed", "debug", "nn", "decoding",
+                "distill", "compress"}
 
 
 def __getattr__(name: str):

@@ -146,7 +146,54 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--trust", action="store_true",
                       help="unpickle INPUT fully (runs code from the file: trusted files only)")
     comp.set_defaults(run=_compress)
+    _add_node2vec(sub)
     return parser
+
+
+def _add_node2vec(sub) -> None:
+    # The flags of the reference node2vec tool (and PecanPy), so scripts carry over.
+    cmd = sub.add_parser("node2vec", help="node2vec embeddings of an edge-list graph, "
+                         "written in word2vec text format")
+    cmd.add_argument("--input", required=True, help="edge list: 'src dst [weight]' per line")
+    cmd.add_argument("--output", required=True, help="where to write the embeddings")
+    cmd.add_argument("--dimensions", type=int, default=128, help="vector size (default 128)")
+    cmd.add_argument("--walk-length", type=int, default=80, help="nodes per walk (default 80)")
+    cmd.add_argument("--num-walks", type=int, default=10, help="walks per node (default 10)")
+    cmd.add_argument("--window-size", type=int, default=10, help="context size (default 10)")
+    cmd.add_argument("--iter", "--epochs", dest="iter", type=int, default=1,
+                     help="training epochs (default 1)")
+    cmd.add_argument("--workers", type=int, default=None,
+                     help="threads (default: OpenMP's default)")
+    cmd.add_argument("--p", type=float, default=1.0, help="return parameter (default 1)")
+    cmd.add_argument("--q", type=float, default=1.0, help="in-out parameter (default 1)")
+    cmd.add_argument("--weighted", action="store_true", help="read a weight column")
+    cmd.add_argument("--directed", action="store_true", help="edges go one way")
+    cmd.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
+    cmd.add_argument("--progress", action="store_true", help="show progress bars")
+    cmd.set_defaults(run=_node2vec)
+
+
+def _node2vec(args) -> int:
+    import time
+
+    from fastdl.graph import Graph, Node2Vec
+
+    start = time.perf_counter()
+    try:
+        graph = Graph.read_edgelist(args.input, weighted=args.weighted, directed=args.directed,
+                                    n_threads=args.workers)
+        model = Node2Vec(dim=args.dimensions, walk_length=args.walk_length,
+                         walks_per_node=args.num_walks, p=args.p, q=args.q,
+                         window=args.window_size, epochs=args.iter, rng=args.seed,
+                         n_threads=args.workers)
+        model.fit(graph, progress=args.progress)
+        model.save_word2vec_format(args.output)
+    except (OSError, TypeError, ValueError) as exc:
+        print(f"fastdl node2vec: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{graph.n_nodes} nodes, {graph.n_edges} edges -> {args.output} "
+          f"({args.dimensions}-d, {time.perf_counter() - start:.2f} s)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,7 +75,7 @@ class TestCommand:
         assert out.startswith(f"fastdl {fastdl.__version__} demo")
         assert "seed 3" in out
         for section in ("negative sampling:", "prioritized replay:", "alias method:", "kd-tree:",
-                        "lsh:", "torch layer:", "debug:", "compress:"):
+                        "lsh:", "torch layer:", "debug:", "compress:", "node2vec:"):
             assert section in out
         assert "none equal to its target: True" in out
         # The heaviest category's share among 10M draws is close to its probability.
@@ -109,3 +109,54 @@ class TestCommand:
         assert proc.returncode == 0
         for command in ("info", "demo", "bench"):
             assert command in proc.stdout
+
+
+class TestNode2VecCommand:
+    EDGES = "".join(f"{a} {b}\n" for a, b in [(0, 1), (1, 2), (2, 0), (10, 11), (11, 12), (12, 10), (2, 10)])
+
+    def run(self, run_python, tmp_path, *extra, weighted=False):
+        edges = tmp_path / "graph.edg"
+        text = self.EDGES if not weighted else "".join(
+            line + " 2.5\n" for line in self.EDGES.splitlines())
+        edges.write_text(text)
+        out = tmp_path / "emb.txt"
+        proc = run_python("-m", "fastdl", "node2vec", "--input", str(edges), "--output", str(out),
+                          "--dimensions", "8", "--walk-length", "10", "--num-walks", "5",
+                          "--window-size", "3", "--workers", "2", "--seed", "1", *extra)
+        return proc, out
+
+    def test_writes_word2vec_text(self, run_python, tmp_path):
+        proc, out = self.run(run_python, tmp_path, "--p", "0.5", "--q", "2", "--iter", "2")
+        assert proc.returncode == 0, proc.stderr
+        assert "6 nodes" in proc.stdout
+        lines = out.read_text().splitlines()
+        assert lines[0] == "6 8"
+        assert sorted(int(line.split()[0]) for line in lines[1:]) == [0, 1, 2, 10, 11, 12]
+        assert all(len(line.split()) == 9 for line in lines[1:])
+
+    def test_weighted_directed(self, run_python, tmp_path):
+        proc, out = self.run(run_python, tmp_path, "--weighted", "--directed", weighted=True)
+        assert proc.returncode == 0, proc.stderr
+        assert out.read_text().startswith("6 8\n")
+
+    def test_seed_reproducible_on_one_worker(self, run_python, tmp_path):
+        texts = []
+        for _ in range(2):
+            proc, out = self.run(run_python, tmp_path, "--workers", "1")
+            assert proc.returncode == 0, proc.stderr
+            texts.append(out.read_text())
+        assert texts[0] == texts[1]
+
+    @pytest.mark.parametrize("extra, message", [(["--dimensions", "0"], "dim"),
+                                                 (["--p", "0"], "p must be"),
+                                                 (["--weighted"], "weight")])
+    def test_bad_input(self, run_python, tmp_path, extra, message):
+        proc, out = self.run(run_python, tmp_path, *extra)
+        assert proc.returncode == 2
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+        assert not out.exists()
+
+    def test_missing_file(self, run_python, tmp_path):
+        proc = run_python("-m", "fastdl", "node2vec", "--input", str(tmp_path / "none.edg"),
+                          "--output", str(tmp_path / "o.txt"))
+        assert proc.returncode == 2 and "none.edg" in proc.stderr

@@ -9,6 +9,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
+from fastdl._lib._alias_table cimport AliasEntry, alias_draw, build_alias
 from fastdl._lib._openmp cimport threads_for
 from fastdl._lib._prefetch cimport prefetch
 from fastdl._lib._random cimport next_below_and_fraction, next_double, stream_start
@@ -25,20 +26,13 @@ cdef enum:
     # of the mass, so rejection would crawl).
     MAX_REJECTIONS = 64
 
-cdef packed struct AliasEntry:
-    double prob
-    int64_t alias
-
 
 def build_table(const double[::1] weights, AliasEntry[::1] table):
-    """Vose's O(n) construction. ``weights`` are finite, >= 0, with a positive one.
+    """Vose's O(n) construction (see fastdl/_lib/_alias_table.pxd).
 
-    Weights are scaled by their maximum before summing so that ratios up to 1e300
-    neither overflow nor lose the small weights. A zero weight gets ``prob`` 0 and
-    an alias with positive weight, so it is never drawn.
+    ``weights`` are finite, >= 0, with a positive one.
     """
-    cdef Py_ssize_t n = weights.shape[0], i, small_top = 0, large_top = 0, l, g, any_positive = 0
-    cdef double wmax = 0.0, total = 0.0, scale
+    cdef Py_ssize_t n = weights.shape[0]
     cdef double *q = <double *> malloc(n * sizeof(double))
     cdef int64_t *small = <int64_t *> malloc(n * sizeof(int64_t))
     cdef int64_t *large = <int64_t *> malloc(n * sizeof(int64_t))
@@ -46,52 +40,8 @@ def build_table(const double[::1] weights, AliasEntry[::1] table):
         free(q); free(small); free(large)
         raise MemoryError()
     with nogil:
-        for i in range(n):
-            if weights[i] > wmax:
-                wmax = weights[i]
-                any_positive = i
-        for i in range(n):
-            total += weights[i] / wmax
-        scale = n / total
-        for i in range(n):
-            q[i] = weights[i] / wmax * scale
-            if q[i] < 1.0:
-                small[small_top] = i
-                small_top += 1
-            else:
-                large[large_top] = i
-                large_top += 1
-        while small_top > 0 and large_top > 0:
-            small_top -= 1
-            l = small[small_top]
-            g = large[large_top - 1]
-            table[l].prob = q[l]
-            table[l].alias = g
-            # (q[g] + q[l]) - 1 loses less than q[g] - (1 - q[l]) (K. Schwarz's notes).
-            q[g] = (q[g] + q[l]) - 1.0
-            if q[g] < 1.0:
-                large_top -= 1
-                small[small_top] = g
-                small_top += 1
-        # What is left is within rounding of 1, except a zero weight, which must
-        # stay undrawable.
-        while large_top > 0:
-            large_top -= 1
-            g = large[large_top]
-            table[g].prob = 1.0
-            table[g].alias = g
-        while small_top > 0:
-            small_top -= 1
-            l = small[small_top]
-            table[l].prob = 1.0 if weights[l] > 0 else 0.0
-            table[l].alias = l if weights[l] > 0 else any_positive
+        build_alias(&weights[0], n, &table[0], q, small, large)
     free(q); free(small); free(large)
-
-
-cdef inline int64_t draw(const AliasEntry *table, uint64_t n, uint64_t *state) noexcept nogil:
-    cdef double coin
-    cdef int64_t j = <int64_t> next_below_and_fraction(state, n, &coin)
-    return j if coin < table[j].prob else table[j].alias
 
 
 cdef void sample_chunk(const AliasEntry *table, uint64_t n, int64_t *out,
@@ -168,7 +118,7 @@ cdef void sample_rows(const AliasEntry *table, const double *probs, Py_ssize_t n
                 if crawling:
                     x = draw_renormalised(probs, n, excluded, m, &state)
                     break
-                x = draw(table, <uint64_t> n, &state)
+                x = alias_draw(table, <uint64_t> n, &state)
                 if not contains(excluded, m, x):
                     break
                 rejections += 1

@@ -1,0 +1,71 @@
+"""Edge-list text files: ``src dst [weight]`` per line, ``#`` comments.
+
+The reader is one pass over the lines in Python, which reports the file and line
+of the first malformed one. Ids are kept as text until every line is read; then
+they become integers if all of them parse as integers (else they stay strings),
+and are mapped to 0..n-1 in sorted order with ``numpy.unique``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+__all__ = ["read_edges"]
+
+
+def _parse_weight(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{where}: weight must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: weight must be finite, got {text!r}")
+    if value < 0:
+        raise ValueError(f"{where}: weight must be non-negative, got {text!r}")
+    return value
+
+
+def _as_int_labels(labels: list[str]):
+    """The labels as int64 if every one is a plain integer, else None."""
+    try:
+        values = [int(label, 10) for label in labels]
+    except ValueError:
+        return None
+    if any(not -2**63 <= v < 2**63 for v in values):
+        return None
+    return np.array(values, dtype=np.int64)
+
+
+def read_edges(path, weighted: bool):
+    """``(src, dst, weights or None, labels)`` from an edge-list file.
+
+    ``src`` and ``dst`` are int64 indices into ``labels`` (sorted, distinct).
+    """
+    name = os.fspath(path)
+    ends: list[str] = []
+    weights: list[float] = []
+    need = 3 if weighted else 2
+    with open(name, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            content = line.split("#", 1)[0]
+            fields = content.split()
+            if not fields:
+                continue
+            if len(fields) < need or len(fields) > 3:
+                expected = "src dst weight" if weighted else "src dst [weight]"
+                raise ValueError(f"{name}:{number}: expected '{expected}', got {line.strip()!r}")
+            ends.append(fields[0])
+            ends.append(fields[1])
+            if weighted:
+                weights.append(_parse_weight(fields[2], f"{name}:{number}"))
+    if not ends:
+        raise ValueError(f"{name}: no edges in the file (an empty graph)")
+    numeric = _as_int_labels(ends)
+    tokens = numeric if numeric is not None else np.array(ends)
+    labels, inverse = np.unique(tokens, return_inverse=True)
+    pairs = inverse.reshape(-1, 2).astype(np.int64)
+    w = np.array(weights, dtype=np.float64) if weighted else None
+    return pairs[:, 0].copy(), pairs[:, 1].copy(), w, labels
