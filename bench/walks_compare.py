@@ -141,6 +141,7 @@ def main():
     parser.add_argument("--pecanpy-python", default=sys.executable)
     parser.add_argument("--skip-pecanpy", action="store_true")
     parser.add_argument("--plot", help="write a steps/s bar chart here (matplotlib)")
+    parser.add_argument("--table", help="write the results as an rst table here (for the docs)")
     parser.add_argument("--worker", choices=["fastdl", "pecanpy"], help=argparse.SUPPRESS)
     parser.add_argument("--edges-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,6 +180,29 @@ def main():
                   f"(target >= 10x)")
     if args.plot:
         plot(results, args)
+    if args.table:
+        table(results, args)
+
+
+def table(results, args):
+    rows = []
+    for (impl, threads), r in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        ratio = ""
+        if impl == "fastdl" and ("pecanpy", threads) in results:
+            ratio = f"{r['steps_per_s'] / results['pecanpy', threads]['steps_per_s']:.1f}x"
+        name = "PecanPy SparseOTF" if impl == "pecanpy" else "fastdl"
+        rows.append((name, str(threads), f"{r['steps_per_s'] / 1e6:.2f}", f"{r['peak_mb']:.0f}",
+                     f"{r['rss_before_mb']:.0f}", ratio))
+    head = ("implementation", "threads", "M steps/s", "peak RSS (MB)", "RSS before walks (MB)",
+            "fastdl / PecanPy")
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [rule, "  ".join(h.ljust(w) for h, w in zip(head, widths)), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines.append(rule)
+    with open(args.table, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {args.table}")
 
 
 def plot(results, args):

@@ -105,20 +105,8 @@ def build_tables(const int64_t[::1] indptr, const double[::1] weights, AliasEntr
 
 # -- stepping -----------------------------------------------------------------------
 
-cdef inline bint row_contains(const int32_t *row, int64_t n, int32_t x) noexcept nogil:
-    # Binary search in a sorted row: the "is y a neighbour of u" test.
-    cdef int64_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if row[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo < n and row[lo] == x
-
-
 cdef inline int64_t row_find(const int32_t *row, int64_t n, int32_t x) noexcept nogil:
-    # Position of x in a sorted row, or -1.
+    # Position of x in a sorted row, or -1: binary search, the "is x a neighbour" test.
     cdef int64_t lo = 0, hi = n, mid
     while lo < hi:
         mid = (lo + hi) >> 1
@@ -127,6 +115,10 @@ cdef inline int64_t row_find(const int32_t *row, int64_t n, int32_t x) noexcept 
         else:
             hi = mid
     return lo if lo < n and row[lo] == x else -1
+
+
+cdef inline bint row_contains(const int32_t *row, int64_t n, int32_t x) noexcept nogil:
+    return row_find(row, n, x) >= 0
 
 
 cdef inline int64_t propose(const CSR *g, int64_t base, int64_t deg, uint64_t *state) noexcept nogil:
