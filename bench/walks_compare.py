@@ -198,7 +198,7 @@ def table(results, args):
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     rule = "  ".join("=" * w for w in widths)
     lines = [rule, "  ".join(h.ljust(w) for h, w in zip(head, widths)), rule]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.append(rule)
     with open(args.table, "w") as f:
         f.write("\n".join(lines) + "\n")
