@@ -271,11 +271,12 @@ cdef bint at_node(const CSR *g, const Bias *b, Walker *w, Py_ssize_t length,
                 if pos >= 0:
                     w.block = edge_weight(g, w.base + pos) * (b.ret - b.height)
             w.envelope = b.height * (g.totals[w.v] if g.totals != NULL else <double> w.deg) + w.block
-        # The neighbour test will search the row of u: start loading its ends
-        # and middle (all of a row of up to 32 neighbours, in 1 to 3 cache lines).
-        prefetch(&g.indices[g.indptr[w.u]])
-        prefetch(&g.indices[(g.indptr[w.u] + g.indptr[w.u + 1]) >> 1])
-        prefetch(&g.indices[g.indptr[w.u + 1] - 1])
+        if b.a_low < b.a_high:
+            # The neighbour test will search the row of u: start loading its ends
+            # and middle (all of a row of up to 32 neighbours, in 1 to 3 cache lines).
+            prefetch(&g.indices[g.indptr[w.u]])
+            prefetch(&g.indices[(g.indptr[w.u] + g.indptr[w.u + 1]) >> 1])
+            prefetch(&g.indices[g.indptr[w.u + 1] - 1])
     draw(g, b, w)
     return False
 
