@@ -37,10 +37,8 @@ import time
 
 import numpy as np
 
-
-def make_edges(n_nodes: int, n_edges: int, seed: int):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, n_nodes, n_edges), rng.integers(0, n_nodes, n_edges)
+# `python bench/walks_compare.py` puts bench/ on sys.path, which makes this importable.
+from benchmarks.graph_walks import pecanpy_walker, random_edges
 
 
 def rss_mb() -> float:
@@ -67,26 +65,10 @@ def worker_fastdl(args, src, dst):
 
 
 def worker_pecanpy(args, src, dst):
-    import scipy.sparse
-    from pecanpy.pecanpy import SparseOTF
-
-    # The same graph as fastdl's: symmetric, repeats merged, no self-loops, weight 1.
-    n = args.nodes
-    keep = src != dst
-    a = scipy.sparse.coo_matrix((np.ones(keep.sum(), np.float32), (src[keep], dst[keep])),
-                                shape=(n, n)).tocsr()
-    a = ((a + a.T) > 0).astype(np.float32).tocsr()
-    a.sort_indices()
-    g = SparseOTF(p=args.p, q=args.q, workers=args.threads, verbose=False, extend=False)
-    g.indptr = a.indptr.astype(np.uint32)
-    g.indices = a.indices.astype(np.uint32)
-    g.data = a.data.astype(np.float32)
-    g.set_node_ids(None, implicit_ids=True, num_nodes=n)
-    move_forward = g.get_move_forward()
-    has_nbrs = g.get_has_nbrs()
-
     from numba_progress import ProgressBar
 
+    n = args.nodes
+    g, move_forward, has_nbrs = pecanpy_walker(src, dst, n, args.p, args.q, args.threads)
     # PecanPy's walk_length counts steps after the start node: length - 1 gives
     # walks of `length` nodes, as fastdl's rows are.
     steps_after_start = args.length - 1
@@ -158,7 +140,7 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         edges_file = os.path.join(tmp, "edges.npz")
-        src, dst = make_edges(args.nodes, args.edges, args.seed)
+        src, dst = random_edges(args.nodes, args.edges, args.seed)
         np.savez(edges_file, src=src, dst=dst)
         for threads in args.threads:
             for _ in range(args.repeat):

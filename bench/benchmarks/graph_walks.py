@@ -19,9 +19,10 @@ N_STARTS = 20_000
 SEED = 5
 
 
-def random_edges():
-    rng = np.random.default_rng(SEED)
-    return rng.integers(0, N_NODES, N_EDGES), rng.integers(0, N_NODES, N_EDGES)
+def random_edges(n_nodes=N_NODES, n_edges=N_EDGES, seed=SEED):
+    """Erdős–Rényi-like edges: both ends uniform (repeats and self-loops are merged or dropped)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n_nodes, n_edges), rng.integers(0, n_nodes, n_edges)
 
 
 def _fastdl(p, q, n_threads):
@@ -36,28 +37,35 @@ def _fastdl(p, q, n_threads):
     return run
 
 
-def _pecanpy(p, q, n_threads):
-    try:
-        import numba
-        import scipy.sparse
-        from numba_progress import ProgressBar
-        from pecanpy.pecanpy import SparseOTF
-    except ImportError as exc:
-        raise NotImplementedError(f"pecanpy is not installed: {exc}") from None
-    if n_threads > numba.config.NUMBA_NUM_THREADS:
-        raise NotImplementedError("more threads than numba was started with")
-    numba.set_num_threads(n_threads)
-    src, dst = random_edges()
+def pecanpy_walker(src, dst, n_nodes, p, q, n_threads):
+    """PecanPy's SparseOTF on the graph fastdl builds from these edges (symmetric,
+    repeats merged, no self-loops, weight 1): ``(graph, move_forward, has_nbrs)``."""
+    import scipy.sparse
+    from pecanpy.pecanpy import SparseOTF
+
     keep = src != dst
     a = scipy.sparse.coo_matrix((np.ones(keep.sum(), np.float32), (src[keep], dst[keep])),
-                                shape=(N_NODES, N_NODES)).tocsr()
+                                shape=(n_nodes, n_nodes)).tocsr()
     a = ((a + a.T) > 0).astype(np.float32).tocsr()
     a.sort_indices()
     g = SparseOTF(p=p, q=q, workers=n_threads, verbose=False, extend=False)
     g.indptr, g.indices, g.data = (a.indptr.astype(np.uint32), a.indices.astype(np.uint32),
                                    a.data.astype(np.float32))
-    g.set_node_ids(None, implicit_ids=True, num_nodes=N_NODES)
-    move_forward, has_nbrs = g.get_move_forward(), g.get_has_nbrs()
+    g.set_node_ids(None, implicit_ids=True, num_nodes=n_nodes)
+    return g, g.get_move_forward(), g.get_has_nbrs()
+
+
+def _pecanpy(p, q, n_threads):
+    try:
+        import numba
+        from numba_progress import ProgressBar
+        import pecanpy  # noqa: F401
+    except ImportError as exc:
+        raise NotImplementedError(f"pecanpy is not installed: {exc}") from None
+    if n_threads > numba.config.NUMBA_NUM_THREADS:
+        raise NotImplementedError("more threads than numba was started with")
+    numba.set_num_threads(n_threads)
+    g, move_forward, has_nbrs = pecanpy_walker(*random_edges(), N_NODES, p, q, n_threads)
     starts = np.random.default_rng(SEED).integers(0, N_NODES, N_STARTS).astype(np.uint32)
     progress = ProgressBar(total=1, disable=True)
     # PecanPy's walk_length counts the steps after the start node.
