@@ -37,10 +37,8 @@ import time
 
 import numpy as np
 
-
-def make_edges(n_nodes: int, n_edges: int, seed: int):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, n_nodes, n_edges), rng.integers(0, n_nodes, n_edges)
+# `python bench/walks_compare.py` puts bench/ on sys.path, which makes this importable.
+from benchmarks.graph_walks import pecanpy_walker, random_edges
 
 
 def rss_mb() -> float:
@@ -67,26 +65,10 @@ def worker_fastdl(args, src, dst):
 
 
 def worker_pecanpy(args, src, dst):
-    import scipy.sparse
-    from pecanpy.pecanpy import SparseOTF
-
-    # The same graph as fastdl's: symmetric, repeats merged, no self-loops, weight 1.
-    n = args.nodes
-    keep = src != dst
-    a = scipy.sparse.coo_matrix((np.ones(keep.sum(), np.float32), (src[keep], dst[keep])),
-                                shape=(n, n)).tocsr()
-    a = ((a + a.T) > 0).astype(np.float32).tocsr()
-    a.sort_indices()
-    g = SparseOTF(p=args.p, q=args.q, workers=args.threads, verbose=False, extend=False)
-    g.indptr = a.indptr.astype(np.uint32)
-    g.indices = a.indices.astype(np.uint32)
-    g.data = a.data.astype(np.float32)
-    g.set_node_ids(None, implicit_ids=True, num_nodes=n)
-    move_forward = g.get_move_forward()
-    has_nbrs = g.get_has_nbrs()
-
     from numba_progress import ProgressBar
 
+    n = args.nodes
+    g, move_forward, has_nbrs = pecanpy_walker(src, dst, n, args.p, args.q, args.threads)
     # PecanPy's walk_length counts steps after the start node: length - 1 gives
     # walks of `length` nodes, as fastdl's rows are.
     steps_after_start = args.length - 1
@@ -141,6 +123,7 @@ def main():
     parser.add_argument("--pecanpy-python", default=sys.executable)
     parser.add_argument("--skip-pecanpy", action="store_true")
     parser.add_argument("--plot", help="write a steps/s bar chart here (matplotlib)")
+    parser.add_argument("--table", help="write the results as an rst table here (for the docs)")
     parser.add_argument("--worker", choices=["fastdl", "pecanpy"], help=argparse.SUPPRESS)
     parser.add_argument("--edges-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -157,7 +140,7 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         edges_file = os.path.join(tmp, "edges.npz")
-        src, dst = make_edges(args.nodes, args.edges, args.seed)
+        src, dst = random_edges(args.nodes, args.edges, args.seed)
         np.savez(edges_file, src=src, dst=dst)
         for threads in args.threads:
             for _ in range(args.repeat):
@@ -179,6 +162,29 @@ def main():
                   f"(target >= 10x)")
     if args.plot:
         plot(results, args)
+    if args.table:
+        table(results, args)
+
+
+def table(results, args):
+    rows = []
+    for (impl, threads), r in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        ratio = ""
+        if impl == "fastdl" and ("pecanpy", threads) in results:
+            ratio = f"{r['steps_per_s'] / results['pecanpy', threads]['steps_per_s']:.1f}x"
+        name = "PecanPy SparseOTF" if impl == "pecanpy" else "fastdl"
+        rows.append((name, str(threads), f"{r['steps_per_s'] / 1e6:.2f}", f"{r['peak_mb']:.0f}",
+                     f"{r['rss_before_mb']:.0f}", ratio))
+    head = ("implementation", "threads", "M steps/s", "peak RSS (MB)", "RSS before walks (MB)",
+            "fastdl / PecanPy")
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [rule, "  ".join(h.ljust(w) for h, w in zip(head, widths)), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.append(rule)
+    with open(args.table, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {args.table}")
 
 
 def plot(results, args):

@@ -246,7 +246,8 @@ def run(seed: int = 0) -> None:
           f"{cfg['default threads']} threads, seed {seed})\n")
     rng = np.random.default_rng(seed)
     for part in (demo_negative_sampling, demo_prioritized_replay, demo_alias, demo_kdtree,
-                 demo_lsh, demo_torch_layer, demo_debug, demo_compress, demo_node2vec):
+                 demo_lsh, demo_torch_layer, demo_debug, demo_compress, demo_walks,
+                 demo_node2vec):
         part(rng)
         print()
 
@@ -447,3 +448,25 @@ def demo_node2vec(rng: np.random.Generator) -> None:
           f"({words / fit_secs / 1e6:.2f} M words/s); loss per pair "
           f"{model.loss_history[0]:.3f} -> {model.loss_history[-1]:.3f}")
     print(f"  nearest-centroid block accuracy on held-out nodes: {accuracy:.3f}")
+def demo_walks(rng: np.random.Generator) -> None:
+    from fastdl.graph import Graph, random_walks
+
+    n, m, length, p, q = 50_000, 500_000, 80, 0.5, 2.0
+    g, build = _timed(lambda: Graph.from_edges(rng.integers(0, n, m), rng.integers(0, n, m),
+                                               n_nodes=n), repeat=1)
+    walks, secs = _timed(lambda: random_walks(g, length, 1, p=p, q=q, rng=rng))
+    print(f"node2vec walks: graph of {g.n_nodes} nodes, {g.n_edges} edges built in "
+          f"{build * 1e3:.0f} ms; {walks.shape[0]} walks of {length} nodes (p={p}, q={q}) in "
+          f"{secs * 1e3:.0f} ms, {walks.size / secs / 1e6:.1f} M steps/s")
+    # Exactness on one (previous, current) pair: next-node frequencies vs the formula.
+    prev, cur = 0, int(g.neighbors(0)[0])
+    many = random_walks(g, 3, 200_000, p=p, q=q, start_nodes=[prev], rng=rng)
+    nxt = many[many[:, 1] == cur, 2]
+    around = set(g.neighbors(prev).tolist())
+    nbrs = g.neighbors(cur)
+    bias = np.array([1 / p if x == prev else 1.0 if x in around else 1 / q for x in nbrs.tolist()])
+    expected = bias / bias.sum()
+    drawn = np.array([np.mean(nxt == x) for x in nbrs.tolist()])
+    print(f"  from ({prev} -> {cur}), {nxt.size} draws: return share {drawn[nbrs == prev].sum():.4f} "
+          f"(formula {expected[nbrs == prev].sum():.4f}); largest gap over {nbrs.size} "
+          f"neighbours {np.abs(drawn - expected).max():.4f}")

@@ -23,10 +23,11 @@ from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
-from fastdl._lib._alias_table cimport AliasEntry, alias_draw, build_alias
+from fastdl._lib._alias_table cimport AliasEntry, build_alias
 from fastdl._lib._openmp cimport threads_for
 from fastdl._lib._prefetch cimport prefetch
-from fastdl._lib._random cimport next_below, next_double, stream_start
+from fastdl._lib._random cimport (next_below, next_below_and_fraction, next_double,
+                                   stream_start)
 
 cdef enum:
     # Walks per unit of parallel work. Each walk owns its random stream, so this
@@ -57,6 +58,7 @@ cdef struct Bias:
     double a_ret, a_in, a_out, a_low, a_high
     double height           # M
     bint outlier            # the return edge is handled as an outlier block
+    bint keep_weight        # walks remember the weight of their last edge (for the block)
     bint first_order        # p == q == 1: no rejection at all
 
 
@@ -105,35 +107,23 @@ def build_tables(const int64_t[::1] indptr, const double[::1] weights, AliasEntr
 
 # -- stepping -----------------------------------------------------------------------
 
-cdef inline bint row_contains(const int32_t *row, int64_t n, int32_t x) noexcept nogil:
-    # Binary search in a sorted row: the "is y a neighbour of u" test.
-    cdef int64_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if row[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo < n and row[lo] == x
-
-
 cdef inline int64_t row_find(const int32_t *row, int64_t n, int32_t x) noexcept nogil:
-    # Position of x in a sorted row, or -1.
-    cdef int64_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if row[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo if lo < n and row[lo] == x else -1
+    # Position of x in a sorted row, or -1: the "is x a neighbour" test. A
+    # branch-free binary search (the half is picked by arithmetic, not a jump):
+    # rows are short and which way each comparison goes is unpredictable.
+    cdef const int32_t *first = row
+    cdef int64_t half
+    if n <= 0:
+        return -1
+    while n > 1:
+        half = n >> 1
+        first += half * (first[half] <= x)
+        n -= half
+    return first - row if first[0] == x else -1
 
 
-cdef inline int64_t propose(const CSR *g, int64_t base, int64_t deg, uint64_t *state) noexcept nogil:
-    # An edge position in row v (starting at `base`), drawn in proportion to its weight.
-    if g.table == NULL:
-        return base + <int64_t> next_below(state, <uint64_t> deg)
-    return base + alias_draw(g.table + base, <uint64_t> deg, state)
+cdef inline bint row_contains(const int32_t *row, int64_t n, int32_t x) noexcept nogil:
+    return row_find(row, n, x) >= 0
 
 
 cdef inline double bias_of(const CSR *g, const Bias *b, int32_t u, int32_t y) noexcept nogil:
@@ -165,10 +155,10 @@ cdef int64_t exact_step(const CSR *g, const Bias *b, int32_t u, int64_t base, in
 
 # -- walking --------------------------------------------------------------------------
 #
-# A step reads three places in memory that depend on each other: the row pointer
-# of the current node, the proposed entry of its row, and (for the neighbour
-# test) the row of the previous node. On a graph larger than the cache each is a
-# miss. So each thread advances a group of walks in turn, one stage of one step
+# A step reads places in memory that depend on each other: the row pointer of
+# the current node, the proposed alias-table entry (weighted graphs), the
+# proposed entry of its row, and (for the neighbour test) the row of the
+# previous node. On a graph larger than the cache each is a miss. So each thread advances a group of walks in turn, one stage of one step
 # per visit, and prefetches what the walk's next stage will read: the misses of
 # different walks overlap instead of queueing. Every walk still draws only from
 # its own random stream, so the walks do not depend on the grouping.
@@ -180,26 +170,33 @@ cdef struct Walker:
     int32_t u, v            # previous and current node
     int64_t base, deg       # row of v
     int64_t pos             # the proposed edge position (while proposing)
-    double last_w           # weight of the edge u -> v just taken
+    double alias_coin       # the coin of a weighted proposal, read with its table entry
+    double last_w           # weight of the edge u -> v just taken (if b.keep_weight)
     double block, envelope  # the outlier block of the return edge and the envelope's mass
     int attempts
-    bint proposing
+    int stage               # what the next visit does: AT_NODE, ALIAS or PROPOSED
     bint free               # the proposal is accepted as is (first step or first order)
+
+
+cdef enum:
+    AT_NODE = 0   # read the row of v, start a step
+    ALIAS = 1     # read the proposed alias-table entry
+    PROPOSED = 2  # read the proposed neighbour, accept or reject it
 
 
 cdef inline double edge_weight(const CSR *g, int64_t pos) noexcept nogil:
     return g.weights[pos] if g.weights != NULL else 1.0
 
 
-cdef inline void move(const CSR *g, Walker *w, int64_t pos) noexcept nogil:
+cdef inline void move(const CSR *g, const Bias *b, Walker *w, int64_t pos) noexcept nogil:
     # Take the edge at `pos` (in the row of w.v).
     cdef int32_t y = g.indices[pos]
     w.out[w.t] = y
     w.t += 1
     w.u = w.v
     w.v = y
-    w.last_w = edge_weight(g, pos)
-    w.proposing = False
+    w.last_w = g.weights[pos] if b.keep_weight else 1.0
+    w.stage = AT_NODE
     prefetch(&g.indptr[y])
 
 
@@ -211,8 +208,16 @@ cdef inline void move_back(const CSR *g, Walker *w) noexcept nogil:
     w.t += 1
     w.u = w.v
     w.v = y
-    w.proposing = False
+    w.stage = AT_NODE
     prefetch(&g.indptr[y])
+
+
+cdef inline void proposed(const CSR *g, const Bias *b, Walker *w) noexcept nogil:
+    # The proposal's edge position is known: load it for the next visit.
+    prefetch(&g.indices[w.pos])
+    if b.keep_weight:
+        prefetch(&g.weights[w.pos])
+    w.stage = PROPOSED
 
 
 cdef inline void draw(const CSR *g, const Bias *b, Walker *w) noexcept nogil:
@@ -221,9 +226,22 @@ cdef inline void draw(const CSR *g, const Bias *b, Walker *w) noexcept nogil:
     if w.block > 0 and next_double(&w.state) * w.envelope < w.block:
         move_back(g, w)
         return
-    w.pos = propose(g, w.base, w.deg, &w.state)
-    prefetch(&g.indices[w.pos])
-    w.proposing = True
+    if g.table == NULL:
+        w.pos = w.base + <int64_t> next_below(&w.state, <uint64_t> w.deg)
+        proposed(g, b, w)
+    else:
+        # An alias draw (see _alias_table.pxd) in two visits: a row and a coin
+        # now, the entry that decides between the row and its alias next time.
+        w.pos = w.base + <int64_t> next_below_and_fraction(&w.state, <uint64_t> w.deg,
+                                                           &w.alias_coin)
+        prefetch(&g.table[w.pos])
+        w.stage = ALIAS
+
+
+cdef inline void resolve_alias(const CSR *g, const Bias *b, Walker *w) noexcept nogil:
+    if not w.alias_coin < g.table[w.pos].prob:
+        w.pos = w.base + g.table[w.pos].alias
+    proposed(g, b, w)
 
 
 cdef bint at_node(const CSR *g, const Bias *b, Walker *w, Py_ssize_t length,
@@ -253,8 +271,12 @@ cdef bint at_node(const CSR *g, const Bias *b, Walker *w, Py_ssize_t length,
                 if pos >= 0:
                     w.block = edge_weight(g, w.base + pos) * (b.ret - b.height)
             w.envelope = b.height * (g.totals[w.v] if g.totals != NULL else <double> w.deg) + w.block
-        # The neighbour test will search the row of u: start loading its middle.
-        prefetch(&g.indices[g.indptr[w.u] + ((g.indptr[w.u + 1] - g.indptr[w.u]) >> 1)])
+        if b.a_low < b.a_high:
+            # The neighbour test will search the row of u: start loading its ends
+            # and middle (all of a row of up to 32 neighbours, in 1 to 3 cache lines).
+            prefetch(&g.indices[g.indptr[w.u]])
+            prefetch(&g.indices[(g.indptr[w.u] + g.indptr[w.u + 1]) >> 1])
+            prefetch(&g.indices[g.indptr[w.u + 1] - 1])
     draw(g, b, w)
     return False
 
@@ -264,7 +286,7 @@ cdef void decide(const CSR *g, const Bias *b, Walker *w) noexcept nogil:
     cdef int32_t y = g.indices[w.pos]
     cdef double coin, accept
     if w.free:
-        move(g, w, w.pos)
+        move(g, b, w, w.pos)
         return
     coin = next_double(&w.state)
     if y == w.u:
@@ -280,11 +302,11 @@ cdef void decide(const CSR *g, const Bias *b, Walker *w) noexcept nogil:
     else:
         accept = b.a_out
     if coin < accept:
-        move(g, w, w.pos)
+        move(g, b, w, w.pos)
         return
     w.attempts += 1
     if w.attempts >= MAX_REJECTIONS:
-        move(g, w, exact_step(g, b, w.u, w.base, w.deg, &w.state))
+        move(g, b, w, exact_step(g, b, w.u, w.base, w.deg, &w.state))
         return
     draw(g, b, w)
 
@@ -298,7 +320,7 @@ cdef inline void begin(const CSR *g, Walker *w, int32_t start, int32_t *out,
     w.u = start
     w.v = start
     w.last_w = 0.0
-    w.proposing = False
+    w.stage = AT_NODE
     prefetch(&g.indptr[start])
 
 
@@ -319,8 +341,10 @@ cdef void walk_chunk(const CSR *g, const Bias *b, bint directed, const int64_t *
         for i in range(GROUP):
             if not busy[i]:
                 continue
-            if ws[i].proposing:
+            if ws[i].stage == PROPOSED:
                 decide(g, b, &ws[i])
+            elif ws[i].stage == ALIAS:
+                resolve_alias(g, b, &ws[i])
             elif at_node(g, b, &ws[i], length, directed):
                 # Done: the slot takes the next walk of the chunk.
                 if next_row < row_stop:
@@ -361,6 +385,7 @@ def random_walks(const int64_t[::1] indptr, const int32_t[::1] indices,
     b.outside = 1.0 / q
     b.first_order = p == 1.0 and q == 1.0
     b.outlier = b.ret > max(b.inside, b.outside)
+    b.keep_weight = b.outlier and not b.first_order and not directed and g.weights != NULL
     b.height = max(b.inside, b.outside) if b.outlier else max(b.ret, max(b.inside, b.outside))
     b.a_ret = b.ret / b.height
     b.a_in = b.inside / b.height

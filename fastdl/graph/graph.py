@@ -24,6 +24,12 @@ def _check_flag(flag, name: str) -> bool:
     return bool(flag)
 
 
+def _check_options(n_threads, **flags) -> tuple:
+    """The bool flags (in the order given), then the resolved thread count."""
+    return (*(_check_flag(value, name) for name, value in flags.items()),
+            check_n_threads(n_threads))
+
+
 def _node_array(x, name: str, n_nodes: int | None) -> np.ndarray:
     """Edge endpoints: a 1-D int64 array of ids in [0, n_nodes) (or >= 0 if n_nodes is None)."""
     arr = as_array(x, name)
@@ -76,7 +82,8 @@ def _csr_from_edges(src, dst, weights, n_nodes: int, directed: bool, self_loops:
     key = key[starts]
     merged = None
     if weights is not None:
-        merged = np.add.reduceat(weights[order], starts) if starts.size else np.zeros(0)
+        with np.errstate(over="ignore"):  # an overflow to inf is refused by the caller
+            merged = np.add.reduceat(weights[order], starts) if starts.size else np.zeros(0)
     rows = key // n_nodes
     indices = (key - rows * n_nodes).astype(np.int32)
     indptr = np.zeros(n_nodes + 1, dtype=np.int64)
@@ -221,6 +228,16 @@ class Graph:
         graph._set(indptr, indices, weights, directed, node_ids, n_threads)
         return graph
 
+    @classmethod
+    def _merged(cls, src, dst, weights, n_nodes, directed, self_loops, node_ids,
+                n_threads) -> Graph:
+        # Checked edge arrays -> a graph. Merging can only add weights up (an
+        # undirected graph doubles the total), so the sum is checked once more.
+        indptr, indices, merged = _csr_from_edges(src, dst, weights, n_nodes, directed, self_loops)
+        if merged is not None:
+            check_finite_total(merged, "weights")
+        return cls._trusted(indptr, indices, merged, directed, node_ids, n_threads)
+
     # -- constructors ---------------------------------------------------------------
 
     @classmethod
@@ -270,9 +287,8 @@ class Graph:
         >>> g.neighbors(0).tolist(), g.edge_weights(0).tolist()
         ([1], [3.0])
         """
-        directed = _check_flag(directed, "directed")
-        self_loops = _check_flag(self_loops, "self_loops")
-        n_threads = check_n_threads(n_threads)
+        directed, self_loops, n_threads = _check_options(n_threads, directed=directed,
+                                                         self_loops=self_loops)
         if n_nodes is not None:
             n_nodes = check_count(n_nodes, "n_nodes", minimum=1)
             if n_nodes > MAX_NODES:
@@ -291,10 +307,7 @@ class Graph:
             if src.size == 0:
                 raise ValueError("the graph is empty: no edges and n_nodes not given")
             n_nodes = int(max(src.max(), dst.max())) + 1
-        indptr, indices, merged = _csr_from_edges(src, dst, weights, n_nodes, directed, self_loops)
-        if merged is not None:
-            check_finite_total(merged, "weights")  # undirected doubles the total
-        return cls._trusted(indptr, indices, merged, directed, None, n_threads)
+        return cls._merged(src, dst, weights, n_nodes, directed, self_loops, None, n_threads)
 
     @classmethod
     def from_scipy(cls, matrix, directed: bool = False, *, weighted: bool = True,
@@ -337,10 +350,8 @@ class Graph:
         >>> Graph.from_scipy(m).edge_weights(0).tolist()
         [2.0]
         """
-        directed = _check_flag(directed, "directed")
-        weighted = _check_flag(weighted, "weighted")
-        self_loops = _check_flag(self_loops, "self_loops")
-        n_threads = check_n_threads(n_threads)
+        directed, weighted, self_loops, n_threads = _check_options(
+            n_threads, directed=directed, weighted=weighted, self_loops=self_loops)
         try:
             import scipy.sparse
         except ImportError:  # pragma: no cover - scipy is a test dependency
@@ -371,11 +382,8 @@ class Graph:
                                  "directed=True)")
             upper = rows <= cols
             rows, cols, values = rows[upper], cols[upper], values[upper]
-        weights = values if weighted else None
-        if weights is not None:
-            check_finite_total(weights, "matrix values")
-        indptr, indices, merged = _csr_from_edges(rows, cols, weights, n_nodes, directed, self_loops)
-        return cls._trusted(indptr, indices, merged, directed, None, n_threads)
+        return cls._merged(rows, cols, values if weighted else None, n_nodes, directed,
+                           self_loops, None, n_threads)
 
     @classmethod
     def read_edgelist(cls, path, weighted: bool = False, directed: bool = False, *,
@@ -427,19 +435,14 @@ class Graph:
         """
         from fastdl.graph._edgelist import read_edges
 
-        directed = _check_flag(directed, "directed")
-        weighted = _check_flag(weighted, "weighted")
-        self_loops = _check_flag(self_loops, "self_loops")
-        n_threads = check_n_threads(n_threads)
+        directed, weighted, self_loops, n_threads = _check_options(
+            n_threads, directed=directed, weighted=weighted, self_loops=self_loops)
         src, dst, weights, labels = read_edges(path, weighted)
         if labels.size > MAX_NODES:
             raise ValueError(f"{path}: {labels.size} nodes; at most {MAX_NODES} are supported")
-        indptr, indices, merged = _csr_from_edges(src, dst, weights, labels.size, directed,
-                                                  self_loops)
-        if merged is not None:
-            check_finite_total(merged, "weights")
         labels.flags.writeable = False
-        return cls._trusted(indptr, indices, merged, directed, labels, n_threads)
+        return cls._merged(src, dst, weights, labels.size, directed, self_loops, labels,
+                           n_threads)
 
     # -- accessors ------------------------------------------------------------------
 

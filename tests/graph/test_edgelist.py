@@ -105,3 +105,29 @@ class TestErrors:
     def test_zero_weight_lines_drop_the_edge(self, tmp_path):
         g = Graph.read_edgelist(write(tmp_path, "a b 0\nb c 1\n"), weighted=True)
         assert edges_of(g) == {("b", "c"): 1.0, ("c", "b"): 1.0} and g.n_nodes == 3
+
+
+class TestFastAndSlowPaths:
+    """numpy.loadtxt reads plain integer files; the Python line loop must agree with it."""
+
+    @pytest.mark.parametrize("weighted, columns", [(False, 2), (False, 3), (True, 3)])
+    def test_same_graph(self, tmp_path, rng, monkeypatch, weighted, columns):
+        from fastdl.graph import _edgelist
+
+        src, dst = rng.integers(-50, 10**12, 300), rng.integers(-50, 10**12, 300)
+        src[::3] = dst[1::3]  # shared ids
+        w = rng.random(300)
+        lines = "# numbers\n" + "".join(
+            f"{a} {b}" + (f"\t{x!r}" if columns == 3 else "") + ("  # c\n" if a % 2 else "\n")
+            for a, b, x in zip(src.tolist(), dst.tolist(), w.tolist()))
+        path = write(tmp_path, lines)
+        assert _edgelist._read_fast(str(path), weighted) is not None  # the fast path is taken
+        fast = Graph.read_edgelist(path, weighted=weighted, directed=True)
+        monkeypatch.setattr(_edgelist, "_read_fast", lambda name, weighted: None)
+        slow = Graph.read_edgelist(path, weighted=weighted, directed=True)
+        np.testing.assert_array_equal(fast.node_ids, slow.node_ids)
+        assert fast.node_ids.dtype == slow.node_ids.dtype == np.int64
+        np.testing.assert_array_equal(fast.indptr, slow.indptr)
+        np.testing.assert_array_equal(fast.indices, slow.indices)
+        if weighted:
+            np.testing.assert_array_equal(fast.weights, slow.weights)

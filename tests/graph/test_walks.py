@@ -52,6 +52,19 @@ class TestExactness:
         draws = next_nodes(g, 1, 0, p, q, 120_000, seed)
         assert_chisquare(draws, transition(g, 1, 0, p, q))
 
+    @pytest.mark.parametrize("q", [1.0, 4.0])
+    def test_step_after_a_return(self, assert_chisquare, seed, q):
+        # p = 0.25 makes the return edge an outlier block, whose mass uses the
+        # weight of the edge just taken; after walking 1 -> 0 -> 1 (a return) the
+        # next step, from (0, 1), must still follow the formula.
+        src, dst = np.array(EDGES).T
+        g = Graph.from_edges(src, dst, WEIGHTS)
+        walks = random_walks(g, walk_length=4, walks_per_node=150_000, p=0.25, q=q,
+                             start_nodes=[1], rng=seed, n_threads=2)
+        back = walks[(walks[:, 1] == 0) & (walks[:, 2] == 1)]
+        assert back.shape[0] > 10_000
+        assert_chisquare(back[:, 3], transition(g, 0, 1, 0.25, q))
+
     @pytest.mark.parametrize("p, q", [(0.25, 4.0), (4.0, 0.25), (1.0, 1.0)])
     def test_directed(self, assert_chisquare, seed, p, q):
         # Directed: "neighbour of prev" means an out-neighbour of prev. From
