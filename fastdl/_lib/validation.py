@@ -17,6 +17,7 @@ __all__ = [
     "as_array",
     "as_float_array",
     "as_index_array",
+    "check_bool",
     "check_count",
     "check_finite_total",
     "check_shape",
@@ -82,6 +83,13 @@ def check_finite_total(values: np.ndarray, name: str) -> None:
         total = values.sum()
     if not np.isfinite(total):
         raise ValueError(f"{name} sum to more than the largest float64; scale them down")
+
+
+def check_bool(flag, name: str) -> bool:
+    """A Python bool from ``True``/``False`` or a numpy bool; anything else is a TypeError."""
+    if not isinstance(flag, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {flag!r}")
+    return bool(flag)
 
 
 def check_count(n, name: str, minimum: int = 0) -> int:

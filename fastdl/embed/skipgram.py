@@ -7,7 +7,7 @@ import numpy as np
 from fastdl._lib.persist import load_arrays, save_arrays
 from fastdl._lib.random import check_rng, draw_key
 from fastdl._lib.threads import check_n_threads
-from fastdl._lib.validation import check_count, check_real
+from fastdl._lib.validation import check_bool, check_count, check_real
 from fastdl.embed import _corpus, _skipgram
 from fastdl.huffman import huffman_tree
 from fastdl.sampling import NegativeSampler
@@ -21,7 +21,7 @@ _PARAMS = ("dim", "window", "negative", "hs", "sample", "alpha", "min_alpha", "e
 
 def check_params(dim, window, negative, hs, sample, alpha, min_alpha, epochs) -> dict:
     """The validated hyper-parameters of :class:`SkipGram` (shared with Node2Vec)."""
-    hs = _check_bool(hs, "hs")
+    hs = check_bool(hs, "hs")
     negative = check_count(negative, "negative", minimum=0 if hs else 1)
     params = {
         "dim": check_count(dim, "dim", minimum=1),
@@ -36,12 +36,6 @@ def check_params(dim, window, negative, hs, sample, alpha, min_alpha, epochs) ->
     if params["min_alpha"] > params["alpha"]:
         raise ValueError(f"min_alpha must be <= alpha={params['alpha']}, got {params['min_alpha']}")
     return params
-
-
-def _check_bool(x, name: str) -> bool:
-    if not isinstance(x, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(x).__name__}")
-    return bool(x)
 
 
 class SkipGram:
@@ -162,7 +156,7 @@ class SkipGram:
             no sequence holds two ids (nothing to train on). The model is left
             as it was.
         """
-        progress = _check_bool(progress, "progress")
+        progress = check_bool(progress, "progress")
         if vocab_size is not None:
             vocab_size = check_count(vocab_size, "vocab_size", minimum=1)
             if vocab_size > _corpus.MAX_VOCAB:

@@ -8,7 +8,8 @@ import numpy as np
 
 from fastdl._lib.persist import load_arrays, save_arrays
 from fastdl._lib.threads import check_n_threads
-from fastdl._lib.validation import as_array, as_float_array, check_count, check_finite_total
+from fastdl._lib.validation import (as_array, as_float_array, check_bool, check_count,
+                                    check_finite_total)
 from fastdl.graph import _walks
 from fastdl.sampling.alias import TABLE_DTYPE
 
@@ -18,15 +19,9 @@ __all__ = ["Graph", "MAX_NODES"]
 MAX_NODES = 2**31 - 1
 
 
-def _check_flag(flag, name: str) -> bool:
-    if not isinstance(flag, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {flag!r}")
-    return bool(flag)
-
-
 def _check_options(n_threads, **flags) -> tuple:
     """The bool flags (in the order given), then the resolved thread count."""
-    return (*(_check_flag(value, name) for name, value in flags.items()),
+    return (*(check_bool(value, name) for name, value in flags.items()),
             check_n_threads(n_threads))
 
 
@@ -138,7 +133,7 @@ class Graph:
 
     def __init__(self, indptr, indices, weights=None, directed: bool = False, node_ids=None,
                  n_threads: int | None = None):
-        directed = _check_flag(directed, "directed")
+        directed = check_bool(directed, "directed")
         n_threads = check_n_threads(n_threads)
         indptr = as_array(indptr, "indptr")
         indices = as_array(indices, "indices")

@@ -7,7 +7,7 @@ import numpy as np
 from fastdl._lib.persist import load_arrays, save_arrays
 from fastdl._lib.random import check_rng
 from fastdl._lib.threads import check_n_threads
-from fastdl._lib.validation import check_count, check_real
+from fastdl._lib.validation import check_bool, check_count, check_real
 from fastdl.embed import SkipGram
 from fastdl.embed.skipgram import check_params
 from fastdl.graph.graph import Graph
@@ -108,8 +108,7 @@ class Node2Vec:
         """
         if not isinstance(graph, Graph):
             raise TypeError(f"graph must be a fastdl.graph.Graph, got {type(graph).__name__}")
-        if not isinstance(progress, (bool, np.bool_)):
-            raise TypeError(f"progress must be True or False, got {progress!r}")
+        progress = check_bool(progress, "progress")
         gen = check_rng(self.rng)
         walks = random_walks(graph, self.walk_length, self.walks_per_node, self.p, self.q,
                              rng=gen, n_threads=self.n_threads, progress=bool(progress))

@@ -6,7 +6,7 @@ import numpy as np
 
 from fastdl._lib.random import draw_key
 from fastdl._lib.threads import check_n_threads
-from fastdl._lib.validation import as_index_array, check_count, check_real
+from fastdl._lib.validation import as_index_array, check_bool, check_count, check_real
 from fastdl.graph import _walks
 from fastdl.graph.graph import Graph
 
@@ -97,8 +97,7 @@ def random_walks(graph: Graph, walk_length: int = 80, walks_per_node: int = 10, 
     else:
         starts = as_index_array(start_nodes, "start_nodes", graph.n_nodes)
     n_threads = check_n_threads(n_threads)
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be True or False, got {progress!r}")
+    progress = check_bool(progress, "progress")
     key = draw_key(rng)
     starts = np.tile(starts, walks_per_node)
     out = np.empty((starts.size, walk_length), dtype=np.int32)
