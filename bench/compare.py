@@ -44,6 +44,10 @@ TARGETS = [
     # LSHIndex at recall@10 >= 0.9 (bench/lsh_curve.py measures the recall) vs exact search.
     ("lsh_query", "faiss-flat", 10.0),
     ("lsh_query", "numpy", 10.0),
+    # k-means at the asv sizes (bench/kmeans_compare.py runs the sizes and inertias).
+    ("kmeans_1d", "sklearn", 50.0),
+    ("kmeans_1d", "faiss", 1.0),
+    ("kmeans", "sklearn", 1.0),
 ]
 
 

@@ -438,3 +438,5 @@ _register("lsh_query", "numpy", threaded=True)(
     _lsh_case(lambda D, X, t: D.numpy_brute(X, t)))
 _register("lsh_query", "faiss-lsh-refine", threaded=True)(
     _lsh_case(lambda D, X, t: D.faiss_lsh(X, t, 128, k_factor=20)))
+# fastdl.cluster's cases live in their own module and register here.
+from . import _cluster_peers  # noqa: E402,F401

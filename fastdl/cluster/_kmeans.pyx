@@ -14,7 +14,7 @@ results do not depend on the number of threads.
 """
 
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, sqrt
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
@@ -216,6 +216,153 @@ def assign(const real[:, ::1] X, const real[::1] xnorm, const real[:, ::1] ct,
                     dist[b + i] = v if v > 0 else 0
                 b = b + BLOCK
     free(bufs)
+
+
+cdef inline double rounding(double xn, double cmax, Py_ssize_t d, bint single) noexcept nogil:
+    # A bound on the rounding error of |x|^2 + |c|^2 - 2 x.c, accumulated over d
+    # coordinates in float32 or float64: bounds are widened by it, never trusted
+    # closer than rounding.
+    return (d + 8) * (6.0e-8 if single else 1.2e-16) * (xn + cmax)
+
+
+cdef void full_scan(const real *g, const Py_ssize_t *rows, Py_ssize_t cnt, Py_ssize_t d,
+                    const real *ct, const real *cn, Py_ssize_t k, Py_ssize_t kp,
+                    const real *xnorm, double cmax, real *buf, int64_t *labels,
+                    double *upper, double *lower) noexcept nogil:
+    # Score `cnt` gathered rows against every centre; keep the nearest (first on
+    # ties) and bound the distances to it (upper) and to the runner-up (lower).
+    cdef Py_ssize_t i, j, best, r
+    cdef real v, b1, b2
+    cdef double err, xn
+    score_block(g, cnt, d, ct, kp, cn, kp, buf, kp)
+    for i in range(cnt):
+        r = rows[i]
+        best = 0
+        b1 = buf[i * kp]
+        b2 = <real> INFINITY
+        for j in range(1, k):
+            v = buf[i * kp + j]
+            if v < b1:
+                b2 = b1
+                b1 = v
+                best = j
+            elif v < b2:
+                b2 = v
+        labels[r] = best
+        xn = xnorm[r]
+        err = rounding(xn, cmax, d, real is float)
+        upper[r] = sqrt(max(xn + b1 + err, 0.0))
+        lower[r] = sqrt(max(xn + b2 - err, 0.0)) if k > 1 else INFINITY
+
+
+def assign_bounded(const real[:, ::1] X, const real[::1] xnorm, const real[:, ::1] centers,
+                   const real[:, ::1] ct, const real[::1] cn, int64_t[::1] labels,
+                   double[::1] upper, double[::1] lower, const double[::1] shift,
+                   const double[::1] half_gap, bint first, int n_threads):
+    """Nearest centres with Hamerly's bounds (SIAM SDM 2010), which skip most
+    distance computations once the centres move little.
+
+    Each point keeps an upper bound on the distance to its centre and a lower
+    bound on the distance to any other; after the centres moved by ``shift``
+    the bounds are loosened by it, and a point whose upper bound is below both
+    its lower bound and half the gap from its centre to the nearest other
+    centre (``half_gap``) keeps its label without any distance computed. The
+    rest get their upper bound tightened by one exact distance and, if still
+    in doubt, a full scan with the tiled kernel. With ``first`` every point is
+    scanned. Bounds are widened by the kernel's rounding error, so a label can
+    differ from a full scan's only between centres equidistant to rounding.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0], kp = ct.shape[1]
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, c, i, j, t, cnt, a, far = 0
+    cdef double max1 = 0.0, max2 = 0.0, cmax = 0.0, bound, diff, dist
+    cdef int nt = threads_for(n_threads, n_chunks, 2)
+    cdef real *bufs = <real *> malloc(nt * BLOCK * kp * sizeof(real))
+    cdef real *gs = <real *> malloc(nt * BLOCK * d * sizeof(real))
+    cdef Py_ssize_t *idx = <Py_ssize_t *> malloc(nt * BLOCK * sizeof(Py_ssize_t))
+    cdef real *buf
+    cdef real *g
+    cdef Py_ssize_t *rows
+    if bufs == NULL or gs == NULL or idx == NULL:
+        free(bufs); free(gs); free(idx)
+        raise MemoryError()
+    # The two largest moves: a point's own centre is excluded from its lower bound.
+    for j in range(k):
+        if shift[j] > max1:
+            max2 = max1
+            max1 = shift[j]
+            far = j
+        elif shift[j] > max2:
+            max2 = shift[j]
+        if cn[j] > cmax:
+            cmax = cn[j]
+    with nogil, parallel(num_threads=nt):
+        buf = bufs + omp_get_thread_num() * BLOCK * kp
+        g = gs + omp_get_thread_num() * BLOCK * d
+        rows = idx + omp_get_thread_num() * BLOCK
+        for c in prange(n_chunks, schedule="static"):
+            cnt = 0
+            for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+                if not first:
+                    a = labels[i]
+                    upper[i] = upper[i] + shift[a]
+                    lower[i] = lower[i] - (max2 if a == far else max1)
+                    bound = max(lower[i], half_gap[a])
+                    if upper[i] <= bound:
+                        continue
+                    # Tighten the upper bound with one exact distance.
+                    dist = 0.0
+                    for t in range(d):
+                        diff = <double> X[i, t] - centers[a, t]
+                        dist = dist + diff * diff
+                    upper[i] = sqrt(dist) * (1.0 + 1e-12)
+                    if upper[i] <= bound:
+                        continue
+                for t in range(d):
+                    g[cnt * d + t] = X[i, t]
+                rows[cnt] = i
+                cnt = cnt + 1
+                if cnt == BLOCK:
+                    full_scan(g, rows, cnt, d, &ct[0, 0], &cn[0], k, kp, &xnorm[0], cmax, buf,
+                              &labels[0], &upper[0], &lower[0])
+                    cnt = 0
+            if cnt > 0:
+                full_scan(g, rows, cnt, d, &ct[0, 0], &cn[0], k, kp, &xnorm[0], cmax, buf,
+                          &labels[0], &upper[0], &lower[0])
+    free(bufs); free(gs); free(idx)
+
+
+def half_gaps(const real[:, ::1] centers, double[::1] out, int n_threads):
+    """Half the distance from each centre to its nearest other centre (direct
+    differences in float64, rounded down): a point closer than that to its own
+    centre cannot be nearer to another. Computed here rather than with a BLAS
+    product, whose idle threads would spin against the kernels' threads."""
+    cdef Py_ssize_t k = centers.shape[0], d = centers.shape[1], j, q, t
+    cdef double best, s, diff
+    for j in prange(k, nogil=True, schedule="static", num_threads=threads_for(n_threads, k, 16)):
+        best = INFINITY
+        for q in range(k):
+            if q != j:
+                s = 0.0
+                for t in range(d):
+                    diff = <double> centers[j, t] - centers[q, t]
+                    s = s + diff * diff
+                if s < best:
+                    best = s
+        out[j] = 0.5 * sqrt(best) * (1.0 - 1e-12)
+
+
+def sq_distances(const real[:, ::1] X, const real[:, ::1] centers, const int64_t[::1] labels,
+                 double[::1] out, int n_threads):
+    """Exact squared distance of each point to its assigned centre (float64)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], i, t
+    cdef double s, diff
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n_threads, (n + CHUNK - 1) // CHUNK, 2)):
+        s = 0.0
+        for t in range(d):
+            diff = <double> X[i, t] - centers[labels[i], t]
+            s = s + diff * diff
+        out[i] = s
 
 
 def update(const real[:, ::1] X, const int64_t[::1] labels, double[:, ::1] sums,

@@ -27,6 +27,7 @@ from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
+from fastdl._lib._openmp cimport threads_for
 from fastdl._lib._random cimport next_double, stream_start
 
 cdef enum:
@@ -399,41 +400,107 @@ def inertia(const double[::1] v, const double[::1] w, const int64_t[::1] bounds,
     return total
 
 
+cdef enum:
+    # Values per block of the k-means++ sampling sums.
+    SEED_BLOCK = 1024
+
+
+cdef inline double block_sum(const double *w, const double *d2, Py_ssize_t lo,
+                             Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double s = 0.0
+    for i in range(lo, hi):
+        s += w[i] * d2[i]
+    return s
+
+
 def kmeans_plus_plus(const double[::1] v, const double[::1] w, double[::1] centers,
                      uint64_t key):
-    """D^2 seeding (Arthur and Vassilvitskii, SODA 2007) on weighted values.
+    """D^2 seeding (Arthur and Vassilvitskii, SODA 2007) on sorted weighted values.
 
     Each new centre is drawn with probability proportional to ``w * d**2``,
     ``d`` the distance to the nearest centre so far; the first in proportion to
-    ``w``. O(k m), one random stream.
+    ``w``. On sorted values a new centre is nearest only to values between its
+    two chosen neighbours, so only that stretch is updated, and draws walk
+    per-block sums (blocks of 1024 values, recomputed where they changed): about
+    m log k + k m / 1024 operations instead of k m. One random stream.
     """
-    cdef Py_ssize_t m = v.shape[0], k = centers.shape[0], i, j, pick
+    cdef Py_ssize_t m = v.shape[0], k = centers.shape[0], nb = (m + SEED_BLOCK - 1) // SEED_BLOCK
+    cdef Py_ssize_t i, j, q, blk, pos, lo, hi, n_chosen = 0
     cdef double *d2 = <double *> malloc(m * sizeof(double))
+    cdef double *bsum = <double *> malloc(nb * sizeof(double))
+    cdef Py_ssize_t *chosen = <Py_ssize_t *> malloc((k + 2) * sizeof(Py_ssize_t))
     cdef uint64_t state = stream_start(key, 0)
     cdef double total, target, dd, c
-    if d2 == NULL:
+    if d2 == NULL or bsum == NULL or chosen == NULL:
+        free(d2); free(bsum); free(chosen)
         raise MemoryError()
     with nogil:
-        total = 0.0
         for i in range(m):
             d2[i] = 1.0
-            total += w[i]
+        for blk in range(nb):
+            bsum[blk] = block_sum(&w[0], d2, blk * SEED_BLOCK, min(m, (blk + 1) * SEED_BLOCK))
         for j in range(k):
-            target = next_double(&state) * total
-            pick = m - 1
-            for i in range(m):
-                target -= w[i] * d2[i]
-                if target < 0.0 and d2[i] > 0.0:
-                    pick = i
-                    break
-            while pick > 0 and d2[pick] == 0.0:  # rounding ran past the end onto a centre
-                pick -= 1
-            c = v[pick]
-            centers[j] = c
             total = 0.0
-            for i in range(m):
+            for blk in range(nb):
+                total += bsum[blk]
+            # Walk the blocks, then the values of one block; rounding that runs
+            # past the end falls back to the last value with positive mass.
+            target = next_double(&state) * total
+            pos = -1
+            for blk in range(nb):
+                if target < bsum[blk] and bsum[blk] > 0.0:
+                    for i in range(blk * SEED_BLOCK, min(m, (blk + 1) * SEED_BLOCK)):
+                        target -= w[i] * d2[i]
+                        if target < 0.0 and d2[i] > 0.0:
+                            pos = i
+                            break
+                    if pos >= 0:
+                        break
+                target -= bsum[blk]
+            if pos < 0:
+                pos = m - 1
+                while pos > 0 and d2[pos] == 0.0:
+                    pos -= 1
+            c = v[pos]
+            centers[j] = c
+            # Insert pos among the chosen positions (sorted); its neighbours bound
+            # the stretch of values that may now be nearest to it.
+            q = n_chosen
+            while q > 0 and chosen[q - 1] > pos:
+                chosen[q] = chosen[q - 1]
+                q -= 1
+            chosen[q] = pos
+            n_chosen += 1
+            lo = chosen[q - 1] + 1 if q > 0 else 0
+            hi = chosen[q + 1] if q + 1 < n_chosen else m
+            for i in range(lo, hi):
                 dd = (v[i] - c) * (v[i] - c)
                 if j == 0 or dd < d2[i]:
                     d2[i] = dd
-                total += w[i] * d2[i]
-    free(d2)
+            for blk in range(lo // SEED_BLOCK, (hi + SEED_BLOCK - 1) // SEED_BLOCK):
+                bsum[blk] = block_sum(&w[0], d2, blk * SEED_BLOCK, min(m, (blk + 1) * SEED_BLOCK))
+    free(d2); free(bsum); free(chosen)
+
+
+def label_values(const double[::1] x, double shift, const double[::1] mids, int64_t[::1] out,
+                 int n_threads):
+    """``out[i]`` = the number of ``mids`` below ``x[i] - shift``: the nearest of
+    the sorted centres whose midpoints are ``mids`` (a value on a midpoint goes
+    to the lower centre). A branch-free binary search, as the comparisons of
+    random values are unpredictable; parallel, and the same at any thread count."""
+    cdef Py_ssize_t n = x.shape[0], nm = mids.shape[0], i, base, length, half
+    cdef double value
+    cdef const double *m = &mids[0] if nm else NULL
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n_threads, n // 65536 + 1, 1)):
+        value = x[i] - shift
+        base = 0
+        length = nm
+        while length > 1:
+            half = length // 2
+            base = base + half if m[base + half] < value else base
+            length = length - half
+        if length == 1 and m[base] < value:
+            base = base + 1
+        out[i] = base

@@ -200,28 +200,29 @@ def kmeans_1d(x, k, method: str = "optimal", init: str = "linear", sample_weight
         raise ValueError("sample_weight sum to more than the largest float64; scale them down")
 
     # Centre the values: the prefix sums of w v^2 then cancel far less.
-    shift = float(np.dot(w / w.sum(), v))
-    v = v - shift
+    shift = float(np.sum(w * v) / np.sum(w))  # not np.dot: BLAS threads would spin afterwards
+    u, v = v, v - shift
     bounds = np.empty(k + 1, dtype=np.int64)
     centers = np.empty(k)
     n_iter = 0
+    p0, p1, p2 = (np.empty(v.size + 1) for _ in range(3))
+    _kmeans_1d.prefix_sums(v, w, p0, p1, p2)
     if method == "optimal":
-        p0, p1, p2 = (np.empty(v.size + 1) for _ in range(3))
-        _kmeans_1d.prefix_sums(v, w, p0, p1, p2)
         _kmeans_1d.optimal(p0, p1, p2, bounds, n_threads)
-        _kmeans_1d.means(v, w, bounds, centers)
     else:
-        p0, p1, p2 = (np.empty(v.size + 1) for _ in range(3))
-        _kmeans_1d.prefix_sums(v, w, p0, p1, p2)
         centers[:] = _init_1d(init, v, w, k, rng)
         n_iter = _kmeans_1d.lloyd(v, p0, p1, centers, bounds, max_iter)
-        _kmeans_1d.means(v, w, bounds, centers)
+    _kmeans_1d.means(v, w, bounds, centers)
     # Labels and inertia from the final centres, as a reader would recompute them.
     _kmeans_1d.nearest(v, centers, bounds)
     inertia = _kmeans_1d.inertia(v, w, bounds, centers)
-    mids = 0.5 * (centers[1:] + centers[:-1])
-    labels = np.searchsorted(mids, values - shift, side="left").astype(np.int64)
-    out_centers = (centers + shift).astype(dtype)
+    labels = np.empty(values.size, dtype=np.int64)
+    _kmeans_1d.label_values(values, shift, 0.5 * (centers[1:] + centers[:-1]), labels, n_threads)
+    # The returned centres are the means of the unshifted values (a run of equal
+    # values gives exactly that value back); an empty run keeps its centre.
+    out_centers = centers + shift
+    _kmeans_1d.means(u, w, bounds, out_centers)
+    out_centers = out_centers.astype(dtype)
     return KMeansResult(like_input(out_centers, x), like_input(labels, x), float(inertia), n_iter)
 
 
@@ -359,17 +360,20 @@ def kmeans(X, k, init="k-means++", max_iter: int = 300, tol: float = 1e-4, rng=N
     kp = _kmeans.padded(k)
     ct = np.empty((d, kp), dtype=points.dtype)
     cn = np.empty(kp, dtype=points.dtype)
-    labels = np.empty(n, dtype=np.int64)
-    old = np.full(n, -1, dtype=np.int64)
-    dist = np.empty(n, dtype=points.dtype)
+    labels = np.zeros(n, dtype=np.int64)
+    old = np.empty(n, dtype=np.int64)
+    upper, lower = np.empty(n), np.empty(n)
+    shift, half_gap = np.zeros(k), np.empty(k)
     sums = np.empty((k, d))
     counts = np.empty(k, dtype=np.int64)
     converged = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
+        np.copyto(old, labels)
         _kmeans.transpose_centers(centers, ct, cn)
-        _kmeans.assign(points, xnorm, ct, cn, labels, dist, n_threads)
-        if np.array_equal(labels, old):
+        _kmeans.assign_bounded(points, xnorm, centers, ct, cn, labels, upper, lower, shift,
+                               half_gap, n_iter == 1, n_threads)
+        if n_iter > 1 and np.array_equal(labels, old):
             converged = True  # the centres are already the means of these labels
             break
         _kmeans.update(points, labels, sums, counts, n_threads)
@@ -379,15 +383,18 @@ def kmeans(X, k, init="k-means++", max_iter: int = 300, tol: float = 1e-4, rng=N
         empty = np.flatnonzero(~nonempty)
         if empty.size:
             # The farthest points from their centres, farthest first (ties by index).
-            far = np.argsort(-dist.astype(np.float64), kind="stable")[:empty.size]
-            new[empty] = points[far]
-        shift = float(np.sum((new.astype(np.float64) - centers) ** 2))
+            dist = np.empty(n)
+            _kmeans.sq_distances(points, centers, labels, dist, n_threads)
+            new[empty] = points[np.argsort(-dist, kind="stable")[:empty.size]]
+        moves = np.sum((new.astype(np.float64) - centers) ** 2, axis=1)
+        shift = np.sqrt(moves) * (1 + 1e-12)
+        _kmeans.half_gaps(new, half_gap, n_threads)
         centers = new
-        labels, old = old, labels
-        if shift <= threshold and not empty.size:
+        if moves.sum() <= threshold and not empty.size:
             break
     if not converged:
         _kmeans.transpose_centers(centers, ct, cn)
-        _kmeans.assign(points, xnorm, ct, cn, labels, dist, n_threads)
+        _kmeans.assign_bounded(points, xnorm, centers, ct, cn, labels, upper, lower, shift,
+                               half_gap, False, n_threads)
     inertia = _kmeans.inertia(points, centers, labels, n_threads)
     return KMeansResult(like_input(centers, X), like_input(labels, X), float(inertia), n_iter)
