@@ -139,6 +139,14 @@ cdef enum:
 AVX2 = bool(km_init())
 
 
+cdef inline int threads_by_work(int n_threads, Py_ssize_t n_items, double item_flops) noexcept nogil:
+    # Threads for a loop over n_items of about item_flops each: every thread gets
+    # at least ~1e7 flops (a millisecond), since waking a thread costs up to a
+    # scheduler time slice when its core is busy. Results never depend on this.
+    cdef double per = 1e7 / max(item_flops, 1.0)
+    return threads_for(n_threads, n_items, <Py_ssize_t> max(1.0, min(per, 1e9)))
+
+
 def padded(Py_ssize_t k):
     """Number of centre slots the kernels use: k rounded up to the tile width."""
     return (k + PAD - 1) // PAD * PAD
@@ -175,7 +183,7 @@ def row_norms(const real[:, ::1] X, real[::1] out, int n_threads):
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], i, t
     cdef double s
     for i in prange(n, nogil=True, schedule="static",
-                    num_threads=threads_for(n_threads, (n + CHUNK - 1) // CHUNK, 2)):
+                    num_threads=threads_by_work(n_threads, n, 2.0 * d)):
         s = 0.0
         for t in range(d):
             s = s + <double> X[i, t] * X[i, t]
@@ -189,7 +197,7 @@ def assign(const real[:, ::1] X, const real[::1] xnorm, const real[:, ::1] ct,
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], kp = ct.shape[1]
     cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, c, b, stop, i, j, best
     cdef real bv, v
-    cdef int nt = threads_for(n_threads, n_chunks, 2)
+    cdef int nt = threads_by_work(n_threads, n_chunks, 2.0 * CHUNK * kp * d)
     # One score buffer per thread, allocated here so that a failure raises.
     cdef real *bufs = <real *> malloc(nt * BLOCK * kp * sizeof(real))
     cdef real *buf
@@ -275,7 +283,8 @@ def assign_bounded(const real[:, ::1] X, const real[::1] xnorm, const real[:, ::
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0], kp = ct.shape[1]
     cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, c, i, j, t, cnt, a, far = 0
     cdef double max1 = 0.0, max2 = 0.0, cmax = 0.0, bound, diff, dist
-    cdef int nt = threads_for(n_threads, n_chunks, 2)
+    # Costed as full scans: the first call and early iterations are.
+    cdef int nt = threads_by_work(n_threads, n_chunks, 2.0 * CHUNK * kp * d)
     cdef real *bufs = <real *> malloc(nt * BLOCK * kp * sizeof(real))
     cdef real *gs = <real *> malloc(nt * BLOCK * d * sizeof(real))
     cdef Py_ssize_t *idx = <Py_ssize_t *> malloc(nt * BLOCK * sizeof(Py_ssize_t))
@@ -338,7 +347,8 @@ def half_gaps(const real[:, ::1] centers, double[::1] out, int n_threads):
     product, whose idle threads would spin against the kernels' threads."""
     cdef Py_ssize_t k = centers.shape[0], d = centers.shape[1], j, q, t
     cdef double best, s, diff
-    for j in prange(k, nogil=True, schedule="static", num_threads=threads_for(n_threads, k, 16)):
+    for j in prange(k, nogil=True, schedule="static",
+                    num_threads=threads_by_work(n_threads, k, 3.0 * k * d)):
         best = INFINITY
         for q in range(k):
             if q != j:
@@ -357,7 +367,7 @@ def sq_distances(const real[:, ::1] X, const real[:, ::1] centers, const int64_t
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], i, t
     cdef double s, diff
     for i in prange(n, nogil=True, schedule="static",
-                    num_threads=threads_for(n_threads, (n + CHUNK - 1) // CHUNK, 2)):
+                    num_threads=threads_by_work(n_threads, n, 3.0 * d)):
         s = 0.0
         for t in range(d):
             diff = <double> X[i, t] - centers[labels[i], t]
@@ -388,7 +398,8 @@ def update(const real[:, ::1] X, const int64_t[::1] labels, double[:, ::1] sums,
         for i in range(n):
             order[fill[labels[i]]] = i
             fill[labels[i]] += 1
-        for j in prange(k, schedule="dynamic", num_threads=threads_for(n_threads, k, 8)):
+        for j in prange(k, schedule="dynamic",
+                        num_threads=threads_by_work(n_threads, k, <double> n * d / k)):
             counts[j] = start[j + 1] - start[j]
             for t in range(d):
                 sums[j, t] = 0.0
@@ -410,7 +421,7 @@ def inertia(const real[:, ::1] X, const real[:, ::1] centers, const int64_t[::1]
     if part == NULL:
         raise MemoryError()
     for c in prange(n_chunks, nogil=True, schedule="static",
-                    num_threads=threads_for(n_threads, n_chunks, 2)):
+                    num_threads=threads_by_work(n_threads, n_chunks, 3.0 * CHUNK * d)):
         s = 0.0
         for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
             for t in range(d):
@@ -449,7 +460,7 @@ def kmeans_plus_plus(const real[:, ::1] X, const real[::1] xnorm, real[:, ::1] c
     cdef Py_ssize_t c, j, q, i, t, b, w, m, best_q, first
     cdef uint64_t state = stream_start(key, 0)
     cdef double total = 0.0, best_pot, acc, v
-    cdef int nt = threads_for(n_threads, n_chunks, 2)
+    cdef int nt = threads_by_work(n_threads, n_chunks, 2.0 * CHUNK * max(n_trials, 8) * d)
     cdef real *buf
     cdef real *bufs = <real *> malloc(nt * MAX_TRIALS * CHUNK * sizeof(real))
     cdef real *xt = <real *> malloc(d * npad * sizeof(real))

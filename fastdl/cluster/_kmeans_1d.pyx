@@ -31,9 +31,9 @@ from fastdl._lib._openmp cimport threads_for
 from fastdl._lib._random cimport next_double, stream_start
 
 cdef enum:
-    # Below this many cells (clusters x values) a subproblem is solved on one
-    # thread: waking a second one would cost more than it saves.
-    PARALLEL_CELLS = 1 << 16
+    # Below this many cells (clusters x values, some 10 ms of work) a subproblem
+    # is solved on one thread: waking a second one could cost more than it saves.
+    PARALLEL_CELLS = 1 << 20
 
 
 def prefix_sums(const double[::1] v, const double[::1] w, double[::1] p0, double[::1] p1,
