@@ -94,29 +94,21 @@ cdef extern from *:
         return fastdl_km_use_avx2;
     }
 
-    static void fastdl_km_scores_f32(const float *x, ptrdiff_t np, ptrdiff_t d, const float *ct,
-                                     ptrdiff_t ldc, const float *cn, ptrdiff_t kw, float *out,
-                                     ptrdiff_t ldo) {
+    /* The entry point of each dtype: the AVX2 copy where the CPU has it. */
     #if FASTDL_KM_DISPATCH
-        if (fastdl_km_use_avx2) {
-            fastdl_km_scores_f32_avx2(x, np, d, ct, ldc, cn, kw, out, ldo);
-            return;
-        }
+        #define FASTDL_KM_PICK(NAME, ...) \\
+            if (fastdl_km_use_avx2) { NAME##_avx2(__VA_ARGS__); return; } \\
+            NAME##_any(__VA_ARGS__);
+    #else
+        #define FASTDL_KM_PICK(NAME, ...) NAME##_any(__VA_ARGS__);
     #endif
-        fastdl_km_scores_f32_any(x, np, d, ct, ldc, cn, kw, out, ldo);
+    #define FASTDL_KM_ENTRY(T, NAME)                                                    \\
+    static void NAME(const T *x, ptrdiff_t np, ptrdiff_t d, const T *ct, ptrdiff_t ldc,  \\
+                     const T *cn, ptrdiff_t kw, T *out, ptrdiff_t ldo) {                 \\
+        FASTDL_KM_PICK(NAME, x, np, d, ct, ldc, cn, kw, out, ldo)                        \\
     }
-
-    static void fastdl_km_scores_f64(const double *x, ptrdiff_t np, ptrdiff_t d, const double *ct,
-                                     ptrdiff_t ldc, const double *cn, ptrdiff_t kw, double *out,
-                                     ptrdiff_t ldo) {
-    #if FASTDL_KM_DISPATCH
-        if (fastdl_km_use_avx2) {
-            fastdl_km_scores_f64_avx2(x, np, d, ct, ldc, cn, kw, out, ldo);
-            return;
-        }
-    #endif
-        fastdl_km_scores_f64_any(x, np, d, ct, ldc, cn, kw, out, ldo);
-    }
+    FASTDL_KM_ENTRY(float, fastdl_km_scores_f32)
+    FASTDL_KM_ENTRY(double, fastdl_km_scores_f64)
     """
     int km_init "fastdl_km_init"() noexcept nogil
     void scores_f32 "fastdl_km_scores_f32"(const float *x, Py_ssize_t np, Py_ssize_t d,

@@ -277,11 +277,12 @@ def kmeans(X, k, init="k-means++", max_iter: int = 300, tol: float = 1e-4, rng=N
            n_threads: int | None = None) -> KMeansResult:
     """Lloyd's k-means on the rows of ``X``, in parallel and deterministic.
 
-    Each iteration assigns every point to its nearest centre with a
-    register-tiled distance kernel (the squared-norm trick, AVX2+FMA where the
-    CPU has it) over fixed chunks of points in parallel, then recomputes each
-    centre as the float64 mean of its points, cluster by cluster in point order,
-    so the result is the same at any thread count. The stopping rule is
+    Each iteration assigns every point to its nearest centre, then recomputes
+    each centre as the float64 mean of its points, cluster by cluster in point
+    order, so the result is the same at any thread count. Assignments run over
+    fixed chunks of points in parallel with a register-tiled distance kernel
+    (the squared-norm trick, AVX2+FMA where the CPU has it), and Hamerly's
+    bounds (SIAM SDM 2010) skip the points that provably keep their centre. The stopping rule is
     scikit-learn's: stop when no label changes, or when the centres moved by a
     total squared distance of at most ``tol`` times the mean variance of the
     coordinates, or after ``max_iter`` iterations.
