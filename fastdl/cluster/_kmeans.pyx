@@ -454,21 +454,21 @@ def kmeans_plus_plus(const real[:, ::1] X, const real[::1] xnorm, real[:, ::1] c
     cdef double total = 0.0, best_pot, acc, v
     cdef int nt = threads_by_work(n_threads, n_chunks, 2.0 * CHUNK * max(n_trials, 8) * d)
     cdef real *buf
+    cdef Py_ssize_t cand[MAX_TRIALS]
+    n_trials = max(1, min(n_trials, <Py_ssize_t> MAX_TRIALS))
     cdef real *bufs = <real *> malloc(nt * MAX_TRIALS * CHUNK * sizeof(real))
     cdef real *xt = <real *> malloc(d * npad * sizeof(real))
     cdef real *xn = <real *> malloc(npad * sizeof(real))
     cdef real *cx = <real *> malloc(MAX_TRIALS * d * sizeof(real))
     cdef double *closest = <double *> malloc(n * sizeof(double))
     cdef double *cum = <double *> malloc(n * sizeof(double))
-    cdef double *cand_d = <double *> malloc(MAX_TRIALS * n * sizeof(double))
+    cdef double *cand_d = <double *> malloc(n_trials * n * sizeof(double))
     cdef double *part = <double *> malloc(n_chunks * MAX_TRIALS * sizeof(double))
-    cdef Py_ssize_t cand[MAX_TRIALS]
     if (closest == NULL or cum == NULL or cand_d == NULL or part == NULL or xt == NULL
             or xn == NULL or cx == NULL or bufs == NULL):
         free(closest); free(cum); free(cand_d); free(part); free(xt); free(xn); free(cx)
         free(bufs)
         raise MemoryError()
-    n_trials = max(1, min(n_trials, <Py_ssize_t> MAX_TRIALS))
     with nogil:
         for i in range(npad):
             for t in range(d):
