@@ -160,7 +160,8 @@ def kmeans_1d(x, k, method: str = "optimal", init: str = "linear", sample_weight
     boundary between the first ``k // 2`` clusters and the rest is where a
     forward and a backward programme meet, and each side is solved again.
     This costs about twice the forward pass. Values are centred on their mean
-    before the prefix sums of ``w x**2`` are formed, to limit cancellation;
+    and scaled into [-1, 1] before the prefix sums of ``w x**2`` are formed, to
+    limit cancellation and so that no square overflows or underflows;
     among clusterings whose inertias agree to rounding, any may be returned.
 
     Examples
@@ -199,9 +200,17 @@ def kmeans_1d(x, k, method: str = "optimal", init: str = "linear", sample_weight
     if not np.isfinite(w.sum()):
         raise ValueError("sample_weight sum to more than the largest float64; scale them down")
 
-    # Centre the values: the prefix sums of w v^2 then cancel far less.
-    shift = float(np.sum(w * v) / np.sum(w))  # not np.dot: BLAS threads would spin afterwards
-    u, v = v, v - shift
+    # Centre the values, so that the prefix sums of w v^2 cancel far less, and
+    # scale them to [-1, 1], so that squares cannot overflow (the clusterings and
+    # their order by inertia do not change under either).
+    # Values fit in [-1, 1] first, so that no step overflows even near 1e308.
+    unit = max(abs(float(v[0])), abs(float(v[-1]))) or 1.0
+    mean = float(np.sum(w * (v / unit)) / np.sum(w))
+    spread = max(abs(float(v[0]) / unit - mean), abs(float(v[-1]) / unit - mean)) or 1.0
+    u, v = v, (v / unit - mean) / spread
+
+    def original(c):  # fitted units -> the units of x
+        return (c * spread + mean) * unit
     bounds = np.empty(k + 1, dtype=np.int64)
     centers = np.empty(k)
     n_iter = 0
@@ -215,14 +224,19 @@ def kmeans_1d(x, k, method: str = "optimal", init: str = "linear", sample_weight
     _kmeans_1d.means(v, w, bounds, centers)
     # Labels and inertia from the final centres, as a reader would recompute them.
     _kmeans_1d.nearest(v, centers, bounds)
-    inertia = _kmeans_1d.inertia(v, w, bounds, centers)
+    # Float products overflow to inf (an inertia beyond float64 is reported so).
+    inertia = _kmeans_1d.inertia(v, w, bounds, centers) * (spread * unit) * (spread * unit)
     labels = np.empty(values.size, dtype=np.int64)
-    _kmeans_1d.label_values(values, shift, 0.5 * (centers[1:] + centers[:-1]), labels, n_threads)
-    # The returned centres are the means of the unshifted values (a run of equal
+    # Midpoints in the units of x (they also label the values of weight 0).
+    _kmeans_1d.label_values(values, 0.0, original(0.5 * (centers[1:] + centers[:-1])), labels,
+                            n_threads)
+    # The returned centres are the means of the original values (a run of equal
     # values gives exactly that value back); an empty run keeps its centre.
-    out_centers = centers + shift
-    _kmeans_1d.means(u, w, bounds, out_centers)
-    out_centers = out_centers.astype(dtype)
+    out_centers = original(centers)
+    with np.errstate(over="ignore", invalid="ignore"):
+        direct = out_centers.copy()
+        _kmeans_1d.means(u, w, bounds, direct)
+    out_centers = np.where(np.isfinite(direct), direct, out_centers).astype(dtype)
     return KMeansResult(like_input(out_centers, x), like_input(labels, x), float(inertia), n_iter)
 
 
@@ -354,6 +368,10 @@ def kmeans(X, k, init="k-means++", max_iter: int = 300, tol: float = 1e-4, rng=N
 
     xnorm = np.empty(n, dtype=points.dtype)
     _kmeans.row_norms(points, xnorm, n_threads)
+    if not np.isfinite(xnorm).all():
+        row = int(np.flatnonzero(~np.isfinite(xnorm))[0])
+        raise ValueError(f"X is too large for {points.dtype.name}: the squared norm of point {row} "
+                         f"overflows; scale X down")
     centers = _init_centers(init, points, k, xnorm, rng, n_threads)
     # scikit-learn's tolerance: relative to the mean variance of the coordinates.
     threshold = tol * float(np.mean(np.var(points, axis=0, dtype=np.float64)))

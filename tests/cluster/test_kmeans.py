@@ -161,3 +161,12 @@ def test_bad_input(kwargs, exc, name):
     args = {"X": [[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [5.0, 6.0]], "k": 2, **kwargs}
     with pytest.raises(exc, match=re.escape(name)):
         kmeans(**args)
+
+
+def test_overflowing_norms_are_refused():
+    X = np.array([[1e20, 0.0], [0.0, 1.0], [3.0, 3.0]], dtype=np.float32)
+    with pytest.raises(ValueError, match=re.escape("X is too large for float32: the squared norm "
+                                                   "of point 0 overflows")):
+        kmeans(X, 2, rng=0)
+    res = kmeans(X.astype(np.float64), 2, rng=0)  # float64 holds the squares
+    assert sorted(np.bincount(res.labels).tolist()) == [1, 2]

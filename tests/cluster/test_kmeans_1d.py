@@ -209,3 +209,21 @@ def test_input_is_not_modified(rng):
     kmeans_1d(x, 5, method="lloyd", sample_weight=w)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(w, w0)
+
+
+@pytest.mark.parametrize("method", ["optimal", "lloyd"])
+@pytest.mark.parametrize("factor", [1e300, 1e-300, -1e150])
+def test_scale_invariant_at_extreme_magnitudes(method, factor, rng):
+    # Squares of 1e300 overflow and of 1e-300 underflow: the clustering must not
+    # change, only the units of the centres and the inertia.
+    x = np.concatenate([rng.normal(size=60), rng.normal(5, 0.5, 40)])
+    ref = kmeans_1d(x, 4, method=method)
+    res = kmeans_1d(x * factor, 4, method=method)
+    order = np.argsort(ref.centers * factor)
+    np.testing.assert_array_equal(np.argsort(order)[ref.labels], res.labels)
+    np.testing.assert_allclose(res.centers, np.sort(ref.centers * factor), rtol=1e-9)
+    expected = ref.inertia * factor * factor
+    if np.isfinite(expected):
+        assert res.inertia == pytest.approx(expected, rel=1e-9)
+    else:
+        assert res.inertia == np.inf
