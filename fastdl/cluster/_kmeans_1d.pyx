@@ -90,6 +90,7 @@ cdef struct Layer:
     const double *prev     # D_{j-1}, indexed by local prefix length
     double *cur            # D_j, written for the rows
     Py_ssize_t *arg        # argmin column of each row, indexed by row
+    double *top            # REDUCE's stack: the entry of each kept column in its row
 
 
 cdef inline double entry(const Layer *L, Py_ssize_t i, Py_ssize_t l) noexcept nogil:
@@ -110,12 +111,15 @@ cdef void smawk(const Layer *L, const Py_ssize_t *rows, Py_ssize_t nr,
     if nr == 0:
         return
     # REDUCE: drop columns that cannot hold any row's minimum, leaving <= nr.
+    # The entry of each kept column in its own row is remembered (L.top), so a
+    # comparison costs one new entry instead of two.
     for t in range(nc):
         c = cols[t]
-        while na > 0 and entry(L, rows[na - 1], alive[na - 1]) > entry(L, rows[na - 1], c):
+        while na > 0 and L.top[na - 1] > entry(L, rows[na - 1], c):
             na -= 1
         if na < nr:
             alive[na] = c
+            L.top[na] = entry(L, rows[na], c)
             na += 1
     # The odd rows, recursively.
     for t in range(nr // 2):
@@ -144,11 +148,11 @@ cdef void smawk(const Layer *L, const Py_ssize_t *rows, Py_ssize_t nr,
 
 
 cdef void dp_layers(const Segment *seg, Py_ssize_t n_layers, Py_ssize_t reserve,
-                    double *a, double *b, Py_ssize_t *arg, Py_ssize_t *idx,
+                    double *a, double *b, double *stack, Py_ssize_t *arg, Py_ssize_t *idx,
                     Py_ssize_t *work, double **out) noexcept nogil:
     # D_{n_layers}(i) for the local prefixes i in [n_layers, N - reserve], where
-    # `reserve` values are kept for the clusters on the other side. `a`, `b` and
-    # `arg` hold N + 1 entries, `idx` 2 (N + 1), `work` 4 (N + 1). *out is set to
+    # `reserve` values are kept for the clusters on the other side. `a`, `b`,
+    # `stack` and `arg` hold N + 1 entries, `idx` 2 (N + 1), `work` 4 (N + 1). *out is set to
     # whichever of a, b holds the last layer.
     cdef Py_ssize_t N = seg.hi - seg.lo, i, j, top, nr, nc
     cdef double *prev = a
@@ -163,6 +167,7 @@ cdef void dp_layers(const Segment *seg, Py_ssize_t n_layers, Py_ssize_t reserve,
         prev[i] = run_cost(seg, 0, i)
     L.seg = seg
     L.arg = arg
+    L.top = stack
     for j in range(2, n_layers + 1):
         top = N - reserve - (n_layers - j)
         L.prev = prev
@@ -182,6 +187,7 @@ cdef void dp_layers(const Segment *seg, Py_ssize_t n_layers, Py_ssize_t reserve,
 cdef struct Workspace:
     double *a
     double *b
+    double *top
     Py_ssize_t *arg
     Py_ssize_t *idx
     Py_ssize_t *work
@@ -190,15 +196,17 @@ cdef struct Workspace:
 cdef int ws_alloc(Workspace *ws, Py_ssize_t m) noexcept nogil:
     ws.a = <double *> malloc((m + 1) * sizeof(double))
     ws.b = <double *> malloc((m + 1) * sizeof(double))
+    ws.top = <double *> malloc((m + 1) * sizeof(double))
     ws.arg = <Py_ssize_t *> malloc((m + 1) * sizeof(Py_ssize_t))
     ws.idx = <Py_ssize_t *> malloc(2 * (m + 1) * sizeof(Py_ssize_t))
     ws.work = <Py_ssize_t *> malloc(4 * (m + 2) * sizeof(Py_ssize_t))
-    return ws.a != NULL and ws.b != NULL and ws.arg != NULL and ws.idx != NULL and ws.work != NULL
+    return ws.a != NULL and ws.b != NULL and ws.top != NULL and ws.arg != NULL and ws.idx != NULL and ws.work != NULL
 
 
 cdef void ws_free(Workspace *ws) noexcept nogil:
     free(ws.a)
     free(ws.b)
+    free(ws.top)
     free(ws.arg)
     free(ws.idx)
     free(ws.work)
@@ -223,7 +231,8 @@ cdef void best_split(const double *p0, const double *p1, const double *p2,
         segs[side].rev = side == 1
     for side in prange(2, schedule="static", num_threads=min(threads, 2)):
         dp_layers(&segs[side], k1 if side == 0 else k2, k2 if side == 0 else k1,
-                  ws[side].a, ws[side].b, ws[side].arg, ws[side].idx, ws[side].work, &res[side])
+                  ws[side].a, ws[side].b, ws[side].top, ws[side].arg, ws[side].idx,
+                  ws[side].work, &res[side])
     for i in range(k1, N - k2 + 1):
         total = res[0][i] + res[1][N - i]
         if total < bv:
@@ -294,7 +303,8 @@ cdef void assign(const double *v, Py_ssize_t m, const double *c, Py_ssize_t k,
     cdef Py_ssize_t j
     bounds[0] = 0
     for j in range(1, k):
-        bounds[j] = upper_bound(v, bounds[j - 1], m, 0.5 * (c[j - 1] + c[j]))
+        # Halves first: the sum of two centres near 1e308 would overflow.
+        bounds[j] = upper_bound(v, bounds[j - 1], m, 0.5 * c[j - 1] + 0.5 * c[j])
     bounds[k] = m
 
 

@@ -200,10 +200,9 @@ def kmeans_1d(x, k, method: str = "optimal", init: str = "linear", sample_weight
     if not np.isfinite(w.sum()):
         raise ValueError("sample_weight sum to more than the largest float64; scale them down")
 
-    # Centre the values, so that the prefix sums of w v^2 cancel far less, and
-    # scale them to [-1, 1], so that squares cannot overflow (the clusterings and
-    # their order by inertia do not change under either).
-    # Values fit in [-1, 1] first, so that no step overflows even near 1e308.
+    # The fit sees the values centred, so that the prefix sums of w v^2 cancel
+    # far less, and scaled into [-1, 1], so that no square overflows or
+    # underflows (neither changes the clusterings or their order by inertia).
     unit = max(abs(float(v[0])), abs(float(v[-1]))) or 1.0
     mean = float(np.sum(w * (v / unit)) / np.sum(w))
     spread = max(abs(float(v[0]) / unit - mean), abs(float(v[-1]) / unit - mean)) or 1.0
@@ -211,6 +210,7 @@ def kmeans_1d(x, k, method: str = "optimal", init: str = "linear", sample_weight
 
     def original(c):  # fitted units -> the units of x
         return (c * spread + mean) * unit
+
     bounds = np.empty(k + 1, dtype=np.int64)
     centers = np.empty(k)
     n_iter = 0
@@ -222,21 +222,21 @@ def kmeans_1d(x, k, method: str = "optimal", init: str = "linear", sample_weight
         centers[:] = _init_1d(init, v, w, k, rng)
         n_iter = _kmeans_1d.lloyd(v, p0, p1, centers, bounds, max_iter)
     _kmeans_1d.means(v, w, bounds, centers)
-    # Labels and inertia from the final centres, as a reader would recompute them.
-    _kmeans_1d.nearest(v, centers, bounds)
-    # Float products overflow to inf (an inertia beyond float64 is reported so).
-    inertia = _kmeans_1d.inertia(v, w, bounds, centers) * (spread * unit) * (spread * unit)
-    labels = np.empty(values.size, dtype=np.int64)
-    # Midpoints in the units of x (they also label the values of weight 0).
-    _kmeans_1d.label_values(values, 0.0, original(0.5 * (centers[1:] + centers[:-1])), labels,
-                            n_threads)
-    # The returned centres are the means of the original values (a run of equal
-    # values gives exactly that value back); an empty run keeps its centre.
-    out_centers = original(centers)
+    # The centres are the means of the original values of each run (a run of
+    # equal values gives exactly that value back; transformed values can round
+    # together); an empty run, or a sum beyond float64, keeps the fitted centre.
+    fitted = original(centers)
     with np.errstate(over="ignore", invalid="ignore"):
-        direct = out_centers.copy()
+        direct = fitted.copy()
         _kmeans_1d.means(u, w, bounds, direct)
-    out_centers = np.where(np.isfinite(direct), direct, out_centers).astype(dtype)
+    centers = np.where(np.isfinite(direct), direct, fitted)
+    # Labels and inertia from the final centres in the units of x, as a reader
+    # would recompute them (an inertia beyond float64 is inf).
+    _kmeans_1d.nearest(u, centers, bounds)
+    inertia = _kmeans_1d.inertia(u, w, bounds, centers)
+    labels = np.empty(values.size, dtype=np.int64)
+    _kmeans_1d.label_values(values, 0.0, 0.5 * centers[:-1] + 0.5 * centers[1:], labels, n_threads)
+    out_centers = centers.astype(dtype)
     return KMeansResult(like_input(out_centers, x), like_input(labels, x), float(inertia), n_iter)
 
 
