@@ -182,42 +182,6 @@ def row_norms(const real[:, ::1] X, real[::1] out, int n_threads):
         out[i] = <real> s
 
 
-def assign(const real[:, ::1] X, const real[::1] xnorm, const real[:, ::1] ct,
-           const real[::1] cn, int64_t[::1] labels, real[::1] dist, int n_threads):
-    """Nearest centre of every point (the first on ties) and its squared
-    distance ``|x|^2 + |c|^2 - 2 x.c``, clipped at 0."""
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], kp = ct.shape[1]
-    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, c, b, stop, i, j, best
-    cdef real bv, v
-    cdef int nt = threads_by_work(n_threads, n_chunks, 2.0 * CHUNK * kp * d)
-    # One score buffer per thread, allocated here so that a failure raises.
-    cdef real *bufs = <real *> malloc(nt * BLOCK * kp * sizeof(real))
-    cdef real *buf
-    if bufs == NULL:
-        raise MemoryError()
-    with nogil, parallel(num_threads=nt):
-        buf = bufs + omp_get_thread_num() * BLOCK * kp
-        for c in prange(n_chunks, schedule="static"):
-            b = c * CHUNK
-            stop = min(n, b + CHUNK)
-            while b < stop:
-                score_block(&X[b, 0], min(<Py_ssize_t> BLOCK, stop - b), d, &ct[0, 0], kp, &cn[0],
-                            kp, buf, kp)
-                for i in range(min(<Py_ssize_t> BLOCK, stop - b)):
-                    best = 0
-                    bv = buf[i * kp]
-                    for j in range(1, kp):
-                        v = buf[i * kp + j]
-                        if v < bv:
-                            bv = v
-                            best = j
-                    labels[b + i] = best
-                    v = xnorm[b + i] + bv
-                    dist[b + i] = v if v > 0 else 0
-                b = b + BLOCK
-    free(bufs)
-
-
 cdef inline double rounding(double xn, double cmax, Py_ssize_t d, bint single) noexcept nogil:
     # A bound on the rounding error of |x|^2 + |c|^2 - 2 x.c, accumulated over d
     # coordinates in float32 or float64: bounds are widened by it, never trusted
