@@ -47,6 +47,10 @@ TARGETS = [
     # prune_units removing 50% of the hidden units: >= 1.6x faster inference.
     ("units_infer", "unpruned", 1.6),
     ("units_infer", "torch-prune", 1.6),
+    # k-means at the asv sizes (bench/kmeans_compare.py runs the sizes and inertias).
+    ("kmeans_1d", "sklearn", 50.0),
+    ("kmeans_1d", "faiss", 1.0),
+    ("kmeans", "sklearn", 1.0),
 ]
 
 

@@ -246,8 +246,8 @@ def run(seed: int = 0) -> None:
           f"{cfg['default threads']} threads, seed {seed})\n")
     rng = np.random.default_rng(seed)
     for part in (demo_negative_sampling, demo_prioritized_replay, demo_alias, demo_kdtree,
-                 demo_lsh, demo_torch_layer, demo_debug, demo_compress, demo_walks,
-                 demo_node2vec):
+                 demo_lsh, demo_torch_layer, demo_debug, demo_kmeans, demo_compress,
+                 demo_walks, demo_node2vec):
         part(rng)
         print()
 
@@ -470,3 +470,21 @@ def demo_walks(rng: np.random.Generator) -> None:
     print(f"  from ({prev} -> {cur}), {nxt.size} draws: return share {drawn[nbrs == prev].sum():.4f} "
           f"(formula {expected[nbrs == prev].sum():.4f}); largest gap over {nbrs.size} "
           f"neighbours {np.abs(drawn - expected).max():.4f}")
+def demo_kmeans(rng: np.random.Generator) -> None:
+    from fastdl.cluster import kmeans, kmeans_1d
+
+    # Weight sharing (Deep Compression): 2e5 normally distributed "weights" in 16 clusters.
+    w = rng.normal(0, 0.05, 200_000).astype(np.float32)
+    exact, secs_exact = _timed(lambda: kmeans_1d(w, 16), repeat=1)
+    lloyd, secs_lloyd = _timed(lambda: kmeans_1d(w, 16, method="lloyd", init="linear"))
+    print(f"k-means: {w.size} weights into 16 shared values: exact optimum in "
+          f"{secs_exact * 1e3:.0f} ms (inertia {exact.inertia:.5g}), Lloyd from linear init in "
+          f"{secs_lloyd * 1e3:.0f} ms ({lloyd.n_iter} iterations, inertia {lloyd.inertia:.5g}, "
+          f"{lloyd.inertia / exact.inertia - 1:+.2%})")
+    # n-D: 20000 points from 32 Gaussian blobs in 16-D.
+    means = rng.normal(0, 4, (32, 16))
+    X = (means[rng.integers(0, 32, 20_000)] + rng.normal(size=(20_000, 16))).astype(np.float32)
+    res, secs = _timed(lambda: kmeans(X, 32, rng=0), repeat=1)
+    print(f"  kmeans of {X.shape[0]} points in {X.shape[1]}-D, k=32: {res.n_iter} Lloyd "
+          f"iterations in {secs * 1e3:.0f} ms, inertia per point {res.inertia / len(X):.2f} "
+          f"(the blobs' own variance: 16)")

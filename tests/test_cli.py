@@ -75,8 +75,8 @@ class TestCommand:
         assert out.startswith(f"fastdl {fastdl.__version__} demo")
         assert "seed 3" in out
         for section in ("negative sampling:", "prioritized replay:", "alias method:", "kd-tree:",
-                        "lsh:", "torch layer:", "debug:", "compress:", "node2vec walks:",
-                        "node2vec:"):
+                        "lsh:", "torch layer:", "debug:", "k-means:", "compress:",
+                        "node2vec walks:", "node2vec:"):
             assert section in out
         assert "none equal to its target: True" in out
         # The heaviest category's share among 10M draws is close to its probability.

@@ -440,3 +440,5 @@ _register("lsh_query", "faiss-lsh-refine", threaded=True)(
     _lsh_case(lambda D, X, t: D.faiss_lsh(X, t, 128, k_factor=20)))
 # fastdl.compress's cases live in their own module and register here.
 from . import _compress_peers  # noqa: E402,F401
+# fastdl.cluster's cases live in their own module and register here.
+from . import _cluster_peers  # noqa: E402,F401

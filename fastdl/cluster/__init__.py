@@ -3,10 +3,11 @@
 .. autosummary::
    :toctree: generated/
 
+   kmeans
    kmeans_1d
    KMeansResult
 """
 
-from fastdl.cluster.kmeans import KMeansResult, kmeans_1d
+from fastdl.cluster.kmeans import KMeansResult, kmeans, kmeans_1d
 
-__all__ = ["kmeans_1d", "KMeansResult"]
+__all__ = ["kmeans", "kmeans_1d", "KMeansResult"]

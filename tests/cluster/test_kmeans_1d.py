@@ -1,57 +1,18 @@
 """kmeans_1d: the exact method against brute force, Lloyd against its fixed-point
 conditions, and both against each other and scikit-learn."""
 
-import itertools
-
 import numpy as np
 import pytest
 
-from fastdl.cluster import KMeansResult, kmeans_1d
+from fastdl.cluster import kmeans_1d
 
 INITS = ("linear", "density", "random", "k-means++")
-
-
-def brute_force(x, k, w=None):
-    """Least inertia over every partition of the sorted distinct values into k runs."""
-    x = np.asarray(x, dtype=np.float64)
-    w = np.ones_like(x) if w is None else np.asarray(w, dtype=np.float64)
-    keep = w > 0
-    values = np.unique(x[keep])
-    weights = np.array([w[keep][x[keep] == u].sum() for u in values])
-    m, best = values.size, np.inf
-    for cuts in itertools.combinations(range(1, m), k - 1):
-        edges = (0, *cuts, m)
-        total = 0.0
-        for a, b in zip(edges[:-1], edges[1:]):
-            mean = np.average(values[a:b], weights=weights[a:b])
-            total += float(np.sum(weights[a:b] * (values[a:b] - mean) ** 2))
-        best = min(best, total)
-    return best
-
-
-def recomputed_inertia(x, res, w=None):
-    x = np.asarray(x, dtype=np.float64)
-    w = np.ones_like(x) if w is None else np.asarray(w, dtype=np.float64)
-    c = np.asarray(res.centers, dtype=np.float64)
-    return float(np.sum(w * (x - c[np.asarray(res.labels)]) ** 2))
-
-
-def check_consistent(x, res, k, w=None):
-    """Sorted centres, labels = nearest centre, inertia = what the labels give."""
-    assert isinstance(res, KMeansResult)
-    centers, labels = np.asarray(res.centers), np.asarray(res.labels)
-    assert centers.shape == (k,) and labels.shape == (len(x),) and labels.dtype == np.int64
-    assert np.all(np.diff(centers) >= 0)
-    x64 = np.asarray(x, dtype=np.float64)
-    dist = (x64[:, None] - centers.astype(np.float64)[None, :]) ** 2
-    np.testing.assert_allclose(dist[np.arange(len(x)), labels], dist.min(axis=1), rtol=1e-9, atol=1e-12)
-    assert res.inertia == pytest.approx(recomputed_inertia(x, res, w), rel=1e-9, abs=1e-12)
 
 
 # -- exact method against brute force -------------------------------------------------------
 
 @pytest.mark.parametrize("trial", range(40))
-def test_optimal_equals_brute_force(trial):
+def test_optimal_equals_brute_force(trial, brute_force, check_consistent):
     rng = np.random.default_rng(trial)
     n = int(rng.integers(1, 12))
     # Rounding to 0-2 decimals makes duplicates and ties common.
@@ -72,7 +33,7 @@ def test_optimal_equals_brute_force(trial):
     ([0.0, 1.0, 2.0], 2, 0.5),                         # a tie: {0},{1,2} or {0,1},{2}
     ([-1e6, 0.0, 1e-6, 1e6], 3, 0.5e-12),              # far apart with a close pair
 ])
-def test_optimal_adversarial(x, k, expected):
+def test_optimal_adversarial(x, k, expected, brute_force, check_consistent):
     res = kmeans_1d(x, k)
     check_consistent(x, res, k)
     assert res.inertia == pytest.approx(expected, rel=1e-9, abs=1e-15)
@@ -112,7 +73,7 @@ def test_optimal_larger_against_dp_reference(rng):
 # -- Lloyd -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("init", INITS)
-def test_lloyd_is_a_fixed_point(init, rng):
+def test_lloyd_is_a_fixed_point(init, rng, check_consistent):
     x = np.concatenate([rng.normal(size=3000), rng.normal(5, 0.1, 500)])
     w = rng.random(x.size)
     res = kmeans_1d(x, 12, method="lloyd", init=init, sample_weight=w, rng=1)
@@ -177,7 +138,7 @@ def test_zero_weight_values_get_their_nearest_centre():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.float16])
-def test_dtypes(dtype, rng):
+def test_dtypes(dtype, rng, check_consistent):
     x = (rng.normal(size=300) * 10).astype(dtype)
     res = kmeans_1d(x, 5)
     assert res.centers.dtype == (np.float32 if dtype == np.float32 else np.float64)
@@ -248,3 +209,21 @@ def test_input_is_not_modified(rng):
     kmeans_1d(x, 5, method="lloyd", sample_weight=w)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(w, w0)
+
+
+@pytest.mark.parametrize("method", ["optimal", "lloyd"])
+@pytest.mark.parametrize("factor", [1e300, 1e-300, -1e150])
+def test_scale_invariant_at_extreme_magnitudes(method, factor, rng):
+    # Squares of 1e300 overflow and of 1e-300 underflow: the clustering must not
+    # change, only the units of the centres and the inertia.
+    x = np.concatenate([rng.normal(size=60), rng.normal(5, 0.5, 40)])
+    ref = kmeans_1d(x, 4, method=method)
+    res = kmeans_1d(x * factor, 4, method=method)
+    order = np.argsort(ref.centers * factor)
+    np.testing.assert_array_equal(np.argsort(order)[ref.labels], res.labels)
+    np.testing.assert_allclose(res.centers, np.sort(ref.centers * factor), rtol=1e-9)
+    expected = ref.inertia * factor * factor
+    if np.isfinite(expected):
+        assert res.inertia == pytest.approx(expected, rel=1e-9)
+    else:
+        assert res.inertia == np.inf
