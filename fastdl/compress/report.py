@@ -86,7 +86,7 @@ class CompressionReport:
         for r in self.layers:
             lines.append(f"{r.name:<22}{r.weights:>10}{r.kept:>8.1%}{r.weight_bits:>7.1f}"
                          f"{r.weight_bits_huffman:>9.2f}{r.index_bits:>7.1f}"
-                         f"{r.index_bits_huffman:>9.2f}{r.bytes:>9}{r.ratio:>7.1f}x  {r.coding}")
+                         f"{r.index_bits_huffman:>9.2f}{r.bytes:>9}{_ratio_text(r)}  {r.coding}")
         lines.append(f"{'header, magic, CRC':<22}{'':>58}{self.overhead_bytes:>9}")
         n = sum(r.weights for r in self.layers)
         kept = sum(r.kept * r.weights for r in self.layers) / n if n else 0.0
@@ -155,3 +155,8 @@ def compression_report(model) -> CompressionReport:
         nonzero = int((values.detach() != 0).sum()) if row.weights else 0
         final.append(LayerReport(**{**row.__dict__, "kept": nonzero / row.weights if row.weights else 0.0}))
     return CompressionReport(final, len(data), 4 * sum(r.weights for r in final))
+
+
+def _ratio_text(row) -> str:
+    # A tensor pruned away entirely takes no bytes: no finite ratio to print.
+    return f"{row.ratio:>7.1f}x" if row.bytes else f"{'all 0':>8}"
