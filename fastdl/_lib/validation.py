@@ -18,6 +18,7 @@ __all__ = [
     "as_float_array",
     "as_index_array",
     "check_bool",
+    "check_choice",
     "check_count",
     "check_finite_total",
     "check_shape",
@@ -90,6 +91,13 @@ def check_bool(flag, name: str) -> bool:
     if not isinstance(flag, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {flag!r}")
     return bool(flag)
+
+
+def check_choice(value, name: str, choices) -> str:
+    """One of the strings in ``choices`` (an option such as ``method`` or ``init``)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 
 def check_count(n, name: str, minimum: int = 0) -> int:

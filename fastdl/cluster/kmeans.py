@@ -9,7 +9,14 @@ import numpy as np
 from fastdl._lib.arrays import like_input, to_numpy
 from fastdl._lib.random import check_rng, draw_key
 from fastdl._lib.threads import check_n_threads
-from fastdl._lib.validation import as_array, as_float_array, check_count, check_real
+from fastdl._lib.validation import (
+    as_array,
+    as_float_array,
+    check_choice,
+    check_count,
+    check_finite_total,
+    check_real,
+)
 from fastdl.cluster import _kmeans, _kmeans_1d
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_1d"]
@@ -40,12 +47,6 @@ class KMeansResult(NamedTuple):
     labels: object
     inertia: float
     n_iter: int
-
-
-def _check_choice(value, name: str, choices) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
 
 
 def _float_dtype(arr: np.ndarray):
@@ -174,8 +175,8 @@ def kmeans_1d(x, k, method: str = "optimal", init: str = "linear", sample_weight
     >>> round(res.inertia, 3)
     0.025
     """
-    method = _check_choice(method, "method", _METHODS_1D)
-    init = _check_choice(init, "init", _INITS_1D)
+    method = check_choice(method, "method", _METHODS_1D)
+    init = check_choice(init, "init", _INITS_1D)
     k = check_count(k, "k", minimum=1)
     max_iter = check_count(max_iter, "max_iter", minimum=1)
     n_threads = check_n_threads(n_threads)
@@ -197,8 +198,7 @@ def kmeans_1d(x, k, method: str = "optimal", init: str = "linear", sample_weight
     if k > v.size:
         what = "distinct values of x" + (" with positive sample_weight" if weights is not None else "")
         raise ValueError(f"k must be at most the number of {what} ({v.size}), got {k}")
-    if not np.isfinite(w.sum()):
-        raise ValueError("sample_weight sum to more than the largest float64; scale them down")
+    check_finite_total(w, "sample_weight")
 
     # The fit sees the values centred, so that the prefix sums of w v^2 cancel
     # far less, and scaled into [-1, 1], so that no square overflows or
@@ -275,7 +275,7 @@ def _init_centers(init, X: np.ndarray, k: int, xnorm: np.ndarray, rng, n_threads
 
 def _check_init(init, k: int, d: int, dtype):
     if isinstance(init, str):
-        return _check_choice(init, "init", ("k-means++", "random"))
+        return check_choice(init, "init", ("k-means++", "random"))
     arr = as_array(init, "init")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"init must be 'k-means++', 'random' or an array of centres, got dtype {arr.dtype}")

@@ -23,6 +23,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from fastdl._lib.torch_checks import check_finite, check_fraction, check_module, named_layers
+from fastdl._lib.validation import check_choice
 
 __all__ = ["prune_magnitude", "remove_pruning", "PRUNABLE"]
 
@@ -134,8 +135,7 @@ def prune_magnitude(model, sparsity: float, scope: str = "global", layers=None) 
     """
     check_module(model)
     sparsity = check_fraction(sparsity, "sparsity")
-    if scope not in _SCOPES:
-        raise ValueError(f"scope must be one of {_SCOPES}, got {scope!r}")
+    check_choice(scope, "scope", _SCOPES)
     chosen = named_layers(model, PRUNABLE, layers)
     weights = [_weight_of(name, m) for name, m in chosen]
     for (name, _), w in zip(chosen, weights):

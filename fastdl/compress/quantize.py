@@ -26,6 +26,7 @@ import torch
 from fastdl._lib.random import check_rng
 from fastdl._lib.threads import check_n_threads
 from fastdl._lib.torch_checks import check_finite, check_module, named_layers
+from fastdl._lib.validation import check_choice
 
 __all__ = ["quantize", "dequantize", "quantized_tensors", "DEFAULT_BITS"]
 
@@ -168,11 +169,8 @@ def quantize(model, bits=None, init: str = "linear", method: str = "kmeans", *, 
     """
     check_module(model)
     per_type = _bits_per_type(DEFAULT_BITS if bits is None else bits)
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    inits = ("linear", "density", "random", "k-means++")
-    if init not in inits:
-        raise ValueError(f"init must be one of {inits}, got {init!r}")
+    check_choice(method, "method", _METHODS)
+    check_choice(init, "init", ("linear", "density", "random", "k-means++"))
     if bias_bits is not None:
         bias_bits = _check_bits(bias_bits, "bias_bits")
     rng = check_rng(rng)

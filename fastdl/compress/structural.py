@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from fastdl._lib.torch_checks import check_finite, check_fraction, check_module
+from fastdl._lib.validation import check_choice
 
 __all__ = ["prune_units"]
 
@@ -148,8 +149,7 @@ def prune_units(model, amount: float, norm: str = "l1", consumers: dict | None =
     """
     check_module(model)
     amount = check_fraction(amount, "amount")
-    if norm not in _NORMS:
-        raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+    check_choice(norm, "norm", _NORMS)
     if consumers is None:
         if not isinstance(model, nn.Sequential):
             raise TypeError(f"model: a {type(model).__name__} is not an nn.Sequential; name the "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from fastdl._lib.validation import check_choice
 from fastdl.distill.loss import _check_temperature
 
 __all__ = ["TemperatureSchedule"]
@@ -45,8 +46,7 @@ class TemperatureSchedule:
         self.end = self.start if end is None else _check_temperature(end)
         if isinstance(total, bool) or not isinstance(total, numbers.Integral) or total < 1:
             raise ValueError(f"total must be an int >= 1, got {total!r}")
-        if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
+        check_choice(kind, "kind", _KINDS)
         if per not in ("step", "epoch"):
             raise ValueError(f"per must be 'step' or 'epoch', got {per!r}")
         self.total, self.kind, self.per = int(total), kind, per

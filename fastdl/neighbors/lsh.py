@@ -12,7 +12,7 @@ from fastdl._lib.arrays import is_tensor, like_input
 from fastdl._lib.persist import load_arrays, save_arrays
 from fastdl._lib.random import check_rng
 from fastdl._lib.threads import check_n_threads
-from fastdl._lib.validation import as_array, check_count, check_real
+from fastdl._lib.validation import as_array, check_choice, check_count, check_real
 from fastdl.neighbors import _lsh
 
 __all__ = ["LSHIndex"]
@@ -117,8 +117,7 @@ class LSHIndex:
         dim = _check_int(dim, "dim", 1, MAX_DIM)
         if not isinstance(metric, str):
             raise TypeError(f"metric must be a str, one of {METRICS}, got {type(metric).__name__}")
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        check_choice(metric, "metric", METRICS)
         n_tables = _check_int(n_tables, "n_tables", 1)
         n_bits = _check_int(n_bits, "n_bits", 1, 64)
         width = None
