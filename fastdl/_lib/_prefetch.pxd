@@ -13,3 +13,10 @@ cdef extern from *:
     #endif
     """
     void prefetch "fastdl_prefetch"(const void *p) noexcept nogil
+
+
+cdef inline void prefetch_span(const void *p, Py_ssize_t nbytes) noexcept nogil:
+    # Every 64-byte cache line of [p, p + nbytes): a row or record read soon.
+    cdef Py_ssize_t b
+    for b in range(0, nbytes, 64):
+        prefetch((<const char *> p) + b)

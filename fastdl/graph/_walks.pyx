@@ -158,8 +158,9 @@ cdef int64_t exact_step(const CSR *g, const Bias *b, int32_t u, int64_t base, in
 # A step reads places in memory that depend on each other: the row pointer of
 # the current node, the proposed alias-table entry (weighted graphs), the
 # proposed entry of its row, and (for the neighbour test) the row of the
-# previous node. On a graph larger than the cache each is a miss. So each thread advances a group of walks in turn, one stage of one step
-# per visit, and prefetches what the walk's next stage will read: the misses of
+# previous node. On a graph larger than the cache each is a miss. So each
+# thread advances a group of walks in turn, one stage of one step per visit,
+# and prefetches what the walk's next stage will read: the misses of
 # different walks overlap instead of queueing. Every walk still draws only from
 # its own random stream, so the walks do not depend on the grouping.
 

@@ -58,7 +58,7 @@ from libc.string cimport memset
 from cython cimport floating
 
 from fastdl._lib._openmp cimport omp_get_thread_num
-from fastdl._lib._prefetch cimport prefetch
+from fastdl._lib._prefetch cimport prefetch, prefetch_span
 from fastdl._lib._random cimport mix64
 
 cdef enum:
@@ -609,12 +609,6 @@ cdef inline void heap_offer(Heap h, Py_ssize_t *size, Py_ssize_t capacity, doubl
         heap_sift_down(h, 0, capacity)
 
 
-cdef inline void prefetch_row(const floating *x, Py_ssize_t dim) noexcept nogil:
-    cdef Py_ssize_t b
-    for b in range(0, dim * <Py_ssize_t> sizeof(floating), 64):
-        prefetch((<const char *> x) + b)
-
-
 cdef inline int32_t dot_codes(const int16_t *q, const uint8_t *c, Py_ssize_t d) noexcept nogil:
     # Exact: the caller keeps |q| small enough that no partial sum overflows.
     # An integer reduction may be reordered, so compilers vectorize it (pmaddwd).
@@ -639,7 +633,7 @@ cdef inline double exact_distance(const Tables *tab, const floating *q, const fl
 cdef void query_one(const Tables *tab, Scratch *s, const floating *vectors,
                     const floating *q, Py_ssize_t k, Py_ssize_t n_extra,
                     floating *out_dist, int64_t *out_id) noexcept nogil:
-    cdef Py_ssize_t n_probes, nc, i, j, b, size = 0, n_short = 0, m, dim = tab.dim, kept
+    cdef Py_ssize_t n_probes, nc, i, j, size = 0, n_short = 0, m, dim = tab.dim, kept
     cdef Py_ssize_t stride = tab.sketch_stride
     cdef double d, qq = 0.0, qsum = 0.0, qabs = 0.0, norm_q, inv_q = 0.0, lo, step, xx, err
     cdef double qx, slack, a2, bound, tau, qmax, scale, qerr
@@ -671,12 +665,10 @@ cdef void query_one(const Tables *tab, Scratch *s, const floating *vectors,
     #    the shortlist of the smallest.
     m = max(2 * k, <Py_ssize_t> SHORTLIST)
     for i in range(min(nc, <Py_ssize_t> SKETCH_AHEAD)):
-        for b in range(0, stride, 64):
-            prefetch(tab.sketch + s.cand[i] * stride + b)
+        prefetch_span(tab.sketch + s.cand[i] * stride, stride)
     for i in range(nc):
         if i + SKETCH_AHEAD < nc:
-            for b in range(0, stride, 64):
-                prefetch(tab.sketch + s.cand[i + SKETCH_AHEAD] * stride + b)
+            prefetch_span(tab.sketch + s.cand[i + SKETCH_AHEAD] * stride, stride)
         row = s.cand[i]
         head = <const float *> (tab.sketch + row * stride)
         lo = head[0]
@@ -699,10 +691,11 @@ cdef void query_one(const Tables *tab, Scratch *s, const floating *vectors,
         heap_offer(s.shortlist, &n_short, m, bound, <int32_t> i)
     # 2. Exact distances of the shortlist.
     for j in range(min(n_short, <Py_ssize_t> AHEAD)):
-        prefetch_row(vectors + s.cand[s.shortlist.tag[j]] * dim, dim)
+        prefetch_span(vectors + s.cand[s.shortlist.tag[j]] * dim, dim * sizeof(floating))
     for j in range(n_short):
         if j + AHEAD < n_short:
-            prefetch_row(vectors + s.cand[s.shortlist.tag[j + AHEAD]] * dim, dim)
+            prefetch_span(vectors + s.cand[s.shortlist.tag[j + AHEAD]] * dim,
+                          dim * sizeof(floating))
         i = s.shortlist.tag[j]
         row = s.cand[i]
         d = exact_distance(tab, q, vectors + row * dim, inv_q, tab.inv_norms[row])
