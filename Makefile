@@ -1,18 +1,18 @@
 # The README's commands. Each one creates or refreshes .venv and installs what it needs;
-# fastdl itself is rebuilt only when its sources change.
+# dlkernels itself is rebuilt only when its sources change.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # torch is pinned here: an unpinned install pulls several GB of CUDA wheels.
 CONSTRAINTS := -c constraints.txt
-SOURCES := meson.build pyproject.toml $(shell find fastdl -type f ! -name '*.pyc' ! -path '*/__pycache__/*')
+SOURCES := meson.build pyproject.toml $(shell find dlkernels -type f ! -name '*.pyc' ! -path '*/__pycache__/*')
 STAMPS := $(VENV)/.stamps
 
 .PHONY: demo test test-all bench docs clean
 
 demo: $(STAMPS)/demo
-	$(BIN)/fastdl demo
+	$(BIN)/dlkernels demo
 
 test: $(STAMPS)/test
 	$(BIN)/pytest
@@ -31,7 +31,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# One stamp per set of extras; each reinstalls fastdl when a source file changed.
+# One stamp per set of extras; each reinstalls dlkernels when a source file changed.
 $(STAMPS)/core: $(BIN)/python $(SOURCES) constraints.txt
 	$(PIP) install -q $(CONSTRAINTS) .
 	mkdir -p $(STAMPS) && touch $@

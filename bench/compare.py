@@ -1,12 +1,12 @@
-"""Time fastdl against its peers in one process and print the ratios.
+"""Time dlkernels against its peers in one process and print the ratios.
 
     python bench/compare.py                    # every case
     python bench/compare.py per_sample alias_sample --repeat 7
 
-Runs the same callables as the asv suite (``benchmarks/_peers.py``): fastdl at
+Runs the same callables as the asv suite (``benchmarks/_peers.py``): dlkernels at
 each ``n_threads``, each peer at the thread counts it has a knob for. Each
 time is the best of several repeats (``timeit``, garbage collection off).
-Ratios are peer time / fastdl time, so above 1 means fastdl is faster; a peer
+Ratios are peer time / dlkernels time, so above 1 means dlkernels is faster; a peer
 without a thread count is compared at its one-thread time.
 """
 
@@ -27,14 +27,14 @@ from benchmarks import _peers
 MIN_REPEAT_S = 0.05   # loop a fast call until one repeat lasts this long (timer noise)
 BUDGET_S = 3.0        # stop repeating a slow call after this long (at least 2 repeats)
 
-# (case, peer, least acceptable peer/fastdl ratio) from the design targets.
+# (case, peer, least acceptable peer/dlkernels ratio) from the design targets.
 TARGETS = [
     ("per_sample", "cpprb", 5.0),
     ("per_update", "cpprb", 1.5),
     ("per_step", "cpprb", 1.5),
     ("alias_sample", "torch", 20.0),
     ("alias_sample", "numpy", 20.0),
-    ("alias_sample", "numpy-integers", 1 / 3),   # fastdl within 3x of uniform draws
+    ("alias_sample", "numpy-integers", 1 / 3),   # dlkernels within 3x of uniform draws
     # The "peer" is the bare training step: no-profiler / profiled >= 1/1.1 is < 10% overhead.
     ("profile_mlp_step", "no-profiler", 1 / 1.1),
     ("profile_cnn_step", "no-profiler", 1 / 1.1),
@@ -106,7 +106,7 @@ def print_table(all_results: dict[str, dict[str, dict]]) -> None:
     print(header)
     print("-" * len(header))
     for case, results in all_results.items():
-        fastdl = results.get("fastdl", {})
+        dlkernels = results.get("dlkernels", {})
         for impl, times in results.items():
             skipped = next((v for v in times.values() if isinstance(v, str)), None)
             row = f"{case:22} {impl:15}"
@@ -115,23 +115,23 @@ def print_table(all_results: dict[str, dict[str, dict]]) -> None:
                 continue
             row += "".join(f"{fmt_time(times.get(n)):>12}" for n in threads)
             for n in threads:
-                # No ratio at a thread count fastdl itself was not timed at.
-                peer, ours = at(times, n), fastdl.get(n)
-                ratio = "" if impl == "fastdl" or not (peer and isinstance(ours, float)) else f"{peer / ours:.2f}x"
+                # No ratio at a thread count dlkernels itself was not timed at.
+                peer, ours = at(times, n), dlkernels.get(n)
+                ratio = "" if impl == "dlkernels" or not (peer and isinstance(ours, float)) else f"{peer / ours:.2f}x"
                 row += f"{ratio:>10}"
             print(row)
         print()
 
 
 def print_targets(all_results: dict[str, dict[str, dict]]) -> None:
-    print("Targets (peer time / fastdl time):")
+    print("Targets (peer time / dlkernels time):")
     for case, peer, minimum in TARGETS:
         results = all_results.get(case, {})
-        if peer not in results or "fastdl" not in results:
+        if peer not in results or "dlkernels" not in results:
             continue
         cells = []
         for n in _peers.N_THREADS:
-            theirs, ours = at(results[peer], n), results["fastdl"].get(n)
+            theirs, ours = at(results[peer], n), results["dlkernels"].get(n)
             if theirs and isinstance(ours, float):
                 ratio = theirs / ours
                 cells.append(f"@{n}: {ratio:6.2f}x {'ok ' if ratio >= minimum else 'MISS'}")
@@ -149,9 +149,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(_peers.CASES)}")
 
-    import fastdl
+    import dlkernels
 
-    print(f"fastdl {fastdl.__version__}, numpy {np.__version__}, python {platform.python_version()}, "
+    print(f"dlkernels {dlkernels.__version__}, numpy {np.__version__}, python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs")
     all_results = {}
     for case in args.cases or list(_peers.CASES):

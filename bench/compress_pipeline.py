@@ -3,7 +3,7 @@
     python bench/compress_pipeline.py              # seeds 0 1 2
     python bench/compress_pipeline.py --seeds 0 --repeat 20
 
-Part 1 runs ``fastdl.demo.digits_compression`` (train a 64-300-100-10 MLP on
+Part 1 runs ``dlkernels.demo.digits_compression`` (train a 64-300-100-10 MLP on
 scikit-learn's digits, prune 50% -> 75% -> 90% with fine-tuning, 4-bit weight
 sharing of weights and biases, codebook fine-tuning, Huffman-coded file) and
 prints the report, the file size against float32 and the accuracies.
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from fastdl.demo import digits_compression
+from dlkernels.demo import digits_compression
 
 import os
 import sys
@@ -45,7 +45,7 @@ def pipeline(seeds) -> None:
 def speed(repeat: int, threads) -> None:
     for sizes in (_compress_peers.BIG, _compress_peers.SMALL):
         for n in threads:
-            fns = {k: _compress_peers._infer(sizes, k, n) for k in ("fastdl", "unpruned", "torch-prune")}
+            fns = {k: _compress_peers._infer(sizes, k, n) for k in ("dlkernels", "unpruned", "torch-prune")}
             times = {k: [] for k in fns}
             for _ in range(repeat):  # interleaved: machine load hits all alike
                 for k, fn in fns.items():
@@ -56,10 +56,10 @@ def speed(repeat: int, threads) -> None:
             med = {k: statistics.median(v) for k, v in times.items()}
             print(f"{'-'.join(map(str, sizes))} batch {_compress_peers.BATCH}, {n} thread(s): "
                   + ", ".join(f"{k} {best[k] * 1e3:.2f} ms" for k in fns)
-                  + f" | ratio unpruned/fastdl {best['unpruned'] / best['fastdl']:.2f}x (median "
-                  f"{med['unpruned'] / med['fastdl']:.2f}x), torch-prune/fastdl "
-                  f"{best['torch-prune'] / best['fastdl']:.2f}x (median "
-                  f"{med['torch-prune'] / med['fastdl']:.2f}x)")
+                  + f" | ratio unpruned/dlkernels {best['unpruned'] / best['dlkernels']:.2f}x (median "
+                  f"{med['unpruned'] / med['dlkernels']:.2f}x), torch-prune/dlkernels "
+                  f"{best['torch-prune'] / best['dlkernels']:.2f}x (median "
+                  f"{med['torch-prune'] / med['dlkernels']:.2f}x)")
 
 
 if __name__ == "__main__":

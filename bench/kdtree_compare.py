@@ -1,9 +1,9 @@
-"""Time fastdl's KDTree against pykdtree and SciPy in one process; print the target ratios.
+"""Time dlkernels's KDTree against pykdtree and SciPy in one process; print the target ratios.
 
     python bench/kdtree_compare.py                  # targets a, b, c at 2 threads
     python bench/kdtree_compare.py a c --repeat 5 --threads 2
 
-Targets (issue 3), each "peer time / fastdl time" with both sides from this run:
+Targets (issue 3), each "peer time / dlkernels time" with both sides from this run:
 
   a  1e6 uniform 3-D points, 1e5 queries, k=10: build + query, >= 1.3x the faster
      of pykdtree and cKDTree(...).query(workers)
@@ -13,7 +13,7 @@ Targets (issue 3), each "peer time / fastdl time" with both sides from this run:
 
 The implementations are called in turn within each repeat (interleaved, so a
 change in machine load hits all of them), and each keeps its best repeat.
-Every implementation gets the same thread count: ``n_threads`` for fastdl,
+Every implementation gets the same thread count: ``n_threads`` for dlkernels,
 ``workers`` for SciPy, the OpenMP limit (threadpoolctl) for pykdtree.
 """
 
@@ -82,9 +82,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
 
-    import fastdl
+    import dlkernels
 
-    print(f"fastdl {fastdl.__version__}, numpy {np.__version__}, python "
+    print(f"dlkernels {dlkernels.__version__}, numpy {np.__version__}, python "
           f"{platform.python_version()}, {os.cpu_count()} CPUs, {args.threads} threads, "
           f"best of {args.repeat}")
     results = {}
@@ -96,15 +96,15 @@ def main() -> None:
         results[case] = best
         print(f"\n({case}) {title}  [{time.perf_counter() - start:.0f} s]")
         print(f"  {'impl':10} {'build':>9} {'query':>9} {'total':>9}   ratio total (query)")
-        ours = best.get("fastdl")
+        ours = best.get("dlkernels")
         for impl, b in best.items():
-            ratio = "" if impl == "fastdl" or ours is None else \
+            ratio = "" if impl == "dlkernels" or ours is None else \
                 f"{b['total'] / ours['total']:6.2f}x ({b['query'] / ours['query']:.2f}x)"
             print(f"  {impl:10} {b['build']:9.3f} {b['query']:9.3f} {b['total']:9.3f}   {ratio}")
-        peers = [b["total"] for impl, b in best.items() if impl != "fastdl"]
+        peers = [b["total"] for impl, b in best.items() if impl != "dlkernels"]
         if ours is not None and peers:
             ratio = min(peers) / ours["total"]
-            print(f"  faster peer / fastdl: {ratio:.2f}x  (target {TARGET}x: "
+            print(f"  faster peer / dlkernels: {ratio:.2f}x  (target {TARGET}x: "
                   f"{'ok' if ratio >= TARGET else 'MISS'})")
 
 

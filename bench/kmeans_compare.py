@@ -1,9 +1,9 @@
-"""Time fastdl.cluster against scikit-learn and faiss in one process; print the target ratios.
+"""Time dlkernels.cluster against scikit-learn and faiss in one process; print the target ratios.
 
     python bench/kmeans_compare.py                    # both targets at 2 threads
     python bench/kmeans_compare.py 1d --repeat 3 --threads 1 --no-optimal
 
-Targets (issue 4), "peer time / fastdl time" with both sides from this run:
+Targets (issue 4), "peer time / dlkernels time" with both sides from this run:
 
   1d  kmeans_1d on 2e6 normal float32 values, k=256: >= 50x scikit-learn's
       KMeans(n_init=1) at no larger inertia; faster than faiss.Kmeans(1, 256) at
@@ -32,9 +32,9 @@ from benchmarks import _cluster_peers as P
 
 def impls_1d(n: int, n_threads: int, optimal: bool) -> dict:
     x = P.weights_1d(n)
-    out = {"fastdl (lloyd, k-means++)": P.fastdl_1d(x, n_threads)}
+    out = {"dlkernels (lloyd, k-means++)": P.dlkernels_1d(x, n_threads)}
     if optimal:
-        out["fastdl (optimal)"] = P.fastdl_1d(x, n_threads, method="optimal")
+        out["dlkernels (optimal)"] = P.dlkernels_1d(x, n_threads, method="optimal")
     out["sklearn"] = P.sklearn_kmeans(x[:, None], n_threads)
     out["faiss"] = P.faiss_kmeans(x[:, None], n_threads)
     return out
@@ -42,7 +42,7 @@ def impls_1d(n: int, n_threads: int, optimal: bool) -> dict:
 
 def impls_nd(n: int, d: int, n_threads: int) -> dict:
     X = P.points_nd(n, d)
-    return {"fastdl": P.fastdl_nd(X, n_threads), "sklearn": P.sklearn_kmeans(X, n_threads),
+    return {"dlkernels": P.dlkernels_nd(X, n_threads), "sklearn": P.sklearn_kmeans(X, n_threads),
             "faiss (niter=300)": P.faiss_kmeans(X, n_threads, niter=300)}
 
 
@@ -63,13 +63,13 @@ def run(impls: dict, repeats: int) -> dict:
     return best
 
 
-def report(title: str, best: dict, fastdl: str, targets: dict) -> None:
+def report(title: str, best: dict, dlkernels: str, targets: dict) -> None:
     print(f"\n{title}")
-    base_t, base_i = best[fastdl]
+    base_t, base_i = best[dlkernels]
     for name, (secs, inertia) in best.items():
         ratio = base_t and secs / base_t
         print(f"  {name:28s} {secs:9.3f} s  inertia {inertia:.6g}  ratio {ratio:7.1f}x"
-              f"  inertia/fastdl {inertia / base_i:.4f}")
+              f"  inertia/dlkernels {inertia / base_i:.4f}")
     for peer, need in targets.items():
         if peer in best:
             ratio = best[peer][0] / base_t
@@ -93,14 +93,14 @@ def main() -> None:
     if "1d" in args.targets:
         best = run(impls_1d(args.n1d, args.threads, not args.no_optimal), args.repeat)
         report(f"kmeans_1d: {args.n1d} normal float32 values, k={P.K}", best,
-               "fastdl (lloyd, k-means++)", {"sklearn": 50.0, "faiss": 1.0})
-        if "fastdl (optimal)" in best:
-            opt = best["fastdl (optimal)"][1]
+               "dlkernels (lloyd, k-means++)", {"sklearn": 50.0, "faiss": 1.0})
+        if "dlkernels (optimal)" in best:
+            opt = best["dlkernels (optimal)"][1]
             worst = min(i for _, i in best.values())
             print(f"  optimal inertia {opt:.6g} <= every other: {opt <= worst * (1 + 1e-12)}")
     if "nd" in args.targets:
         best = run(impls_nd(args.nnd, P.DIM, args.threads), args.repeat)
-        report(f"kmeans: {args.nnd} x {P.DIM} normal float32 points, k={P.K}", best, "fastdl",
+        report(f"kmeans: {args.nnd} x {P.DIM} normal float32 points, k={P.K}", best, "dlkernels",
                {"sklearn": 1.0})
 
 

@@ -1,4 +1,4 @@
-"""Recall@10 against queries per second: fastdl's LSHIndex beside faiss, one run.
+"""Recall@10 against queries per second: dlkernels's LSHIndex beside faiss, one run.
 
     python bench/lsh_curve.py                 # the full sweep, a few minutes
     python bench/lsh_curve.py --quick         # fewer points
@@ -33,7 +33,7 @@ from benchmarks import _lsh_data as D  # noqa: E402
 
 TARGET_RECALL, TARGET_SPEEDUP = 0.9, 10.0
 
-FASTDL_SWEEP = [  # (n_tables, n_bits, bucket_width, [n_probes...])
+DLKERNELS_SWEEP = [  # (n_tables, n_bits, bucket_width, [n_probes...])
     (16, 12, 20.0, [2, 4, 8, 12, 16, 20, 24, 32, 48]),
     (8, 14, 25.0, [8, 16, 32, 48, 64, 96]),
     (12, 16, 30.0, [4, 8, 12, 16, 24, 32]),
@@ -57,10 +57,10 @@ def main() -> None:
                         help="within-cluster spread of the data (default %(default)s)")
     args = parser.parse_args()
 
-    import fastdl
+    import dlkernels
 
     nt, rep = args.threads, args.repeat
-    print(f"fastdl {fastdl.__version__}, numpy {np.__version__}, python "
+    print(f"dlkernels {dlkernels.__version__}, numpy {np.__version__}, python "
           f"{platform.python_version()}, {os.cpu_count()} CPUs, n_threads={nt}")
     X, Q = D.data(args.spread)
     truth = D.ground_truth(args.spread)
@@ -88,9 +88,9 @@ def main() -> None:
     print("exact search (start of run):")
     exact = [run("faiss IndexFlatL2", "", lambda: D.faiss_flat(X, nt)),
              run("numpy BLAS", "", lambda: D.numpy_brute(X, nt))]
-    print("fastdl LSHIndex (metric='l2'):")
-    for L, K, w, probes in (QUICK_SWEEP if args.quick else FASTDL_SWEEP):
-        from fastdl.neighbors import LSHIndex
+    print("dlkernels LSHIndex (metric='l2'):")
+    for L, K, w, probes in (QUICK_SWEEP if args.quick else DLKERNELS_SWEEP):
+        from dlkernels.neighbors import LSHIndex
 
         start = time.perf_counter()
         index = LSHIndex(X.shape[1], metric="l2", n_tables=L, n_bits=K, bucket_width=w, rng=0)
@@ -100,7 +100,7 @@ def main() -> None:
             search = (lambda P: lambda q: index.query(q, k=D.K, n_probes=P, n_threads=nt)[1])(P)
             found = search(Q)
             seconds = D.best_seconds(lambda: search(Q), rep)
-            row = ("fastdl LSHIndex", f"L={L} K={K} w={w:g} n_probes={P}",
+            row = ("dlkernels LSHIndex", f"L={L} K={K} w={w:g} n_probes={P}",
                    D.recall(found, truth), seconds, built)
             rows.append(row)
             print(f"  {row[0]:18} {row[1]:34} recall {row[2]:.3f}  {m / seconds:9.0f} q/s  "
@@ -135,7 +135,7 @@ def main() -> None:
     for method, params, rec, seconds in best.values():
         ok = "ok" if reference[3] / seconds >= TARGET_SPEEDUP else "MISS"
         print(f"  {method:18} {params:34} recall {rec:.3f}  {reference[3] / seconds:6.1f}x  "
-              f"{ok if method == 'fastdl LSHIndex' else ''}")
+              f"{ok if method == 'dlkernels LSHIndex' else ''}")
     if args.plot:
         plot(rows, reference, m, args.plot, args.spread)
     if args.table:
@@ -150,7 +150,7 @@ def write_table(rows, reference, m, path, n_threads) -> None:
             continue
         lines.append((method, params, rec, m / seconds, reference[3] / seconds, built))
     chosen = [line for line in lines if line[0] in ("faiss IndexFlatL2", "numpy BLAS")]
-    for method in ("fastdl LSHIndex", "faiss LSH+refine", "faiss IndexLSH"):
+    for method in ("dlkernels LSHIndex", "faiss LSH+refine", "faiss IndexLSH"):
         for floor in (0.8, 0.9, 0.95):
             ok = [line for line in lines if line[0] == method and line[2] >= floor]
             if ok:
@@ -185,7 +185,7 @@ def plot(rows, reference, m, path, spread) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"fastdl LSHIndex": "o-", "faiss IndexLSH": "s--", "faiss LSH+refine": "^--"}
+    styles = {"dlkernels LSHIndex": "o-", "faiss IndexLSH": "s--", "faiss LSH+refine": "^--"}
     for colour, (method, style) in enumerate(styles.items()):
         pts = sorted((rec, m / sec) for meth, _, rec, sec, _ in rows if meth == method)
         # The upper envelope over all configurations: the best q/s at each recall,

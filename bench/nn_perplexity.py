@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastdl.nn import ClassBasedSoftmax, HierarchicalSoftmax, SampledSoftmaxLoss
+from dlkernels.nn import ClassBasedSoftmax, HierarchicalSoftmax, SampledSoftmaxLoss
 
 
 def make_language(V: int, rng: np.random.Generator):
@@ -51,16 +51,16 @@ class Model(nn.Module):
 
 
 def build(name, V, d, counts):
-    if name == "fastdl HierarchicalSoftmax (Huffman)":
+    if name == "dlkernels HierarchicalSoftmax (Huffman)":
         head = HierarchicalSoftmax(d, V, counts=counts)
         return head, lambda h, y: head(h, y).mean(), head.log_prob
-    if name == "fastdl HierarchicalSoftmax (balanced)":
+    if name == "dlkernels HierarchicalSoftmax (balanced)":
         head = HierarchicalSoftmax(d, V)
         return head, lambda h, y: head(h, y).mean(), head.log_prob
-    if name == "fastdl ClassBasedSoftmax":
+    if name == "dlkernels ClassBasedSoftmax":
         head = ClassBasedSoftmax(d, V, counts=counts)
         return head, lambda h, y: head(h, y).mean(), head.log_prob
-    if name == "fastdl SampledSoftmaxLoss (512)":
+    if name == "dlkernels SampledSoftmaxLoss (512)":
         head = SampledSoftmaxLoss(d, V, counts, n_samples=512, rng=0)
         return head, lambda h, y: head(h, y).mean(), head.log_prob
     if name == "torch AdaptiveLogSoftmaxWithLoss":
@@ -73,8 +73,8 @@ def build(name, V, d, counts):
     raise ValueError(name)
 
 
-NAMES = ["fastdl HierarchicalSoftmax (Huffman)", "fastdl HierarchicalSoftmax (balanced)",
-         "fastdl ClassBasedSoftmax", "fastdl SampledSoftmaxLoss (512)",
+NAMES = ["dlkernels HierarchicalSoftmax (Huffman)", "dlkernels HierarchicalSoftmax (balanced)",
+         "dlkernels ClassBasedSoftmax", "dlkernels SampledSoftmaxLoss (512)",
          "torch AdaptiveLogSoftmaxWithLoss", "torch Linear + cross_entropy"]
 
 

@@ -23,7 +23,7 @@ from benchmarks import _peers
 
 def measure(case: str, n_threads: int, rounds: int) -> tuple[float, float, float]:
     bare = _peers.make(case, "no-profiler", n_threads)
-    profiled = _peers.make(case, "fastdl", n_threads)
+    profiled = _peers.make(case, "dlkernels", n_threads)
     for _ in range(5):  # warm up both
         bare(), profiled()
     times_bare, times_prof, ratios = [], [], []

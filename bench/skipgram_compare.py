@@ -1,11 +1,11 @@
-"""Same-run comparison of fastdl.embed.SkipGram and gensim's Word2Vec (sg=1).
+"""Same-run comparison of dlkernels.embed.SkipGram and gensim's Word2Vec (sg=1).
 
 Both train on the same random walks of a 5-block stochastic block model graph
-(numpy walker, fastdl/embed/_synthetic.py), at the same dim, window, negatives, sample,
+(numpy walker, dlkernels/embed/_synthetic.py), at the same dim, window, negatives, sample,
 epochs and threads. Printed: training words per second (corpus words x epochs /
 training seconds; gensim's vocabulary scan is left out of its time), the
 accuracy of a logistic regression predicting each node's block from its vector
-(5-fold cross-validation), and the ratio fastdl / gensim of the words per second.
+(5-fold cross-validation), and the ratio dlkernels / gensim of the words per second.
 
     python bench/skipgram_compare.py [--dim 128] [--window 5 10] [--threads 1 2] [--repeat 3]
         [--plot docs/_static/skipgram_throughput.png] [--table docs/_static/skipgram_table.inc]
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from fastdl.embed._synthetic import sbm_adjacency, uniform_walks
+from dlkernels.embed._synthetic import sbm_adjacency, uniform_walks
 
 
 def block_accuracy(vectors: np.ndarray, blocks: np.ndarray) -> float:
@@ -28,8 +28,8 @@ def block_accuracy(vectors: np.ndarray, blocks: np.ndarray) -> float:
     return float(cross_val_score(LogisticRegression(max_iter=2000), vectors, blocks, cv=5).mean())
 
 
-def train_fastdl(walks, args, n_threads, seed):
-    from fastdl.embed import SkipGram
+def train_dlkernels(walks, args, n_threads, seed):
+    from dlkernels.embed import SkipGram
 
     model = SkipGram(dim=args.dim, window=args.current_window, negative=args.negative, hs=args.hs,
                      sample=args.sample, epochs=args.epochs, rng=seed, n_threads=n_threads)
@@ -83,24 +83,24 @@ def main(argv=None) -> None:
           f"+ {args.out_degree:g} across; {walks.shape[0]} walks, {words} training "
           f"words; dim={args.dim} negative={args.negative} hs={args.hs} "
           f"sample={args.sample} epochs={args.epochs}")
-    print(f"{'window':>6} {'threads':>7} {'fastdl w/s':>12} {'gensim w/s':>12} {'ratio':>6} "
-          f"{'acc fastdl':>10} {'acc gensim':>10}")
+    print(f"{'window':>6} {'threads':>7} {'dlkernels w/s':>12} {'gensim w/s':>12} {'ratio':>6} "
+          f"{'acc dlkernels':>10} {'acc gensim':>10}")
     results = []
     for window in args.window:
         args.current_window = window
         for n_threads in args.threads:
-            times = {"fastdl": [], "gensim": []}
+            times = {"dlkernels": [], "gensim": []}
             vectors = {}
             for rep in range(args.repeat):
                 # Interleaved, so both see the same background load.
-                for name, fn in (("fastdl", train_fastdl), ("gensim", train_gensim)):
+                for name, fn in (("dlkernels", train_dlkernels), ("gensim", train_gensim)):
                     seconds, vectors[name] = fn(walks, args, n_threads, rep)
                     times[name].append(seconds)
             rate = {name: words / min(t) for name, t in times.items()}
             acc = {name: block_accuracy(v, blocks) for name, v in vectors.items()}
             results.append((window, n_threads, rate, acc))
-            print(f"{window:>6} {n_threads:>7} {rate['fastdl']:>12.3g} {rate['gensim']:>12.3g} "
-                  f"{rate['fastdl'] / rate['gensim']:>6.2f} {acc['fastdl']:>10.3f} "
+            print(f"{window:>6} {n_threads:>7} {rate['dlkernels']:>12.3g} {rate['gensim']:>12.3g} "
+                  f"{rate['dlkernels'] / rate['gensim']:>6.2f} {acc['dlkernels']:>10.3f} "
                   f"{acc['gensim']:>10.3f}", flush=True)
     if args.table:
         write_table(args.table, results, args)
@@ -109,10 +109,10 @@ def main(argv=None) -> None:
 
 
 def write_table(path, results, args) -> None:
-    rows = [(str(w), str(t), f"{r['fastdl']:,.0f}", f"{r['gensim']:,.0f}",
-             f"{r['fastdl'] / r['gensim']:.2f}", f"{a['fastdl']:.3f}", f"{a['gensim']:.3f}")
+    rows = [(str(w), str(t), f"{r['dlkernels']:,.0f}", f"{r['gensim']:,.0f}",
+             f"{r['dlkernels'] / r['gensim']:.2f}", f"{a['dlkernels']:.3f}", f"{a['gensim']:.3f}")
             for w, t, r, a in results]
-    head = ("window", "threads", "fastdl words/s", "gensim words/s", "ratio", "acc. fastdl",
+    head = ("window", "threads", "dlkernels words/s", "gensim words/s", "ratio", "acc. dlkernels",
             "acc. gensim")
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     rule = "  ".join("=" * w for w in widths)
@@ -133,7 +133,7 @@ def plot(path, results, args) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for window in args.window:
-        for name, style in (("fastdl", "-o"), ("gensim", "--s")):
+        for name, style in (("dlkernels", "-o"), ("gensim", "--s")):
             pts = [(t, r[name]) for w, t, r, _ in results if w == window]
             ax.plot([p[0] for p in pts], [p[1] / 1e3 for p in pts], style,
                     label=f"{name}, window {window}")

@@ -1,4 +1,4 @@
-"""node2vec walks: fastdl against PecanPy's SparseOTF, same run, steps/s and peak memory.
+"""node2vec walks: dlkernels against PecanPy's SparseOTF, same run, steps/s and peak memory.
 
     python bench/walks_compare.py                          # the issue-5 setup, 2 threads
     python bench/walks_compare.py --threads 1 2 --repeat 3 --plot docs/_static/walks_throughput.png
@@ -13,7 +13,7 @@ Each run is a fresh subprocess that builds the graph from the same edge arrays,
 times the walks, and reports its peak resident memory (``ru_maxrss``, graph and
 walks included) and its resident memory before the walks. The runs of the two
 implementations alternate within each repeat (a change in machine load hits
-both) and each keeps its best repeat; ratios are PecanPy time / fastdl time.
+both) and each keeps its best repeat; ratios are PecanPy time / dlkernels time.
 
 PecanPy is timed at its compiled core: ``SparseOTF._random_walks`` with the
 ``move_forward`` closure built once and its JIT warmed on a few walks first, so
@@ -50,8 +50,8 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def worker_fastdl(args, src, dst):
-    from fastdl.graph import Graph, random_walks
+def worker_dlkernels(args, src, dst):
+    from dlkernels.graph import Graph, random_walks
 
     g = Graph.from_edges(src, dst, n_nodes=args.nodes)
     random_walks(g, walk_length=args.length, walks_per_node=1, p=args.p, q=args.q, rng=0,
@@ -70,7 +70,7 @@ def worker_pecanpy(args, src, dst):
     n = args.nodes
     g, move_forward, has_nbrs = pecanpy_walker(src, dst, n, args.p, args.q, args.threads)
     # PecanPy's walk_length counts steps after the start node: length - 1 gives
-    # walks of `length` nodes, as fastdl's rows are.
+    # walks of `length` nodes, as dlkernels's rows are.
     steps_after_start = args.length - 1
     with ProgressBar(total=1, disable=True) as progress:
         warm = np.arange(100, dtype=np.uint32)
@@ -91,7 +91,7 @@ def worker(args):
     args.threads = args.threads[0]
     with np.load(args.edges_file) as data:
         src, dst = data["src"], data["dst"]
-    run = worker_fastdl if args.worker == "fastdl" else worker_pecanpy
+    run = worker_dlkernels if args.worker == "dlkernels" else worker_pecanpy
     seconds, nodes_out, before, nnz = run(args, src, dst)
     print(json.dumps({"seconds": seconds, "nodes": nodes_out, "rss_before_mb": before,
                       "peak_mb": peak_mb(), "nnz": nnz}))
@@ -124,13 +124,13 @@ def main():
     parser.add_argument("--skip-pecanpy", action="store_true")
     parser.add_argument("--plot", help="write a steps/s bar chart here (matplotlib)")
     parser.add_argument("--table", help="write the results as an rst table here (for the docs)")
-    parser.add_argument("--worker", choices=["fastdl", "pecanpy"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["dlkernels", "pecanpy"], help=argparse.SUPPRESS)
     parser.add_argument("--edges-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
 
-    impls = {"fastdl": sys.executable}
+    impls = {"dlkernels": sys.executable}
     if not args.skip_pecanpy:
         impls["pecanpy"] = args.pecanpy_python
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -157,8 +157,8 @@ def main():
               f"{r['peak_mb']:8.0f} {r['rss_before_mb']:20.0f}")
     for threads in args.threads:
         if ("pecanpy", threads) in results:
-            ratio = results["fastdl", threads]["steps_per_s"] / results["pecanpy", threads]["steps_per_s"]
-            print(f"steps/s ratio fastdl / pecanpy at {threads} thread(s): {ratio:.1f}x "
+            ratio = results["dlkernels", threads]["steps_per_s"] / results["pecanpy", threads]["steps_per_s"]
+            print(f"steps/s ratio dlkernels / pecanpy at {threads} thread(s): {ratio:.1f}x "
                   f"(target >= 10x)")
     if args.plot:
         plot(results, args)
@@ -170,13 +170,13 @@ def table(results, args):
     rows = []
     for (impl, threads), r in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         ratio = ""
-        if impl == "fastdl" and ("pecanpy", threads) in results:
+        if impl == "dlkernels" and ("pecanpy", threads) in results:
             ratio = f"{r['steps_per_s'] / results['pecanpy', threads]['steps_per_s']:.1f}x"
-        name = "PecanPy SparseOTF" if impl == "pecanpy" else "fastdl"
+        name = "PecanPy SparseOTF" if impl == "pecanpy" else "dlkernels"
         rows.append((name, str(threads), f"{r['steps_per_s'] / 1e6:.2f}", f"{r['peak_mb']:.0f}",
                      f"{r['rss_before_mb']:.0f}", ratio))
     head = ("implementation", "threads", "M steps/s", "peak RSS (MB)", "RSS before walks (MB)",
-            "fastdl / PecanPy")
+            "dlkernels / PecanPy")
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     rule = "  ".join("=" * w for w in widths)
     lines = [rule, "  ".join(h.ljust(w) for h, w in zip(head, widths)), rule]
@@ -201,7 +201,7 @@ def plot(results, args):
         values = [results[impl, t]["steps_per_s"] / 1e6 if (impl, t) in results else 0.0
                   for t in threads]
         bars = ax.bar(np.arange(len(threads)) + i * width, values, width,
-                      label="PecanPy SparseOTF" if impl == "pecanpy" else "fastdl")
+                      label="PecanPy SparseOTF" if impl == "pecanpy" else "dlkernels")
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
     ax.set_xticks(np.arange(len(threads)) + width * (len(impls) - 1) / 2)
     ax.set_xticklabels([f"{t} thread{'s' if t > 1 else ''}" for t in threads])

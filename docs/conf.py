@@ -1,6 +1,6 @@
-"""Sphinx configuration for the fastdl documentation.
+"""Sphinx configuration for the dlkernels documentation.
 
-The docs describe the *installed* package: autodoc imports ``fastdl`` from
+The docs describe the *installed* package: autodoc imports ``dlkernels`` from
 site-packages (``pip install '.[docs]'`` or ``make docs``), never from this
 checkout, whose compiled modules are not built in place.
 """
@@ -9,22 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import fastdl
+import dlkernels
 from sphinx.errors import ConfigError
 
 _checkout = Path(__file__).resolve().parent.parent
-if Path(fastdl.__file__).resolve().is_relative_to(_checkout / "fastdl"):
+if Path(dlkernels.__file__).resolve().is_relative_to(_checkout / "dlkernels"):
     raise ConfigError(
-        f"fastdl was imported from the source tree ({fastdl.__file__}); the docs "
+        f"dlkernels was imported from the source tree ({dlkernels.__file__}); the docs "
         "document the installed package. Install it first (pip install '.[docs]') "
         "and run sphinx-build from an environment where the checkout is not on sys.path."
     )
 
 # -- Project -------------------------------------------------------------------
-project = "fastdl"
-author = "fastdl developers"
-copyright = "fastdl developers"
-release = fastdl.__version__
+project = "dlkernels"
+author = "dlkernels developers"
+copyright = "dlkernels developers"
+release = dlkernels.__version__
 version = ".".join(release.split(".")[:2])
 
 # -- General -------------------------------------------------------------------
@@ -65,7 +65,7 @@ numpydoc_use_plots = False
 
 # -- HTML ------------------------------------------------------------------------
 html_theme = "alabaster"
-html_title = f"fastdl {release}"
+html_title = f"dlkernels {release}"
 html_theme_options = {
     "description": "Fast, exact, tested kernels for deep-learning pipelines",
     "fixed_sidebar": True,

@@ -2,7 +2,7 @@
 
     python docs/make_debug_figures.py
 
-Needs fastdl installed with torch and matplotlib (``pip install '.[torch,plot]'``).
+Needs dlkernels installed with torch and matplotlib (``pip install '.[torch,plot]'``).
 Writes into docs/_static/:
 
 * ``memory_report.txt``: ``MemoryProfiler.report()`` of one training step of a small CNN;
@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from fastdl.debug import MemoryProfiler, check_training_step
-from fastdl.debug._util import format_bytes
+from dlkernels.debug import MemoryProfiler, check_training_step
+from dlkernels.debug._util import format_bytes
 
 OUT = Path(__file__).resolve().parent / "_static"
 

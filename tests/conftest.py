@@ -1,6 +1,6 @@
-"""Shared fixtures and helpers for the fastdl test suite.
+"""Shared fixtures and helpers for the dlkernels test suite.
 
-The tests import the *installed* fastdl (pyproject.toml sets
+The tests import the *installed* dlkernels (pyproject.toml sets
 ``--import-mode=importlib``); :func:`pytest_sessionstart` refuses to run against
 the bare source tree, whose compiled kernels do not exist.
 
@@ -29,7 +29,7 @@ ALPHA = 1e-4
 THREAD_COUNTS = (1, 2, 4)
 
 settings.register_profile(
-    "fastdl",
+    "dlkernels",
     deadline=None,  # the first call of a kernel may page in a shared object
     database=None,  # keep the checkout clean
     max_examples=40,
@@ -38,18 +38,18 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.function_scoped_fixture],
 )
-settings.register_profile("thorough", parent=settings.get_profile("fastdl"), max_examples=500)
-settings.load_profile(os.environ.get("FASTDL_HYPOTHESIS_PROFILE", "fastdl"))
+settings.register_profile("thorough", parent=settings.get_profile("dlkernels"), max_examples=500)
+settings.load_profile(os.environ.get("DLKERNELS_HYPOTHESIS_PROFILE", "dlkernels"))
 
 
 def pytest_sessionstart(session):
-    import fastdl
+    import dlkernels
 
-    where = Path(fastdl.__file__).resolve().parent
+    where = Path(dlkernels.__file__).resolve().parent
     in_site = any(part in ("site-packages", "dist-packages") for part in where.parts)
-    if where == REPO / "fastdl" or not in_site:
+    if where == REPO / "dlkernels" or not in_site:
         raise pytest.UsageError(
-            f"the tests must run against an installed fastdl, but `import fastdl` found "
+            f"the tests must run against an installed dlkernels, but `import dlkernels` found "
             f"{where}. Install it (pip install '.[test]') and run the `pytest` of that "
             f"environment; `python -m pytest` from the repository root and editable "
             f"installs import the bare source tree instead."
@@ -135,7 +135,7 @@ def assert_thread_invariant():
 
 # -- object state ----------------------------------------------------------------------
 def _numpy(x):
-    from fastdl._lib.arrays import to_numpy
+    from dlkernels._lib.arrays import to_numpy
 
     return np.asarray(to_numpy(x))
 
@@ -146,7 +146,7 @@ def state_of(obj) -> dict:
     Includes a few draws at a fixed rng, which read the whole internal structure
     (the inner nodes of a tree, the alias table), not only what accessors return.
     """
-    from fastdl.sampling import AliasSampler, NegativeSampler, PrioritizedSampler, SumTree
+    from dlkernels.sampling import AliasSampler, NegativeSampler, PrioritizedSampler, SumTree
 
     if isinstance(obj, PrioritizedSampler):
         draws = obj.sample(300, rng=0, n_threads=1) if obj.tree.total > 0 else None
@@ -168,7 +168,7 @@ def state_of(obj) -> dict:
         if isinstance(obj, NegativeSampler):
             state["power"] = obj.power
         return state
-    from fastdl.neighbors import KDTree
+    from dlkernels.neighbors import KDTree
 
     if isinstance(obj, KDTree):
         # Every flat array of every tree, and a probe query that reads them all.

@@ -1,4 +1,4 @@
-"""The ``fastdl`` command (info, demo, bench) and ``fastdl.config()``."""
+"""The ``dlkernels`` command (info, demo, bench) and ``dlkernels.config()``."""
 
 import platform
 import re
@@ -9,24 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import fastdl
-from fastdl._lib._openmp_info import max_threads, openmp_enabled
+import dlkernels
+from dlkernels._lib._openmp_info import max_threads, openmp_enabled
 
-CONFIG_KEYS = {"fastdl", "python", "platform", "numpy (run time)", "numpy (build time)",
+CONFIG_KEYS = {"dlkernels", "python", "platform", "numpy (run time)", "numpy (build time)",
                "cython (build time)", "compiler", "openmp", "default threads"}
 
 
 def console_script() -> str:
-    script = Path(sys.executable).with_name("fastdl")
-    assert script.is_file(), f"the `fastdl` console script is not installed next to {sys.executable}"
+    script = Path(sys.executable).with_name("dlkernels")
+    assert script.is_file(), f"the `dlkernels` console script is not installed next to {sys.executable}"
     return str(script)
 
 
 class TestConfig:
     def test_keys_and_values(self):
-        cfg = fastdl.config()
+        cfg = dlkernels.config()
         assert set(cfg) == CONFIG_KEYS
-        assert cfg["fastdl"] == fastdl.__version__ == metadata.version("fastdl")
+        assert cfg["dlkernels"] == dlkernels.__version__ == metadata.version("dlkernels")
         assert cfg["python"] == platform.python_version()
         assert cfg["numpy (run time)"] == np.__version__
         assert re.fullmatch(r"\d+\.\d+.*", cfg["numpy (build time)"])
@@ -36,26 +36,26 @@ class TestConfig:
         assert cfg["default threads"] == max_threads() >= 1
 
     def test_show_config_prints_every_key(self, capsys):
-        fastdl.show_config()
+        dlkernels.show_config()
         out = capsys.readouterr().out
-        for key, value in fastdl.config().items():
+        for key, value in dlkernels.config().items():
             assert re.search(rf"^\s*{re.escape(key)}: {re.escape(str(value))}$", out, re.M), key
 
     def test_lazy_subpackages(self):
-        assert "sampling" in dir(fastdl)
-        assert fastdl.sampling.SumTree.__name__ == "SumTree"
+        assert "sampling" in dir(dlkernels)
+        assert dlkernels.sampling.SumTree.__name__ == "SumTree"
         with pytest.raises(AttributeError, match="no_such_thing"):
-            fastdl.no_such_thing
+            dlkernels.no_such_thing
 
 
 class TestCommand:
     def test_info(self, run_python):
-        proc = run_python("-m", "fastdl", "info")
+        proc = run_python("-m", "dlkernels", "info")
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr == ""
         for key in CONFIG_KEYS:
             assert re.search(rf"^\s*{re.escape(key)}: \S", proc.stdout, re.M), key
-        assert re.search(rf"^\s*fastdl: {re.escape(fastdl.__version__)}$", proc.stdout, re.M)
+        assert re.search(rf"^\s*dlkernels: {re.escape(dlkernels.__version__)}$", proc.stdout, re.M)
 
     def test_console_script(self, run_python):
         proc = run_python(console_script(), "info")  # run with this interpreter
@@ -63,16 +63,16 @@ class TestCommand:
         assert "default threads:" in proc.stdout
 
     def test_info_honours_omp_num_threads(self, run_python):
-        proc = run_python("-m", "fastdl", "info", env={"OMP_NUM_THREADS": "3"})
+        proc = run_python("-m", "dlkernels", "info", env={"OMP_NUM_THREADS": "3"})
         assert proc.returncode == 0, proc.stderr
         want = 3 if openmp_enabled() else 1
         assert re.search(rf"default threads: {want}$", proc.stdout, re.M), proc.stdout
 
     def test_demo(self, run_python):
-        proc = run_python("-m", "fastdl", "demo", "--seed", "3")
+        proc = run_python("-m", "dlkernels", "demo", "--seed", "3")
         assert proc.returncode == 0, proc.stderr
         out = proc.stdout
-        assert out.startswith(f"fastdl {fastdl.__version__} demo")
+        assert out.startswith(f"dlkernels {dlkernels.__version__} demo")
         assert "seed 3" in out
         for section in ("negative sampling:", "prioritized replay:", "alias method:", "kd-tree:",
                         "lsh:", "torch layer:", "debug:", "k-means:", "compress:",
@@ -85,7 +85,7 @@ class TestCommand:
         assert "k nearest of 200 queries match brute force: True" in out
 
     def test_bench_outside_a_checkout(self, run_python):
-        proc = run_python("-m", "fastdl", "bench")
+        proc = run_python("-m", "dlkernels", "bench")
         assert proc.returncode == 1
         assert "needs the bench/ folder of a source checkout" in proc.stdout
 
@@ -94,19 +94,19 @@ class TestCommand:
         (tmp_path / "bench" / "asv.conf.json").write_text("{}")
         empty = tmp_path / "no-tools"
         empty.mkdir()
-        proc = run_python("-m", "fastdl", "bench", env={"PATH": str(empty)})
+        proc = run_python("-m", "dlkernels", "bench", env={"PATH": str(empty)})
         assert proc.returncode == 1
-        assert "fastdl bench needs asv" in proc.stdout
+        assert "dlkernels bench needs asv" in proc.stdout
         assert "make bench" in proc.stdout
 
     @pytest.mark.parametrize("args", [[], ["nonsense"], ["demo", "--seed", "x"], ["info", "--bogus"]])
     def test_usage_errors(self, run_python, args):
-        proc = run_python("-m", "fastdl", *args)
+        proc = run_python("-m", "dlkernels", *args)
         assert proc.returncode == 2
-        assert "usage: fastdl" in proc.stderr
+        assert "usage: dlkernels" in proc.stderr
 
     def test_help(self, run_python):
-        proc = run_python("-m", "fastdl", "--help")
+        proc = run_python("-m", "dlkernels", "--help")
         assert proc.returncode == 0
         for command in ("info", "demo", "bench"):
             assert command in proc.stdout
@@ -121,7 +121,7 @@ class TestNode2VecCommand:
             line + " 2.5\n" for line in self.EDGES.splitlines())
         edges.write_text(text)
         out = tmp_path / "emb.txt"
-        proc = run_python("-m", "fastdl", "node2vec", "--input", str(edges), "--output", str(out),
+        proc = run_python("-m", "dlkernels", "node2vec", "--input", str(edges), "--output", str(out),
                           "--dimensions", "8", "--walk-length", "10", "--num-walks", "5",
                           "--window-size", "3", "--workers", "2", "--seed", "1", *extra)
         return proc, out
@@ -158,6 +158,6 @@ class TestNode2VecCommand:
         assert not out.exists()
 
     def test_missing_file(self, run_python, tmp_path):
-        proc = run_python("-m", "fastdl", "node2vec", "--input", str(tmp_path / "none.edg"),
+        proc = run_python("-m", "dlkernels", "node2vec", "--input", str(tmp_path / "none.edg"),
                           "--output", str(tmp_path / "o.txt"))
         assert proc.returncode == 2 and "none.edg" in proc.stderr

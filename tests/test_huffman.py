@@ -1,4 +1,4 @@
-"""fastdl.huffman: prefix-free, Kraft equality, optimal against brute force, deterministic."""
+"""dlkernels.huffman: prefix-free, Kraft equality, optimal against brute force, deterministic."""
 
 import functools
 import itertools
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastdl.huffman import CodeTree, balanced_tree, huffman_tree
+from dlkernels.huffman import CodeTree, balanced_tree, huffman_tree
 
 
 def optimal_cost(weights) -> float:
@@ -192,7 +192,7 @@ class TestBalanced:
 
 
 # -- bit-packed coding --------------------------------------------------------------
-from fastdl.huffman import (canonical_codes, code_lengths, huffman_decode,  # noqa: E402
+from dlkernels.huffman import (canonical_codes, code_lengths, huffman_decode,  # noqa: E402
                             huffman_encode)
 
 
@@ -313,7 +313,7 @@ class TestCoding:
         assert (np.asarray(lengths)[out] > 0).all()
 
     def test_chunk_boundaries(self, rng, monkeypatch):
-        import fastdl.huffman as module
+        import dlkernels.huffman as module
 
         monkeypatch.setattr(module, "_CHUNK", 37)   # codes straddle every chunk edge
         symbols = rng.zipf(1.3, 3000) % 50

@@ -1,9 +1,9 @@
-"""Benchmark cases of fastdl.compress, registered in ``_peers``.
+"""Benchmark cases of dlkernels.compress, registered in ``_peers``.
 
 ``units_infer``: CPU inference (batch 256, no autograd) of a 1024-4096-4096-10
 ReLU MLP after removing 50% of the hidden units:
 
-* ``fastdl``: :func:`fastdl.compress.prune_units` (a physically smaller model);
+* ``dlkernels``: :func:`dlkernels.compress.prune_units` (a physically smaller model);
 * ``unpruned``: the original model;
 * ``torch-prune``: ``torch.nn.utils.prune.ln_structured`` on the hidden layers
   (the same units masked to zero; the matrices keep their size).
@@ -41,8 +41,8 @@ def _infer(sizes: tuple, kind: str, n_threads: int):
     import copy
 
     model, x = _models(sizes)
-    if kind == "fastdl":
-        from fastdl.compress import prune_units
+    if kind == "dlkernels":
+        from dlkernels.compress import prune_units
 
         model = prune_units(model, 0.5)
     elif kind == "torch-prune":
@@ -61,5 +61,5 @@ def _infer(sizes: tuple, kind: str, n_threads: int):
 
 
 for _name, _sizes in (("units_infer", BIG), ("units_infer_digits", SMALL)):
-    for _kind in ("fastdl", "unpruned", "torch-prune"):
+    for _kind in ("dlkernels", "unpruned", "torch-prune"):
         _register(_name, _kind, threaded=True)(functools.partial(_infer, _sizes, _kind))

@@ -16,9 +16,9 @@ import numpy as np
 N, N_QUERIES, DIM, K = 200_000, 2000, 128, 10
 N_CLUSTERS, SPREAD = 1000, 0.5
 
-# The tuned fastdl configuration (bench/lsh_curve.py sweeps around it): at least
+# The tuned dlkernels configuration (bench/lsh_curve.py sweeps around it): at least
 # 0.9 recall@10 on clustered() with the fewest seconds per query.
-FASTDL_L2 = {"n_tables": 20, "n_bits": 12, "bucket_width": 20.0, "n_probes": 16}
+DLKERNELS_L2 = {"n_tables": 20, "n_bits": 12, "bucket_width": 20.0, "n_probes": 16}
 
 
 def clustered(n: int = N, n_queries: int = N_QUERIES, dim: int = DIM,
@@ -80,8 +80,8 @@ def require(module: str):
 
 # -- searchers: build(n_threads, **params) -> search(Q) -> ids (m, K) ----------------------
 
-def fastdl_lsh(X, n_threads, n_tables, n_bits, bucket_width, n_probes, metric="l2"):
-    from fastdl.neighbors import LSHIndex
+def dlkernels_lsh(X, n_threads, n_tables, n_bits, bucket_width, n_probes, metric="l2"):
+    from dlkernels.neighbors import LSHIndex
 
     index = LSHIndex(X.shape[1], metric=metric, n_tables=n_tables, n_bits=n_bits,
                      bucket_width=bucket_width, rng=0)

@@ -1,12 +1,12 @@
-"""Benchmark cases of the torch layer (fastdl.nn, fastdl.decoding), registered in ``_peers``.
+"""Benchmark cases of the torch layer (dlkernels.nn, dlkernels.decoding), registered in ``_peers``.
 
 ``softmax_step``: one training step (forward + backward, gradients freed
 between calls) of an output layer with V = 100,000 classes, d = 256, batch 512,
 targets drawn from a Zipf (s = 1) unigram distribution:
 
-* ``fastdl``: HierarchicalSoftmax over the Huffman tree of the counts;
-* ``fastdl-balanced``: HierarchicalSoftmax over a balanced tree;
-* ``fastdl-sparse``: Huffman tree, sparse weight gradients;
+* ``dlkernels``: HierarchicalSoftmax over the Huffman tree of the counts;
+* ``dlkernels-balanced``: HierarchicalSoftmax over a balanced tree;
+* ``dlkernels-sparse``: Huffman tree, sparse weight gradients;
 * ``torch-adaptive``: nn.AdaptiveLogSoftmaxWithLoss, cutoffs [2000, 10000, 50000], div_value 4;
 * ``torch-linear``: nn.Linear + cross_entropy (the full softmax).
 
@@ -50,26 +50,26 @@ def _softmax_step(n_threads, build, loss_of):
     return step
 
 
-@_register("softmax_step", "fastdl", threaded=True)
+@_register("softmax_step", "dlkernels", threaded=True)
 def _hs_huffman(n_threads):
     def build(torch, counts):
-        from fastdl.nn import HierarchicalSoftmax
+        from dlkernels.nn import HierarchicalSoftmax
         return HierarchicalSoftmax(SOFTMAX_D, SOFTMAX_V, counts=counts)
     return _softmax_step(n_threads, build, lambda torch, m, x, y: m(x, y).mean())
 
 
-@_register("softmax_step", "fastdl-balanced", threaded=True)
+@_register("softmax_step", "dlkernels-balanced", threaded=True)
 def _hs_balanced(n_threads):
     def build(torch, counts):
-        from fastdl.nn import HierarchicalSoftmax
+        from dlkernels.nn import HierarchicalSoftmax
         return HierarchicalSoftmax(SOFTMAX_D, SOFTMAX_V)
     return _softmax_step(n_threads, build, lambda torch, m, x, y: m(x, y).mean())
 
 
-@_register("softmax_step", "fastdl-sparse", threaded=True)
+@_register("softmax_step", "dlkernels-sparse", threaded=True)
 def _hs_sparse(n_threads):
     def build(torch, counts):
-        from fastdl.nn import HierarchicalSoftmax
+        from dlkernels.nn import HierarchicalSoftmax
         return HierarchicalSoftmax(SOFTMAX_D, SOFTMAX_V, counts=counts, sparse=True)
     return _softmax_step(n_threads, build, lambda torch, m, x, y: m(x, y).mean())
 
@@ -96,7 +96,7 @@ def _linear(n_threads):
 # beam 5, 20 steps, over a one-layer recurrent model (d = 256, V = 10,000) whose
 # EOS is made unlikely so that both implementations run all 20 steps.
 #
-# * ``fastdl``: fastdl.decoding.beam_search, one step_fn call per step for all rows;
+# * ``dlkernels``: dlkernels.decoding.beam_search, one step_fn call per step for all rows;
 # * ``python-loop``: the textbook loop over batch items and beams, calling the same
 #   step_fn on one hypothesis at a time and sorting candidates in Python.
 
@@ -149,11 +149,11 @@ def python_loop_beam_search(step_fn, init_state, batch_size, beam_size, max_leng
     return results
 
 
-@_register("beam_step", "fastdl", threaded=True)
-def _beam_fastdl(n_threads):
+@_register("beam_step", "dlkernels", threaded=True)
+def _beam_dlkernels(n_threads):
     torch = _require("torch")
     torch.set_num_threads(n_threads)
-    from fastdl.decoding import beam_search
+    from dlkernels.decoding import beam_search
 
     step_fn, init = _beam_model(torch)
     return lambda: beam_search(step_fn, init, BEAM_BATCH, BEAM_SIZE, BEAM_STEPS,

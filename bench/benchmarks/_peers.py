@@ -1,4 +1,4 @@
-"""Every benchmark case, implemented by fastdl and by its peers, behind one interface.
+"""Every benchmark case, implemented by dlkernels and by its peers, behind one interface.
 
 ``make(case, impl, n_threads)`` does all the set-up (data, filled buffers, built
 tables) and returns a callable with no arguments that does only the timed work.
@@ -9,7 +9,7 @@ Skipping follows asv's convention, ``NotImplementedError`` from set-up:
 
 * the peer's package is not installed;
 * the implementation has no thread count and ``n_threads`` is not 1 (cpprb,
-  numpy, and the fastdl calls that take no ``n_threads``), so a peer appears
+  numpy, and the dlkernels calls that take no ``n_threads``), so a peer appears
   once per table, at ``n_threads=1``, instead of being timed twice for nothing.
 """
 
@@ -39,7 +39,7 @@ CASES: dict[str, dict[str, tuple]] = {}
 
 
 def implementations(case: str) -> list[str]:
-    """The implementations of ``case``, fastdl first (the asv ``impl`` axis)."""
+    """The implementations of ``case``, dlkernels first (the asv ``impl`` axis)."""
     return list(CASES[case])
 
 
@@ -116,8 +116,8 @@ def _positives(n: int) -> np.ndarray:
 
 # -- prioritized replay --------------------------------------------------------------
 
-def _fastdl_per():
-    from fastdl.sampling import PrioritizedSampler
+def _dlkernels_per():
+    from dlkernels.sampling import PrioritizedSampler
 
     per = PrioritizedSampler(PER_CAPACITY, alpha=ALPHA, beta=BETA)
     per.update(np.arange(PER_CAPACITY), _priorities())
@@ -131,9 +131,9 @@ def _cpprb_per():
     return buffer
 
 
-@_register("per_sample", "fastdl", threaded=True)
-def _per_sample_fastdl(n_threads):
-    per, rng = _fastdl_per(), np.random.default_rng(4)
+@_register("per_sample", "dlkernels", threaded=True)
+def _per_sample_dlkernels(n_threads):
+    per, rng = _dlkernels_per(), np.random.default_rng(4)
     return lambda: per.sample(PER_BATCH, rng=rng, n_threads=n_threads)
 
 
@@ -145,9 +145,9 @@ def _per_sample_cpprb():
     return lambda: buffer.sample(PER_BATCH, beta=BETA)
 
 
-@_register("per_update", "fastdl")
-def _per_update_fastdl():
-    return _cycling(_fastdl_per().update)
+@_register("per_update", "dlkernels")
+def _per_update_dlkernels():
+    return _cycling(_dlkernels_per().update)
 
 
 @_register("per_update", "cpprb")
@@ -157,9 +157,9 @@ def _per_update_cpprb():
 
 # The same batch over and over: every line it touches stays cached, a best case
 # that no replay loop sees, kept to show what the cache does to both trees.
-@_register("per_update_same_batch", "fastdl")
-def _per_update_same_fastdl():
-    per, (idx, prio) = _fastdl_per(), _per_update_batches()[0]
+@_register("per_update_same_batch", "dlkernels")
+def _per_update_same_dlkernels():
+    per, (idx, prio) = _dlkernels_per(), _per_update_batches()[0]
     return lambda: per.update(idx, prio)
 
 
@@ -170,9 +170,9 @@ def _per_update_same_cpprb():
 
 
 # One replay step: draw a batch, then give its slots new priorities.
-@_register("per_step", "fastdl", threaded=True)
-def _per_step_fastdl(n_threads):
-    per, rng = _fastdl_per(), np.random.default_rng(4)
+@_register("per_step", "dlkernels", threaded=True)
+def _per_step_dlkernels(n_threads):
+    per, rng = _dlkernels_per(), np.random.default_rng(4)
     priorities = itertools.cycle(p for _, p in _per_update_batches())
 
     def step():
@@ -194,9 +194,9 @@ def _per_step_cpprb():
 
 # -- sum tree (the peer is an inverse-CDF lookup on a precomputed cumsum) ---------------
 
-@_register("sumtree_build", "fastdl")
-def _sumtree_build_fastdl():
-    from fastdl.sampling import SumTree
+@_register("sumtree_build", "dlkernels")
+def _sumtree_build_dlkernels():
+    from dlkernels.sampling import SumTree
 
     weights = _priorities()
     return lambda: SumTree.from_weights(weights)
@@ -208,9 +208,9 @@ def _sumtree_build_numpy():
     return lambda: np.cumsum(weights)
 
 
-@_register("sumtree_sample", "fastdl", threaded=True)
-def _sumtree_sample_fastdl(n_threads):
-    from fastdl.sampling import SumTree
+@_register("sumtree_sample", "dlkernels", threaded=True)
+def _sumtree_sample_dlkernels(n_threads):
+    from dlkernels.sampling import SumTree
 
     tree, rng = SumTree.from_weights(_priorities()), np.random.default_rng(5)
     return lambda: tree.sample(PER_BATCH, rng=rng, n_threads=n_threads)
@@ -226,9 +226,9 @@ def _prefix_sums(total: float) -> np.ndarray:
     return np.random.default_rng(6).random(PER_BATCH) * total
 
 
-@_register("sumtree_find", "fastdl", threaded=True)
-def _sumtree_find_fastdl(n_threads):
-    from fastdl.sampling import SumTree
+@_register("sumtree_find", "dlkernels", threaded=True)
+def _sumtree_find_dlkernels(n_threads):
+    from dlkernels.sampling import SumTree
 
     tree = SumTree.from_weights(_priorities())
     prefix = _prefix_sums(tree.total)
@@ -244,9 +244,9 @@ def _sumtree_find_numpy():
 
 # -- alias method --------------------------------------------------------------------
 
-@_register("alias_build", "fastdl")
-def _alias_build_fastdl():
-    from fastdl.sampling import AliasSampler
+@_register("alias_build", "dlkernels")
+def _alias_build_dlkernels():
+    from dlkernels.sampling import AliasSampler
 
     weights = _alias_weights()
     return lambda: AliasSampler(weights)
@@ -259,9 +259,9 @@ def _alias_build_numpy():
     return lambda: np.cumsum(weights / weights.sum())
 
 
-@_register("alias_sample", "fastdl", threaded=True)
-def _alias_sample_fastdl(n_threads):
-    from fastdl.sampling import AliasSampler
+@_register("alias_sample", "dlkernels", threaded=True)
+def _alias_sample_dlkernels(n_threads):
+    from dlkernels.sampling import AliasSampler
 
     sampler, rng = AliasSampler(_alias_weights()), np.random.default_rng(7)
     return lambda: sampler.sample(ALIAS_DRAWS, rng=rng, n_threads=n_threads)
@@ -306,7 +306,7 @@ def numpy_negatives(rng, p: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarr
     """``k`` draws from ``p`` per row, none equal to that row's ``exclude`` id.
 
     Redrawing the collisions until none is left samples exactly from ``p``
-    conditioned on avoiding the excluded id, as fastdl does.
+    conditioned on avoiding the excluded id, as dlkernels does.
     """
     out = rng.choice(len(p), size=(len(exclude), k), p=p)
     hit = out == exclude[:, None]
@@ -316,9 +316,9 @@ def numpy_negatives(rng, p: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarr
     return out
 
 
-@_register("negative_sample", "fastdl", threaded=True)
-def _negative_sample_fastdl(n_threads):
-    from fastdl.sampling import NegativeSampler
+@_register("negative_sample", "dlkernels", threaded=True)
+def _negative_sample_dlkernels(n_threads):
+    from dlkernels.sampling import NegativeSampler
 
     sampler, rng = NegativeSampler(_zipf_counts(), power=0.75), np.random.default_rng(8)
     positives = _positives(NEG_ROWS)
@@ -338,9 +338,9 @@ def _positive_pairs() -> np.ndarray:
     return np.column_stack([inputs, _positives(PAIRS)])
 
 
-@_register("negative_pairs", "fastdl", threaded=True)
-def _negative_pairs_fastdl(n_threads):
-    from fastdl.sampling import NegativeSampler
+@_register("negative_pairs", "dlkernels", threaded=True)
+def _negative_pairs_dlkernels(n_threads):
+    from dlkernels.sampling import NegativeSampler
 
     sampler, rng = NegativeSampler(_zipf_counts(), power=0.75), np.random.default_rng(10)
     pairs = _positive_pairs()
@@ -363,7 +363,7 @@ def _negative_pairs_numpy():
 
 
 # -- debug: MemoryProfiler overhead on a training step -------------------------------------
-# The "peer" is the same step without the profiler, so peer time / fastdl time is
+# The "peer" is the same step without the profiler, so peer time / dlkernels time is
 # 1 / (1 + overhead): 0.91 means a 10% overhead. One fresh profiler per step (a
 # profiler is used once), so the set-up and tear-down of its hooks are timed too.
 
@@ -393,7 +393,7 @@ def _debug_step(kind: str, n_threads: int, profiled: bool):
     model, opt, x, y = _debug_model(kind)
     MemoryProfiler = None
     if profiled:
-        from fastdl.debug import MemoryProfiler
+        from dlkernels.debug import MemoryProfiler
 
     def step():
         opt.zero_grad()
@@ -412,7 +412,7 @@ def _debug_step(kind: str, n_threads: int, profiled: bool):
 
 
 for _kind in ("mlp", "cnn"):
-    _register(f"profile_{_kind}_step", "fastdl", threaded=True)(
+    _register(f"profile_{_kind}_step", "dlkernels", threaded=True)(
         functools.partial(_debug_step, _kind, profiled=True))
     _register(f"profile_{_kind}_step", "no-profiler", threaded=True)(
         functools.partial(_debug_step, _kind, profiled=False))
@@ -430,15 +430,15 @@ def _lsh_case(impl_builder):
     return builder
 
 
-_register("lsh_query", "fastdl", threaded=True)(
-    _lsh_case(lambda D, X, t: D.fastdl_lsh(X, t, **D.FASTDL_L2)))
+_register("lsh_query", "dlkernels", threaded=True)(
+    _lsh_case(lambda D, X, t: D.dlkernels_lsh(X, t, **D.DLKERNELS_L2)))
 _register("lsh_query", "faiss-flat", threaded=True)(
     _lsh_case(lambda D, X, t: D.faiss_flat(X, t)))
 _register("lsh_query", "numpy", threaded=True)(
     _lsh_case(lambda D, X, t: D.numpy_brute(X, t)))
 _register("lsh_query", "faiss-lsh-refine", threaded=True)(
     _lsh_case(lambda D, X, t: D.faiss_lsh(X, t, 128, k_factor=20)))
-# fastdl.compress's cases live in their own module and register here.
+# dlkernels.compress's cases live in their own module and register here.
 from . import _compress_peers  # noqa: E402,F401
-# fastdl.cluster's cases live in their own module and register here.
+# dlkernels.cluster's cases live in their own module and register here.
 from . import _cluster_peers  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""asv benchmarks for fastdl.cluster, each against its peers (scikit-learn, faiss).
+"""asv benchmarks for dlkernels.cluster, each against its peers (scikit-learn, faiss).
 
 Set-up lives in ``_cluster_peers.py``; a peer that is not installed is skipped
 (n/a). ``bench/kmeans_compare.py`` times the issue's full sizes and prints the

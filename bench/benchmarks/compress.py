@@ -1,4 +1,4 @@
-"""asv benchmarks for fastdl.compress: inference after structural pruning.
+"""asv benchmarks for dlkernels.compress: inference after structural pruning.
 
 Set-up lives in ``_compress_peers.py``; without torch every case is skipped.
 ``bench/compress_pipeline.py`` runs the end-to-end digits compression.

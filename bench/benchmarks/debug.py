@@ -1,6 +1,6 @@
-"""asv benchmarks for fastdl.debug: the MemoryProfiler's overhead on a training step.
+"""asv benchmarks for dlkernels.debug: the MemoryProfiler's overhead on a training step.
 
-``impl`` is ``fastdl`` (one training step inside ``with MemoryProfiler(model,
+``impl`` is ``dlkernels`` (one training step inside ``with MemoryProfiler(model,
 optimizer):``) or ``no-profiler`` (the same step, bare); the ratio of the two is
 the profiler's overhead (target: below 10%). ``n_threads`` is torch's thread
 count. Set-up lives in ``_peers.py``; without torch every case is skipped.

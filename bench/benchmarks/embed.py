@@ -1,4 +1,4 @@
-"""asv benchmarks for fastdl.embed.SkipGram against gensim's Word2Vec (sg=1).
+"""asv benchmarks for dlkernels.embed.SkipGram against gensim's Word2Vec (sg=1).
 
 One epoch over random walks of a 5-block stochastic block model graph (1000
 nodes, 10 walks of 80 per node: 800,000 words) at dim 128, window 5 or 10,
@@ -21,7 +21,7 @@ DIM, NEGATIVE = 128, 5
 
 @functools.lru_cache(maxsize=None)
 def _walks():
-    from fastdl.embed._synthetic import sbm_adjacency, uniform_walks
+    from dlkernels.embed._synthetic import sbm_adjacency, uniform_walks
 
     neighbours, blocks = sbm_adjacency(1000, 5, p_in=0.05, p_out=0.0025, seed=0)
     return uniform_walks(neighbours, 80, 10, seed=0), blocks
@@ -30,8 +30,8 @@ def _walks():
 def _trainer(impl: str, window: int, n_threads: int):
     """A zero-argument call that trains one model from scratch and returns its vectors."""
     walks, _ = _walks()
-    if impl == "fastdl":
-        from fastdl.embed import SkipGram
+    if impl == "dlkernels":
+        from dlkernels.embed import SkipGram
 
         def run():
             model = SkipGram(dim=DIM, window=window, negative=NEGATIVE, rng=0, n_threads=n_threads)
@@ -57,7 +57,7 @@ class SkipGramTrain:
     """One training epoch over 800,000 words of SBM walks."""
 
     param_names = ["impl", "window", "n_threads"]
-    params = [["fastdl", "gensim"], [5, 10], N_THREADS]
+    params = [["dlkernels", "gensim"], [5, 10], N_THREADS]
     timeout = 300
 
     def setup(self, impl, window, n_threads):

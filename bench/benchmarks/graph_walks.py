@@ -1,6 +1,6 @@
-"""asv benchmarks for fastdl.graph: node2vec walks against PecanPy's SparseOTF.
+"""asv benchmarks for dlkernels.graph: node2vec walks against PecanPy's SparseOTF.
 
-Parametrized over ``impl`` (fastdl or pecanpy), ``n_threads`` and ``(p, q)``. The
+Parametrized over ``impl`` (dlkernels or pecanpy), ``n_threads`` and ``(p, q)``. The
 graph is the issue-5 one: 100k nodes, 1M random edges (Erdős–Rényi-like,
 undirected, unweighted, fixed seed). Each timed call walks 80 nodes from 20k
 start nodes (1.6M steps). PecanPy is timed at its compiled core
@@ -25,8 +25,8 @@ def random_edges(n_nodes=N_NODES, n_edges=N_EDGES, seed=SEED):
     return rng.integers(0, n_nodes, n_edges), rng.integers(0, n_nodes, n_edges)
 
 
-def _fastdl(p, q, n_threads):
-    from fastdl.graph import Graph, random_walks
+def _dlkernels(p, q, n_threads):
+    from dlkernels.graph import Graph, random_walks
 
     g = Graph.from_edges(*random_edges(), n_nodes=N_NODES)
     starts = np.random.default_rng(SEED).integers(0, N_NODES, N_STARTS)
@@ -38,7 +38,7 @@ def _fastdl(p, q, n_threads):
 
 
 def pecanpy_walker(src, dst, n_nodes, p, q, n_threads):
-    """PecanPy's SparseOTF on the graph fastdl builds from these edges (symmetric,
+    """PecanPy's SparseOTF on the graph dlkernels builds from these edges (symmetric,
     repeats merged, no self-loops, weight 1): ``(graph, move_forward, has_nbrs)``."""
     import scipy.sparse
     from pecanpy.pecanpy import SparseOTF
@@ -79,7 +79,7 @@ def _pecanpy(p, q, n_threads):
     return run
 
 
-IMPLS = {"fastdl": _fastdl, "pecanpy": _pecanpy}
+IMPLS = {"dlkernels": _dlkernels, "pecanpy": _pecanpy}
 
 
 class Node2VecWalks:
@@ -116,6 +116,6 @@ class GraphBuild:
         self.src, self.dst = random_edges()
 
     def time_from_edges(self):
-        from fastdl.graph import Graph
+        from dlkernels.graph import Graph
 
         Graph.from_edges(self.src, self.dst, n_nodes=N_NODES)

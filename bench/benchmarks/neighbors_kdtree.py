@@ -1,6 +1,6 @@
-"""asv benchmarks for fastdl.neighbors.KDTree against pykdtree and SciPy's cKDTree.
+"""asv benchmarks for dlkernels.neighbors.KDTree against pykdtree and SciPy's cKDTree.
 
-Each class is parametrized over ``impl`` (fastdl or a peer) and ``n_threads``,
+Each class is parametrized over ``impl`` (dlkernels or a peer) and ``n_threads``,
 as in ``sampling.py``; a peer that is not installed is skipped (n/a). The data
 sets are those of the design targets:
 
@@ -9,7 +9,7 @@ sets are those of the design targets:
 * ``clustered8d``: 1e6 points from 100 Gaussian clusters (sigma 0.02, centres
   uniform in the unit cube) in 8-D, 1e5 queries from the same mixture.
 
-Threads: fastdl takes ``n_threads``, SciPy ``workers``; pykdtree reads the
+Threads: dlkernels takes ``n_threads``, SciPy ``workers``; pykdtree reads the
 OpenMP thread count, set here with threadpoolctl around its calls (its build
 is serial, its query parallel). SciPy builds on one thread.
 ``bench/kdtree_compare.py`` times the same calls in one process and prints
@@ -32,8 +32,8 @@ LEAFSIZE = 16  # every implementation's default
 # Radii giving 10-30 neighbours per query (measured means: 19.5 uniform; 27 clustered,
 # median 15: in 8-D the count grows as r**8, so its spread is wide).
 RADIUS = {"uniform3d": 0.0168, "clustered8d": 0.03}
-IMPLS = ["fastdl", "pykdtree", "scipy"]
-RADIUS_IMPLS = ["fastdl", "scipy"]  # pykdtree has no radius search
+IMPLS = ["dlkernels", "pykdtree", "scipy"]
+RADIUS_IMPLS = ["dlkernels", "scipy"]  # pykdtree has no radius search
 
 
 @functools.lru_cache(maxsize=None)
@@ -63,8 +63,8 @@ class Implementation:
 
     def __init__(self, impl: str, n_threads: int):
         self.impl, self.n_threads = impl, n_threads
-        if impl == "fastdl":
-            from fastdl.neighbors import KDTree
+        if impl == "dlkernels":
+            from dlkernels.neighbors import KDTree
 
             self._cls = KDTree
         elif impl == "pykdtree":
@@ -80,20 +80,20 @@ class Implementation:
 
     def build(self, points):
         with self._threads():
-            if self.impl == "fastdl":
+            if self.impl == "dlkernels":
                 return self._cls(points, leafsize=LEAFSIZE, n_threads=self.n_threads)
             return self._cls(points, leafsize=LEAFSIZE)
 
     def knn(self, tree, queries, k: int = K):
         with self._threads():
-            if self.impl == "fastdl":
+            if self.impl == "dlkernels":
                 return tree.query(queries, k=k, n_threads=self.n_threads)
             if self.impl == "scipy":
                 return tree.query(queries, k=k, workers=self.n_threads)
             return tree.query(queries, k=k)
 
     def radius(self, tree, queries, r: float):
-        if self.impl == "fastdl":
+        if self.impl == "dlkernels":
             return tree.query_radius(queries, r, n_threads=self.n_threads)
         if self.impl == "scipy":
             return tree.query_ball_point(queries, r, workers=self.n_threads)

@@ -1,14 +1,14 @@
-"""asv benchmarks for fastdl.neighbors.LSHIndex against faiss and exact search.
+"""asv benchmarks for dlkernels.neighbors.LSHIndex against faiss and exact search.
 
 The data of the design target (``_lsh_data.clustered``: 2e5 points, 2000
-queries, 128-D Gaussian clusters). Parameters: ``impl`` (fastdl or a peer) and
+queries, 128-D Gaussian clusters). Parameters: ``impl`` (dlkernels or a peer) and
 ``n_threads``; a peer that is not installed is skipped (n/a). ``track_recall``
 records each implementation's recall@10, so the time tables can be read at
 known accuracy.
 
 Implementations:
 
-* ``fastdl``: ``LSHIndex(metric="l2")`` with ``_lsh_data.FASTDL_L2`` (tuned for
+* ``dlkernels``: ``LSHIndex(metric="l2")`` with ``_lsh_data.DLKERNELS_L2`` (tuned for
   recall@10 >= 0.9 on this data);
 * ``faiss-flat``: exact search, faiss ``IndexFlatL2`` (BLAS);
 * ``numpy``: exact search with numpy's BLAS (threadpoolctl sets its threads);
@@ -21,13 +21,13 @@ Implementations:
 from . import _lsh_data as D
 
 N_THREADS = [1, 2]
-IMPLS = ["fastdl", "faiss-flat", "numpy", "faiss-lsh", "faiss-lsh-refine"]
+IMPLS = ["dlkernels", "faiss-flat", "numpy", "faiss-lsh", "faiss-lsh-refine"]
 
 
 def build(impl: str, n_threads: int):
     X, _ = D.data()
-    if impl == "fastdl":
-        return D.fastdl_lsh(X, n_threads, **D.FASTDL_L2)
+    if impl == "dlkernels":
+        return D.dlkernels_lsh(X, n_threads, **D.DLKERNELS_L2)
     if impl == "faiss-flat":
         return D.faiss_flat(X, n_threads)
     if impl == "numpy":
@@ -60,12 +60,12 @@ class LSHQuery:
 class LSHBuild:
     """Building the index over 2e5 points in 128-D."""
 
-    params = [["fastdl", "faiss-lsh", "faiss-lsh-refine"], N_THREADS]
+    params = [["dlkernels", "faiss-lsh", "faiss-lsh-refine"], N_THREADS]
     param_names = ["impl", "n_threads"]
     timeout = 600
 
     def setup(self, impl, n_threads):
-        if impl != "fastdl":
+        if impl != "dlkernels":
             D.require("faiss")  # skip (n/a) without faiss
         D.data()
 

@@ -1,4 +1,4 @@
-"""asv benchmarks for fastdl.nn (and fastdl.decoding), each against its peers.
+"""asv benchmarks for dlkernels.nn (and dlkernels.decoding), each against its peers.
 
 Set-up lives in ``_nn_peers.py``; an implementation whose package is missing is
 skipped (n/a).

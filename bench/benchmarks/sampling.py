@@ -1,6 +1,6 @@
-"""asv benchmarks for fastdl.sampling, each against its peers in the same table.
+"""asv benchmarks for dlkernels.sampling, each against its peers in the same table.
 
-Every class is parametrized over ``impl`` (fastdl or a peer) and ``n_threads``.
+Every class is parametrized over ``impl`` (dlkernels or a peer) and ``n_threads``.
 Set-up lives in ``_peers.py``; a missing peer, or a peer at an ``n_threads`` it
 has no knob for, is skipped (shown as n/a), never failed.
 """

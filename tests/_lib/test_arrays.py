@@ -1,9 +1,9 @@
-"""fastdl._lib.arrays: numpy in, numpy out; torch in, torch out (CPU tensors zero-copy)."""
+"""dlkernels._lib.arrays: numpy in, numpy out; torch in, torch out (CPU tensors zero-copy)."""
 
 import numpy as np
 import pytest
 
-from fastdl._lib.arrays import is_cuda_tensor, is_tensor, like_input, to_numpy
+from dlkernels._lib.arrays import is_cuda_tensor, is_tensor, like_input, to_numpy
 
 
 def test_numpy_passes_through():
@@ -15,11 +15,11 @@ def test_numpy_passes_through():
 
 
 def test_core_does_not_import_torch(run_python):
-    code = ("import sys, numpy as np, fastdl, fastdl.sampling as s\n"
+    code = ("import sys, numpy as np, dlkernels, dlkernels.sampling as s\n"
             "s.AliasSampler([1.0, 2.0]).sample(10, rng=0)\n"
             "s.SumTree.from_weights([1.0, 2.0]).sample(10, rng=0)\n"
             "s.NegativeSampler([3, 1, 2]).pairs([[0, 1]], 2, rng=0)\n"
-            "fastdl.config()\n"
+            "dlkernels.config()\n"
             "print('torch' in sys.modules)")
     proc = run_python("-c", code)
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""fastdl._lib.persist and every class's save/load: npz archives, never pickle."""
+"""dlkernels._lib.persist and every class's save/load: npz archives, never pickle."""
 
 import builtins
 import pickle
@@ -6,8 +6,8 @@ import pickle
 import numpy as np
 import pytest
 
-from fastdl._lib.persist import FORMAT_VERSION, load_arrays, save_arrays
-from fastdl.sampling import AliasSampler, NegativeSampler, PrioritizedSampler, SumTree
+from dlkernels._lib.persist import FORMAT_VERSION, load_arrays, save_arrays
+from dlkernels.sampling import AliasSampler, NegativeSampler, PrioritizedSampler, SumTree
 
 CLASSES = {
     "SumTree": lambda: SumTree.from_weights([1.0, 0.0, 2.0]),

@@ -1,9 +1,9 @@
-"""fastdl._lib.random: the ``rng`` argument (SPEC 7) and the kernels' 64-bit keys."""
+"""dlkernels._lib.random: the ``rng`` argument (SPEC 7) and the kernels' 64-bit keys."""
 
 import numpy as np
 import pytest
 
-from fastdl._lib.random import check_rng, draw_key
+from dlkernels._lib.random import check_rng, draw_key
 
 
 class TestCheckRng:
@@ -87,7 +87,7 @@ class TestDrawKey:
 
 
 def _failing_calls():
-    from fastdl.sampling import AliasSampler, NegativeSampler, PrioritizedSampler, SumTree
+    from dlkernels.sampling import AliasSampler, NegativeSampler, PrioritizedSampler, SumTree
 
     tree = SumTree.from_weights([1.0, 0.0, 2.0])
     per = PrioritizedSampler(3)

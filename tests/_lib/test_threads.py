@@ -1,12 +1,12 @@
-"""fastdl._lib.threads.check_n_threads: None, positive and negative counts."""
+"""dlkernels._lib.threads.check_n_threads: None, positive and negative counts."""
 
 import os
 
 import numpy as np
 import pytest
 
-from fastdl._lib._openmp_info import max_threads, openmp_enabled
-from fastdl._lib.threads import check_n_threads
+from dlkernels._lib._openmp_info import max_threads, openmp_enabled
+from dlkernels._lib.threads import check_n_threads
 
 
 def usable_cores() -> int:
@@ -28,7 +28,7 @@ def test_none_is_openmp_default():
 
 
 def test_none_honours_omp_num_threads(run_python):
-    proc = run_python("-c", "from fastdl._lib.threads import check_n_threads as c; print(c(None))",
+    proc = run_python("-c", "from dlkernels._lib.threads import check_n_threads as c; print(c(None))",
                       env={"OMP_NUM_THREADS": "3"})
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) == effective(3)

@@ -1,9 +1,9 @@
-"""fastdl._lib.validation: the input checks every facade relies on."""
+"""dlkernels._lib.validation: the input checks every facade relies on."""
 
 import numpy as np
 import pytest
 
-from fastdl._lib.validation import (as_float_array, as_index_array, check_count, check_real,
+from dlkernels._lib.validation import (as_float_array, as_index_array, check_count, check_real,
                                     check_shape)
 
 

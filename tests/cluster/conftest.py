@@ -34,7 +34,7 @@ def recomputed_inertia(x, res, w=None):
 
 def check_consistent(x, res, k, w=None):
     """Sorted centres, labels = nearest centre, inertia = what the labels give."""
-    from fastdl.cluster import KMeansResult
+    from dlkernels.cluster import KMeansResult
 
     assert isinstance(res, KMeansResult)
     centers, labels = np.asarray(res.centers), np.asarray(res.labels)

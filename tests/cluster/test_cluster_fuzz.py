@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from fastdl.cluster import kmeans, kmeans_1d
+from dlkernels.cluster import kmeans, kmeans_1d
 
 # Few distinct magnitudes and repeated values: ties and duplicates are common.
 values = st.one_of(st.integers(-5, 5).map(float),

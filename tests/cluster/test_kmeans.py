@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from fastdl.cluster import KMeansResult, kmeans
+from dlkernels.cluster import KMeansResult, kmeans
 
 
 def numpy_lloyd(X, centers, max_iter, tol):

@@ -4,7 +4,7 @@ conditions, and both against each other and scikit-learn."""
 import numpy as np
 import pytest
 
-from fastdl.cluster import kmeans_1d
+from dlkernels.cluster import kmeans_1d
 
 INITS = ("linear", "density", "random", "k-means++")
 

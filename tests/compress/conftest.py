@@ -1,4 +1,4 @@
-"""Shared models and state comparisons for the fastdl.compress tests."""
+"""Shared models and state comparisons for the dlkernels.compress tests."""
 
 import pytest
 
@@ -22,7 +22,7 @@ def snapshot(model) -> dict:
     state = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
     buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
     hooks = [(n, len(m._forward_pre_hooks)) for n, m in model.named_modules()]
-    attrs = [(n, sorted(k for k in vars(m) if k.startswith("_fastdl"))) for n, m in model.named_modules()]
+    attrs = [(n, sorted(k for k in vars(m) if k.startswith("_dlkernels"))) for n, m in model.named_modules()]
     return {"state": state, "buffers": buffers, "hooks": hooks, "attrs": attrs,
             "types": [type(m).__name__ for m in model.modules()]}
 

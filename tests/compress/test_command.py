@@ -1,4 +1,4 @@
-"""`fastdl compress`: a torch.save'd model in, the compressed file and the report out."""
+"""`dlkernels compress`: a torch.save'd model in, the compressed file and the report out."""
 
 import re
 
@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fastdl.cli import main  # noqa: E402
-from fastdl.compress import load_compressed  # noqa: E402
+from dlkernels.cli import main  # noqa: E402
+from dlkernels.compress import load_compressed  # noqa: E402
 
 from .conftest import mlp  # noqa: E402
 
@@ -16,7 +16,7 @@ def test_compress_command(tmp_path, run_python):
     model = mlp()
     torch.save(model, tmp_path / "model.pt")
     out = tmp_path / "model.fdlz"
-    proc = run_python("-m", "fastdl", "compress", str(tmp_path / "model.pt"), "--output", str(out),
+    proc = run_python("-m", "dlkernels", "compress", str(tmp_path / "model.pt"), "--output", str(out),
                       "--sparsity", "0.9", "--bits", "4", "--report")
     assert proc.returncode == 0, proc.stderr
     assert "0.weight" in proc.stdout and "header, magic, CRC" in proc.stdout

@@ -6,8 +6,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from fastdl.demo import digits_compression  # noqa: E402
-from fastdl.compress import load_compressed  # noqa: E402
+from dlkernels.demo import digits_compression  # noqa: E402
+from dlkernels.compress import load_compressed  # noqa: E402
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fastdl.compress import fine_tune, prune_magnitude, quantize, quantized_tensors  # noqa: E402
+from dlkernels.compress import fine_tune, prune_magnitude, quantize, quantized_tensors  # noqa: E402
 
 from .conftest import mlp  # noqa: E402
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from fastdl.compress import (load_compressed, prune_magnitude, prune_units, quantize,  # noqa: E402
+from dlkernels.compress import (load_compressed, prune_magnitude, prune_units, quantize,  # noqa: E402
                              save_compressed)
 
 from .conftest import assert_same_snapshot, snapshot  # noqa: E402

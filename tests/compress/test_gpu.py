@@ -1,10 +1,10 @@
-"""fastdl.compress on CUDA tensors (skipped without a GPU)."""
+"""dlkernels.compress on CUDA tensors (skipped without a GPU)."""
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from fastdl.compress import (load_compressed, prune_magnitude, prune_units, quantize,  # noqa: E402
+from dlkernels.compress import (load_compressed, prune_magnitude, prune_units, quantize,  # noqa: E402
                              save_compressed)
 
 from .conftest import mlp  # noqa: E402

@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fastdl.compress import low_rank  # noqa: E402
+from dlkernels.compress import low_rank  # noqa: E402
 
 
 @pytest.mark.parametrize("rank", [1, 7, 20])

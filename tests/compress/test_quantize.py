@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fastdl.compress import dequantize, prune_magnitude, quantize, quantized_tensors  # noqa: E402
+from dlkernels.compress import dequantize, prune_magnitude, quantize, quantized_tensors  # noqa: E402
 
 from .conftest import mlp  # noqa: E402
 

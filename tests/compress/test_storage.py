@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fastdl.compress import (compression_report, load_compressed, prune_magnitude,  # noqa: E402
+from dlkernels.compress import (compression_report, load_compressed, prune_magnitude,  # noqa: E402
                              quantize, save_compressed)
 
 from .conftest import mlp  # noqa: E402

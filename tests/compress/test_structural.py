@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fastdl.compress import prune_units  # noqa: E402
+from dlkernels.compress import prune_units  # noqa: E402
 
 from .conftest import mlp  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Fixtures for the fastdl.debug tests (torch models, hook-state snapshots)."""
+"""Fixtures for the dlkernels.debug tests (torch models, hook-state snapshots)."""
 
 from __future__ import annotations
 

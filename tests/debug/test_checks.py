@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from fastdl.debug import (assert_finite, assert_no_batch_mixing,  # noqa: E402
+from dlkernels.debug import (assert_finite, assert_no_batch_mixing,  # noqa: E402
                           assert_optimizer_isolation, assert_output_range,
                           assert_params_change, assert_params_unchanged,
                           check_optimizer_isolation, check_training_step)

@@ -11,8 +11,8 @@ from hypothesis import given, settings, strategies as st
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from fastdl.debug import MemoryProfiler, check_training_step  # noqa: E402
-from fastdl.debug.memory import OUTSIDE  # noqa: E402
+from dlkernels.debug import MemoryProfiler, check_training_step  # noqa: E402
+from dlkernels.debug.memory import OUTSIDE  # noqa: E402
 
 N = 4
 

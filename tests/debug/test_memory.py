@@ -24,8 +24,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.utils.checkpoint import checkpoint  # noqa: E402
 
-from fastdl.debug import MemoryProfiler  # noqa: E402
-from fastdl.debug.memory import OUTSIDE, ROOT  # noqa: E402
+from dlkernels.debug import MemoryProfiler  # noqa: E402
+from dlkernels.debug.memory import OUTSIDE, ROOT  # noqa: E402
 
 F32 = 4  # bytes per float32 element
 B, D_IN, H1, H2, D_OUT = 32, 20, 64, 48, 10
@@ -433,7 +433,7 @@ def test_plot_without_matplotlib(mlp, monkeypatch):
         model(torch.randn(2, D_IN))
     for name in ("matplotlib", "matplotlib.figure"):
         monkeypatch.setitem(__import__("sys").modules, name, None)
-    with pytest.raises(ImportError, match=r"fastdl\[plot\]"):
+    with pytest.raises(ImportError, match=r"dlkernels\[plot\]"):
         prof.plot()
 
 

@@ -11,21 +11,21 @@ NO_TORCH = "import sys; sys.modules['torch'] = None\n"
 
 
 def test_entry_point_is_registered():
-    points = [ep for ep in metadata.entry_points(group="pytest11") if ep.name == "fastdl"]
-    assert [ep.value for ep in points] == ["fastdl.debug.pytest_plugin"]
+    points = [ep for ep in metadata.entry_points(group="pytest11") if ep.name == "dlkernels"]
+    assert [ep.value for ep in points] == ["dlkernels.debug.pytest_plugin"]
 
 
 def test_plugin_package_and_demo_without_torch(run_python):
     # One interpreter for the three checks: each start costs seconds on a busy machine.
     code = NO_TORCH + textwrap.dedent("""
-        import fastdl.debug.pytest_plugin, fastdl.debug
+        import dlkernels.debug.pytest_plugin, dlkernels.debug
         print("imported", "torch" in sys.modules and sys.modules["torch"] is not None)
         try:
-            from fastdl.debug import MemoryProfiler
+            from dlkernels.debug import MemoryProfiler
         except ImportError as exc:
             print("ImportError:", exc)
         import numpy as np
-        from fastdl.demo import demo_debug
+        from dlkernels.demo import demo_debug
         demo_debug(np.random.default_rng(0))
     """)
     proc = run_python("-c", code)
@@ -33,14 +33,14 @@ def test_plugin_package_and_demo_without_torch(run_python):
     lines = proc.stdout.splitlines()
     assert lines == [
         "imported False",
-        "ImportError: fastdl.debug needs torch, which is not installed: "
-        "pip install 'fastdl[torch]' -c constraints.txt",
-        "debug: skipped, torch is not installed (pip install 'fastdl[torch]')",
+        "ImportError: dlkernels.debug needs torch, which is not installed: "
+        "pip install 'dlkernels[torch]' -c constraints.txt",
+        "debug: skipped, torch is not installed (pip install 'dlkernels[torch]')",
     ]
 
 
 def test_plugin_does_not_import_torch(run_python):
-    proc = run_python("-c", "import sys, fastdl.debug.pytest_plugin; print('torch' in sys.modules)")
+    proc = run_python("-c", "import sys, dlkernels.debug.pytest_plugin; print('torch' in sys.modules)")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
 
@@ -94,4 +94,4 @@ def test_fixtures_skip_without_torch(run_python, tmp_path):
         "def test_step(check_training_step):\n    raise AssertionError('not reached')\n")
     proc = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "test_no_torch.py")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "1 skipped" in proc.stdout and "fastdl.debug fixtures need torch" in proc.stdout
+    assert "1 skipped" in proc.stdout and "dlkernels.debug fixtures need torch" in proc.stdout

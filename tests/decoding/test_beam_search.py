@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fastdl.decoding import beam_search  # noqa: E402
+from dlkernels.decoding import beam_search  # noqa: E402
 
 Pair = namedtuple("Pair", "h count")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

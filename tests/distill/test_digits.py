@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from fastdl.demo import _digits_models  # noqa: E402  (the demo runs the same experiment)
-from fastdl.distill import Distiller  # noqa: E402
+from dlkernels.demo import _digits_models  # noqa: E402  (the demo runs the same experiment)
+from dlkernels.distill import Distiller  # noqa: E402
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from fastdl.distill import Distiller, TemperatureSchedule, distillation_loss  # noqa: E402
+from dlkernels.distill import Distiller, TemperatureSchedule, distillation_loss  # noqa: E402
 
 
 def models(seed=0):
@@ -125,7 +125,7 @@ def test_bad_arguments():
 DDP_SCRIPT = textwrap.dedent('''
     import torch, torch.distributed as dist
     from torch import nn
-    from fastdl.distill import Distiller
+    from dlkernels.distill import Distiller
 
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from fastdl.distill import TemperatureSchedule, distillation_loss  # noqa: E402
+from dlkernels.distill import TemperatureSchedule, distillation_loss  # noqa: E402
 
 
 def reference(s, t, y, T, alpha):

@@ -8,7 +8,7 @@ import hypothesis.extra.numpy as hnp
 import numpy as np
 from hypothesis import given, strategies as st
 
-from fastdl.embed import SkipGram
+from dlkernels.embed import SkipGram
 
 ids = st.integers(-1, 30)
 sequence_lists = st.lists(st.lists(ids, max_size=12).map(lambda s: np.array(s, dtype=np.int64)),

@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from fastdl.embed import SkipGram
-from fastdl.embed import _corpus
-from fastdl.embed._synthetic import sbm_adjacency, uniform_walks
+from dlkernels.embed import SkipGram
+from dlkernels.embed import _corpus
+from dlkernels.embed._synthetic import sbm_adjacency, uniform_walks
 
 # Small but clearly separable: 5 blocks of 60 nodes, expected degree 12 inside
 # the block and 1 outside.
@@ -243,7 +243,7 @@ def test_save_load_and_pickle(sbm, tmp_path):
 
 
 def test_load_refuses_other_archives(tmp_path):
-    from fastdl._lib.persist import save_arrays
+    from dlkernels._lib.persist import save_arrays
 
     save_arrays(tmp_path / "a.npz", "AliasSampler", x=np.zeros(2))
     with pytest.raises(ValueError, match="AliasSampler"):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fastdl.graph import Graph
+from dlkernels.graph import Graph
 
 
 def write(tmp_path, text, name="edges.txt"):
@@ -112,7 +112,7 @@ class TestFastAndSlowPaths:
 
     @pytest.mark.parametrize("weighted, columns", [(False, 2), (False, 3), (True, 3)])
     def test_same_graph(self, tmp_path, rng, monkeypatch, weighted, columns):
-        from fastdl.graph import _edgelist
+        from dlkernels.graph import _edgelist
 
         src, dst = rng.integers(-50, 10**12, 300), rng.integers(-50, 10**12, 300)
         src[::3] = dst[1::3]  # shared ids

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from fastdl.graph import Graph, random_walks
+from dlkernels.graph import Graph, random_walks
 
 
 @st.composite

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from fastdl._lib.persist import save_arrays
-from fastdl.graph import Graph
+from dlkernels._lib.persist import save_arrays
+from dlkernels.graph import Graph
 
 
 def model(src, dst, weights=None, directed=False, self_loops=False):

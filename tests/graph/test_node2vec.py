@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from fastdl.graph import Graph, Node2Vec
+from dlkernels.graph import Graph, Node2Vec
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ Chi-square tests draw at a fixed seed; each has false-alarm rate ALPHA = 1e-4
 import numpy as np
 import pytest
 
-from fastdl.graph import Graph, random_walks
+from dlkernels.graph import Graph, random_walks
 
 PQ = [0.25, 1.0, 4.0]
 
@@ -179,7 +179,7 @@ class TestWalks:
 
     def test_progress_gives_the_same_walks(self, rng, seed, monkeypatch, capsys):
         pytest.importorskip("tqdm")
-        from fastdl.graph import walks as walks_module
+        from dlkernels.graph import walks as walks_module
 
         monkeypatch.setattr(walks_module, "PROGRESS_BATCH", 7)
         g = Graph.from_edges(rng.integers(0, 50, 200), rng.integers(0, 50, 200))

@@ -13,8 +13,8 @@ import pickle
 import numpy as np
 import pytest
 
-from fastdl._lib.persist import save_arrays
-from fastdl.neighbors import KDTree, split_csr
+from dlkernels._lib.persist import save_arrays
+from dlkernels.neighbors import KDTree, split_csr
 
 P_VALUES = [1, 2, np.inf]
 DTYPES = [np.float64, np.float32]

@@ -10,7 +10,7 @@ import hypothesis.extra.numpy as hnp
 import numpy as np
 from hypothesis import given, strategies as st
 
-from fastdl.neighbors import KDTree, split_csr
+from dlkernels.neighbors import KDTree, split_csr
 
 P_VALUES = [1, 2, np.inf]
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fastdl.neighbors import LSHIndex, split_csr
-from fastdl._lib.persist import save_arrays
+from dlkernels.neighbors import LSHIndex, split_csr
+from dlkernels._lib.persist import save_arrays
 
 ALPHA = 1e-4  # as in tests/conftest.py
 METRICS = ["cosine", "l2"]

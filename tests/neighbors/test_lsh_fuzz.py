@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from fastdl.neighbors import LSHIndex, split_csr
+from dlkernels.neighbors import LSHIndex, split_csr
 
 metrics = st.sampled_from(["cosine", "l2"])
 dtypes = st.sampled_from(["float32", "float64"])

@@ -6,8 +6,8 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from fastdl.nn import NCELoss, NegativeSamplingLoss, SampledSoftmaxLoss  # noqa: E402
-from fastdl.sampling import NegativeSampler  # noqa: E402
+from dlkernels.nn import NCELoss, NegativeSamplingLoss, SampledSoftmaxLoss  # noqa: E402
+from dlkernels.sampling import NegativeSampler  # noqa: E402
 
 V, D = 40, 5
 

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from fastdl.huffman import huffman_tree  # noqa: E402
-from fastdl.nn import ClassBasedSoftmax, HierarchicalSoftmax  # noqa: E402
-from fastdl.nn.class_based import frequency_clusters  # noqa: E402
+from dlkernels.huffman import huffman_tree  # noqa: E402
+from dlkernels.nn import ClassBasedSoftmax, HierarchicalSoftmax  # noqa: E402
+from dlkernels.nn.class_based import frequency_clusters  # noqa: E402
 
 D = 6
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

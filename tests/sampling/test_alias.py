@@ -9,8 +9,8 @@ import pickle
 import numpy as np
 import pytest
 
-from fastdl._lib.persist import save_arrays
-from fastdl.sampling import AliasSampler
+from dlkernels._lib.persist import save_arrays
+from dlkernels.sampling import AliasSampler
 
 ALIAS_CHUNK = 65536  # draws per random stream in the kernel
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from fastdl.sampling import AliasSampler, NegativeSampler, PrioritizedSampler, SumTree
+from dlkernels.sampling import AliasSampler, NegativeSampler, PrioritizedSampler, SumTree
 
 # -- strategies ----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from fastdl.sampling import NegativeSampler
+from dlkernels.sampling import NegativeSampler
 
 ROW_CHUNK = 256  # rows per random stream when excluding
 

@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import pytest
 
-from fastdl.sampling import PrioritizedSampler
+from dlkernels.sampling import PrioritizedSampler
 
 
 def stored(priorities, alpha):

@@ -14,7 +14,7 @@ import pickle
 import numpy as np
 import pytest
 
-from fastdl.sampling import SumTree
+from dlkernels.sampling import SumTree
 
 # Not powers of two, powers of two and their neighbours, one, and sizes with
 # several levels whatever the fan-out.

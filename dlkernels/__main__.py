@@ -1,0 +1,3 @@
+from dlkernels.cli import main
+
+raise SystemExit(main())

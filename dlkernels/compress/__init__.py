@@ -1,0 +1,45 @@
+"""Model compression for torch (Deep Compression: prune, share weights, Huffman code).
+
+Needs torch; works on CPU and GPU tensors.
+
+* :func:`prune_magnitude`: zero the smallest weights, keep them zero while
+  fine-tuning (masked gradients, 1 byte of mask per weight).
+* :func:`prune_units`: remove whole units/channels, so the model gets smaller
+  and faster.
+* :func:`quantize`: a codebook and an index tensor per layer (k-means, exact
+  1-D optimum, or ternary), with centroid fine-tuning.
+* :func:`fine_tune`: a few epochs of training that keeps all of that intact.
+* :func:`low_rank`: SVD factorisation of a ``Linear`` layer.
+* :func:`compression_report`, :func:`save_compressed`, :func:`load_compressed`:
+  the Huffman-coded file format and its per-layer accounting.
+
+.. autosummary::
+   :toctree: generated/
+
+   prune_magnitude
+   remove_pruning
+   prune_units
+   quantize
+   dequantize
+   quantized_tensors
+   fine_tune
+   low_rank
+   LowRankResult
+   compression_report
+   CompressionReport
+   LayerReport
+   save_compressed
+   load_compressed
+"""
+
+from dlkernels.compress.fine_tune import fine_tune
+from dlkernels.compress.low_rank import LowRankResult, low_rank
+from dlkernels.compress.prune import prune_magnitude, remove_pruning
+from dlkernels.compress.quantize import dequantize, quantize, quantized_tensors
+from dlkernels.compress.report import CompressionReport, LayerReport, compression_report
+from dlkernels.compress.storage import load_compressed, save_compressed
+from dlkernels.compress.structural import prune_units
+
+__all__ = ["prune_magnitude", "remove_pruning", "prune_units", "quantize", "dequantize",
+           "quantized_tensors", "fine_tune", "low_rank", "LowRankResult", "compression_report",
+           "CompressionReport", "LayerReport", "save_compressed", "load_compressed"]

@@ -1,0 +1,500 @@
+"""Exact nearest-neighbour search with a KD-tree that grows by insertion."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from dlkernels._lib.arrays import is_tensor, like_input
+from dlkernels._lib.persist import load_arrays, save_arrays
+from dlkernels._lib.threads import check_n_threads
+from dlkernels._lib.validation import as_array, check_count
+from dlkernels.neighbors import _kdtree
+
+__all__ = ["KDTree"]
+
+# p -> the kernels' code (0 is the maximum norm).
+_P_CODES = {1: 1, 2: 2, np.inf: 0}
+_ARRAY_NAMES = ("points", "perm", "dims", "vals", "boxes")
+
+
+def _as_points(x, name: str, dtype=None, d: int | None = None) -> np.ndarray:
+    """A C-contiguous 2-D float32/float64 array of finite values.
+
+    Without ``dtype``, float32 stays float32 and anything else real becomes
+    float64; with ``dtype``, values are cast to it (and checked after the cast).
+    A 1-D ``x`` is one point when ``d`` is given.
+    """
+    arr = as_array(x, name)
+    if arr.dtype.kind not in "biuf":
+        what = "real" if arr.dtype.kind == "c" else "numeric"
+        raise TypeError(f"{name} must be {what}, got dtype {arr.dtype}")
+    if d is not None and arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-dimensional (points by coordinates), got shape {arr.shape}")
+    if d is not None and arr.shape[1] != d:
+        raise ValueError(f"{name} must have {d} coordinates per point (the tree's dimension), "
+                         f"got shape {arr.shape}")
+    if dtype is None:
+        dtype = np.float32 if arr.dtype == np.float32 else np.float64
+    with np.errstate(over="ignore"):  # an overflow to inf is reported just below
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+    pos = _kdtree.first_nonfinite(arr.reshape(-1))
+    if pos >= 0:
+        row, col = divmod(int(pos), arr.shape[1])
+        cast = f" in {np.dtype(dtype).name}" if dtype == np.float32 else ""
+        raise ValueError(f"{name} must be finite{cast}, got {arr[row, col]} at point {row}, "
+                         f"coordinate {col}")
+    return arr
+
+
+def _check_p(p) -> int:
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real) or p not in _P_CODES:
+        raise ValueError(f"p must be 1, 2 or numpy.inf, got {p!r}")
+    return _P_CODES[p]
+
+
+def _reduced(r: np.ndarray | float, p_code: int):
+    """Distance -> the kernels' reduced distance (the square for p=2)."""
+    return r * r if p_code == 2 else r
+
+
+def _check_radius(r, name: str, m: int, one_point: bool) -> np.ndarray:
+    """``r`` as float64 of shape (m,): a non-negative scalar or one per query (inf allowed)."""
+    arr = as_array(r, name)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real number or an array of them, got dtype {arr.dtype}")
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim == 1 and one_point and arr.shape == (1,):
+        arr = arr.reshape(())
+    if arr.ndim == 0:
+        arr = np.full(m, float(arr))
+    elif arr.shape != (m,):
+        raise ValueError(f"{name} must be a scalar or have one value per query ({m}), "
+                         f"got shape {arr.shape}")
+    bad = np.flatnonzero(np.isnan(arr) | (arr < 0))
+    if bad.size:
+        raise ValueError(f"{name} must be non-negative, got {arr[bad[0]]} at position {bad[0]}")
+    return arr
+
+
+class _Tree:
+    """One static tree of the forest: flat arrays, no Python object per node."""
+
+    __slots__ = ("points", "perm", "dims", "vals", "boxes", "leaf_start", "n", "d", "depth",
+                 "offset")
+
+    @classmethod
+    def build(cls, data: np.ndarray, leafsize: int, offset: int, n_threads: int) -> _Tree:
+        n, d = data.shape
+        tree = cls._empty(n, d, leafsize, offset, data.dtype)
+        _kdtree.build(data, tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
+                      tree.leaf_start, tree.depth, n_threads)
+        return tree
+
+    @classmethod
+    def _empty(cls, n: int, d: int, leafsize: int, offset: int, dtype) -> _Tree:
+        tree = cls()
+        tree.n, tree.d, tree.offset = n, d, offset
+        tree.depth = _kdtree.layout(n, leafsize)
+        n_leaves = 1 << tree.depth
+        tree.leaf_start = np.arange(n_leaves + 1, dtype=np.int64) * n // n_leaves
+        tree.points = np.empty(n * d, dtype=dtype)
+        tree.perm = np.empty(n, dtype=np.int64)
+        tree.dims = np.zeros(max(n_leaves - 1, 1), dtype=np.int32)
+        tree.vals = np.zeros(2 * max(n_leaves - 1, 1), dtype=dtype)
+        tree.boxes = np.empty(n_leaves * 2 * d, dtype=dtype)
+        return tree
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, n: int, d: int, leafsize: int, offset: int, dtype,
+                    name: str) -> _Tree:
+        """Rebuild from stored arrays, checked so that a bad file cannot crash a query."""
+        tree = cls._empty(n, d, leafsize, offset, dtype)
+        for key in _ARRAY_NAMES:
+            value = np.asarray(arrays[key])
+            want = getattr(tree, key)
+            if value.shape != want.shape or value.dtype != want.dtype:
+                raise ValueError(f"{name} holds {key} of shape {value.shape} and dtype {value.dtype}, "
+                                 f"expected {want.shape} and {want.dtype}")
+            setattr(tree, key, np.ascontiguousarray(value))
+        for key in ("points", "vals", "boxes"):
+            if np.isnan(getattr(tree, key)).any():
+                raise ValueError(f"{name} holds NaN in {key}")
+        if _kdtree.first_nonfinite(tree.points) >= 0:
+            raise ValueError(f"{name} holds non-finite points")
+        problem = _kdtree.check_tree(tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
+                                     tree.leaf_start, d)
+        if problem:
+            raise ValueError(f"{name} holds an inconsistent tree: {problem}")
+        return tree
+
+    @property
+    def max_leaf(self) -> int:
+        return int(np.max(np.diff(self.leaf_start)))
+
+    def view(self) -> tuple:
+        return (self.points, self.perm, self.dims, self.vals, self.boxes, self.leaf_start,
+                self.offset)
+
+    def original(self) -> np.ndarray:
+        """The points in id order, shape (n, d)."""
+        out = np.empty((self.n, self.d), dtype=self.points.dtype)
+        _kdtree.extract(self.points, self.perm, self.leaf_start, out)
+        return out
+
+    def arrays(self) -> dict:
+        return {key: getattr(self, key) for key in _ARRAY_NAMES}
+
+
+class KDTree:
+    """Exact k-nearest-neighbour and radius search with a balanced KD-tree.
+
+    The tree is built once in O(n log n) without the GIL (its top levels and
+    then its subtrees in parallel) and keeps no Python object per node: split
+    dimensions, split values, node bounding boxes and the points themselves,
+    copied in tree order so that every leaf is one contiguous block, live in a
+    few flat arrays. Queries run in parallel with OpenMP, in an order grouped by
+    the leaf each query falls in, so that consecutive queries share cached
+    nodes and leaves.
+
+    Points added with :meth:`add` go into a logarithmic forest of static trees
+    (Bentley and Saxe, "Decomposable searching problems I", J. Algorithms 1980):
+    each insertion builds a tree of the new points and merges it with the
+    newest trees while they are no larger, so each point is rebuilt O(log n)
+    times and a query searches O(log n) trees, sharing one bound between them.
+
+    Parameters
+    ----------
+    data : array-like or torch.Tensor, shape (n, d)
+        Finite coordinates, at least one point. float32 data is kept and
+        searched in float32; any other real dtype is converted to float64.
+        The tree holds its own copy, in host memory (a CUDA tensor is copied
+        to the host). Query results follow the queries: numpy in, numpy out;
+        a tensor in, tensors out on its device.
+    leafsize : int, default 16
+        Most points in a leaf (positive). Leaves hold between about
+        ``leafsize / 2`` and ``leafsize`` points (the tree is complete).
+    n_threads : int or None, keyword-only
+        Threads for the build (None: OpenMP's default).
+
+    Attributes
+    ----------
+    n : int
+        Number of points (also ``len(tree)``).
+    d : int
+        Number of coordinates per point.
+    dtype : numpy.dtype
+        float32 or float64: the precision of the stored points and of every
+        distance computed.
+
+    Notes
+    -----
+    Distances are computed in ``dtype`` as ``sum((x - y)**2)`` (then one square
+    root), ``sum(|x - y|)`` or ``max(|x - y|)``, summed over coordinates in
+    order, as brute force and SciPy's ``cKDTree`` compute them. The tree prunes
+    with lower bounds that allow for their own rounding, so the search is exact:
+    for float64 the distances equal brute force up to the rounding of that
+    formula. Queries are converted to ``dtype`` first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dlkernels.neighbors import KDTree
+    >>> tree = KDTree([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    >>> dist, idx = tree.query([[0.1, 0.0]], k=2)
+    >>> idx.tolist(), dist.round(3).tolist()
+    ([[0, 1]], [[0.1, 0.9]])
+    >>> tree.add([[0.1, 0.1]]).tolist()
+    [3]
+    >>> tree.query([[0.1, 0.0]], k=1)[1].tolist()
+    [[3]]
+    """
+
+    def __init__(self, data, leafsize: int = 16, *, n_threads: int | None = None):
+        leafsize = check_count(leafsize, "leafsize")
+        if leafsize < 1:
+            raise ValueError(f"leafsize must be a positive int, got {leafsize}")
+        n_threads = check_n_threads(n_threads)
+        points = _as_points(data, "data")
+        if points.shape[0] == 0 or points.shape[1] == 0:
+            raise ValueError(f"data must hold at least one point of at least one coordinate, "
+                             f"got shape {points.shape}")
+        self._template = data.new_empty(0) if is_tensor(data) else None
+        self._leafsize = leafsize
+        self._d = points.shape[1]
+        self._dtype = points.dtype
+        self._trees = [_Tree.build(points, leafsize, 0, n_threads)]
+        self._n = points.shape[0]
+        self._data = None
+
+    # -- reading ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def n(self) -> int:
+        """Number of points."""
+        return self._n
+
+    @property
+    def d(self) -> int:
+        """Number of coordinates per point."""
+        return self._d
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Precision of the stored points and of the distances (float32 or float64)."""
+        return self._dtype
+
+    @property
+    def leafsize(self) -> int:
+        """Most points in a leaf."""
+        return self._leafsize
+
+    @property
+    def n_trees(self) -> int:
+        """Number of static trees in the forest (1 until :meth:`add` is used)."""
+        return len(self._trees)
+
+    @property
+    def data(self):
+        """The points in id order, shape (n, d), read-only (a tensor if data was one)."""
+        if self._data is None:
+            parts = [tree.original() for tree in self._trees]
+            data = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            data.flags.writeable = False
+            self._data = data
+        if self._template is not None:
+            return like_input(self._data.copy(), self._template)
+        return self._data
+
+    # -- queries -----------------------------------------------------------------------
+    def _queries(self, x):
+        arr = as_array(x, "x")
+        one = arr.ndim == 1
+        return _as_points(arr, "x", dtype=self._dtype, d=self._d), one
+
+    def _common(self):
+        depth = max(tree.depth for tree in self._trees)
+        max_leaf = max(tree.max_leaf for tree in self._trees)
+        return [tree.view() for tree in self._trees], depth, max_leaf
+
+    def query(self, x, k: int = 1, p=2, distance_upper_bound: float = np.inf,
+              n_threads: int | None = None):
+        """The ``k`` nearest points to each query point.
+
+        Parameters
+        ----------
+        x : array-like or torch.Tensor, shape (m, d) or (d,)
+            Query points (finite). A 1-D ``x`` is one point and gives 1-D results.
+        k : int, default 1
+            Neighbours per query (positive). Where fewer than ``k`` points exist,
+            or lie within ``distance_upper_bound``, the rest is padding.
+        p : {1, 2, numpy.inf}, default 2
+            The Minkowski norm: Manhattan, Euclidean or maximum distance.
+        distance_upper_bound : float, default inf
+            Return only neighbours strictly closer than this (SciPy's
+            convention); a finite bound also makes the search faster.
+        n_threads : int or None
+            Threads to use (None: OpenMP's default). Results do not depend on it.
+
+        Returns
+        -------
+        distances : ndarray or tensor, shape (m, k), dtype of the tree
+            Sorted ascending per row; ``inf`` where padded.
+        indices : ndarray or tensor of int64, shape (m, k)
+            Ids of the neighbours (positions in :attr:`data`); ``-1`` where
+            padded. Among equally distant points, lower ids come first.
+
+        Notes
+        -----
+        Unlike SciPy, ``k=1`` keeps the last axis (shape ``(m, 1)``), and padding
+        uses ``-1`` rather than ``n``.
+
+        Raises
+        ------
+        ValueError
+            ``x`` of the wrong dimension or not finite, ``k < 1``, a bad ``p``
+            or a negative or NaN ``distance_upper_bound``.
+        TypeError
+            ``x`` not real, or ``k`` not an int.
+        """
+        queries, one = self._queries(x)
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"k must be a positive int, got {type(k).__name__}")
+        if k < 1:
+            raise ValueError(f"k must be a positive int, got {k}")
+        k = int(k)
+        p_code = _check_p(p)
+        if isinstance(distance_upper_bound, (bool, np.bool_)) or \
+                not isinstance(distance_upper_bound, numbers.Real):
+            raise TypeError(f"distance_upper_bound must be a real number, "
+                            f"got {type(distance_upper_bound).__name__}")
+        ub = float(distance_upper_bound)
+        if not ub >= 0:
+            raise ValueError(f"distance_upper_bound must be non-negative, got {ub}")
+        n_threads = check_n_threads(n_threads)
+        m = queries.shape[0]
+        dist = np.empty((m, k), dtype=self._dtype)
+        idx = np.empty((m, k), dtype=np.int64)
+        trees, depth, max_leaf = self._common()
+        _kdtree.knn(trees, queries, k, p_code, _reduced(ub, p_code), dist, idx, depth, max_leaf,
+                    n_threads)
+        if one:
+            dist, idx = dist[0], idx[0]
+        return like_input(dist, x), like_input(idx, x)
+
+    def query_radius(self, x, r, return_distance: bool = False, sort_results: bool = False,
+                     n_threads: int | None = None, *, p=2):
+        """All points within distance ``r`` of each query point (inclusive).
+
+        Parameters
+        ----------
+        x : array-like or torch.Tensor, shape (m, d) or (d,)
+            Query points (finite); a 1-D ``x`` is one query.
+        r : float or array-like of shape (m,)
+            Radius (non-negative; ``inf`` returns every point), or one per query.
+        return_distance : bool, default False
+            Also return the distances.
+        sort_results : bool, default False
+            Order each query's results by distance (ties by id). Otherwise the
+            order is that of the tree's leaves: fixed, but not meaningful.
+        n_threads : int or None
+            Threads to use (None: OpenMP's default). Results do not depend on it.
+        p : {1, 2, numpy.inf}, default 2, keyword-only
+            The Minkowski norm, as in :meth:`query`.
+
+        Returns
+        -------
+        indices : ndarray or tensor of int64, shape (total,)
+            All queries' results one after the other (CSR layout).
+        distances : ndarray or tensor, shape (total,)
+            Only if ``return_distance``; dtype of the tree.
+        offsets : ndarray or tensor of int64, shape (m + 1,)
+            Query ``q``'s results are ``indices[offsets[q]:offsets[q + 1]]``.
+            :func:`split_csr` turns the flat arrays into lists.
+
+        Raises
+        ------
+        ValueError
+            ``x`` of the wrong dimension or not finite, a negative or NaN ``r``,
+            or ``r`` of the wrong length, or a bad ``p``.
+        TypeError
+            ``x`` or ``r`` not real.
+        """
+        queries, one = self._queries(x)
+        radii = _check_radius(r, "r", queries.shape[0], one)
+        p_code = _check_p(p)
+        n_threads = check_n_threads(n_threads)
+        trees, depth, max_leaf = self._common()
+        ids, dist, offsets = _kdtree.radius(trees, queries, p_code, _reduced(radii, p_code),
+                                            bool(sort_results), depth, max_leaf, n_threads)
+        if not return_distance:
+            return like_input(ids, x), like_input(offsets, x)
+        return like_input(ids, x), like_input(dist, x), like_input(offsets, x)
+
+    # -- insertion -----------------------------------------------------------------------
+    def add(self, points, n_threads: int | None = None):
+        """Insert points; their ids follow the existing ones.
+
+        Ids of earlier points never change. Amortised cost O(log^2 n) per point
+        (a batch of ``b`` points costs a build of ``b`` points plus the merges it
+        triggers), and the forest holds O(log n) trees.
+
+        Parameters
+        ----------
+        points : array-like or torch.Tensor, shape (b, d) or (d,)
+            Finite points with the tree's number of coordinates, converted to
+            the tree's dtype. An empty batch changes nothing.
+        n_threads : int or None
+            Threads for the rebuilds (None: OpenMP's default).
+
+        Returns
+        -------
+        ndarray of int64, shape (b,)
+            The ids given to the new points.
+        """
+        batch = _as_points(points, "points", dtype=self._dtype, d=self._d)
+        n_threads = check_n_threads(n_threads)
+        start = self._n
+        if batch.shape[0] == 0:
+            return np.arange(start, start, dtype=np.int64)
+        # Everything below builds new trees first and swaps them in at the end, so
+        # a failure (e.g. MemoryError) leaves the forest as it was.
+        merged = [batch]
+        trees = list(self._trees)
+        size = batch.shape[0]
+        # Merge with the newest trees while they are at most twice as large: tree
+        # sizes then at least halve along the forest (O(log n) trees), and a point
+        # is only rebuilt when its tree grows by half or more (O(log n) rebuilds).
+        while trees and trees[-1].n <= 2 * size:
+            tree = trees.pop()
+            merged.insert(0, tree.original())
+            size += tree.n
+        offset = trees[-1].offset + trees[-1].n if trees else 0
+        data = merged[0] if len(merged) == 1 else np.concatenate(merged)
+        trees.append(_Tree.build(data, self._leafsize, offset, n_threads))
+        self._trees = trees
+        self._n = start + batch.shape[0]
+        self._data = None
+        return np.arange(start, self._n, dtype=np.int64)
+
+    # -- persistence -----------------------------------------------------------------
+    def _state(self) -> dict:
+        state = {"leafsize": np.int64(self._leafsize), "d": np.int64(self._d),
+                 "sizes": np.array([t.n for t in self._trees], dtype=np.int64),
+                 "dtype": np.array(self._dtype.name)}
+        for i, tree in enumerate(self._trees):
+            for key, value in tree.arrays().items():
+                state[f"tree{i}_{key}"] = value
+        return state
+
+    @classmethod
+    def _from_state(cls, state: dict, name: str) -> KDTree:
+        try:
+            leafsize = int(state["leafsize"])
+            d = int(state["d"])
+            sizes = np.asarray(state["sizes"], dtype=np.int64).reshape(-1)
+            dtype = np.dtype(str(state["dtype"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{name} does not hold a KDTree: {exc}") from None
+        if dtype not in (np.float32, np.float64) or leafsize < 1 or d < 1 or sizes.size == 0 \
+                or (sizes < 1).any():
+            raise ValueError(f"{name} holds an invalid KDTree header (dtype {dtype}, leafsize "
+                             f"{leafsize}, d {d}, sizes {sizes.tolist()})")
+        trees, offset = [], 0
+        for i, n in enumerate(sizes.tolist()):
+            arrays = {}
+            for key in _ARRAY_NAMES:
+                if f"tree{i}_{key}" not in state:
+                    raise ValueError(f"{name} lacks tree{i}_{key}")
+                arrays[key] = state[f"tree{i}_{key}"]
+            trees.append(_Tree.from_arrays(arrays, n, d, leafsize, offset, dtype, name))
+            offset += n
+        tree = cls.__new__(cls)
+        tree._template = None
+        tree._leafsize, tree._d, tree._dtype = leafsize, d, dtype
+        tree._trees, tree._n, tree._data = trees, offset, None
+        return tree
+
+    def __getstate__(self) -> dict:
+        return self._state()
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(KDTree._from_state(state, "pickled state").__dict__)
+
+    def save(self, path) -> None:
+        """Write the tree (all its flat arrays) to an ``.npz`` file; loading never runs code."""
+        save_arrays(path, "KDTree", **self._state())
+
+    @classmethod
+    def load(cls, path) -> KDTree:
+        """Read a tree written by :meth:`save`, checking it before any query can use it."""
+        return cls._from_state(load_arrays(path, "KDTree"), "path")
+
+    def __repr__(self) -> str:
+        return (f"KDTree(n={self._n}, d={self._d}, dtype={self._dtype.name}, "
+                f"leafsize={self._leafsize}, n_trees={len(self._trees)})")

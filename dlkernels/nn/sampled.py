@@ -1,0 +1,211 @@
+"""Sampled output losses: negative sampling, NCE and sampled softmax.
+
+All three score a class ``y`` as ``s(y) = w_y . x + b_y`` with an output
+matrix they own, and draw their noise from :class:`dlkernels.sampling.NegativeSampler`
+(``counts ** power``, alias method, on the CPU; ids are moved to the input's
+device). Each returns the per-example loss; take ``.mean()`` to train.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlkernels._lib.random import check_rng
+from dlkernels._lib.torch_checks import check_features, check_targets
+from dlkernels._lib.validation import as_float_array, check_count
+from dlkernels.nn._params import init_rows, make_rows
+from dlkernels.sampling import NegativeSampler
+
+__all__ = ["NegativeSamplingLoss", "NCELoss", "SampledSoftmaxLoss"]
+
+
+class _SampledLoss(nn.Module):
+    """Output vectors and the noise sampler shared by the three losses."""
+
+    def __init__(self, in_features: int, n_classes: int, counts, n_samples: int,
+                 samples_name: str, power: float, rng, bias: bool, device, dtype):
+        super().__init__()
+        self.in_features = check_count(in_features, "in_features", minimum=1)
+        self.n_classes = check_count(n_classes, "n_classes", minimum=2)
+        setattr(self, samples_name, check_count(n_samples, samples_name, minimum=1))
+        self._n = int(n_samples)
+        counts = as_float_array(counts, "counts", nonnegative=True)
+        if counts.shape != (self.n_classes,):
+            raise ValueError(f"counts must have one entry per class: shape {counts.shape} "
+                             f"for n_classes={self.n_classes}")
+        self.sampler = NegativeSampler(counts, power=power)
+        self.rng = check_rng(rng)
+        # log Q(y) of every class, on the parameters' device (-inf for count 0).
+        factory = {"device": device, "dtype": dtype}
+        self.register_buffer("log_noise", torch.as_tensor(
+            self.sampler.log_prob(range(self.n_classes)), **factory).to(
+                dtype or torch.get_default_dtype()))
+        self.weight, self.bias = make_rows(self.n_classes, self.in_features, bias, factory)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init_rows(self.weight, self.bias)
+
+    def _check(self, x, target):
+        flat = check_features(x, self.in_features)
+        t = check_targets(target, self.n_classes, x.shape[:-1])
+        return flat, t.to(flat.device)
+
+    def _draw(self, shape, device, exclude=None) -> torch.Tensor:
+        ids = self.sampler.sample(shape, rng=self.rng, exclude=exclude)
+        return torch.as_tensor(ids, device=device)
+
+    def _scores(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``s(ids[i, j])`` for row ``x[i]`` (ids ``(n, m)``) -> ``(n, m)``."""
+        s = torch.bmm(F.embedding(ids, self.weight), x.unsqueeze(2)).squeeze(2)
+        return s + self.bias[ids] if self.bias is not None else s
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores ``s(y)`` of all classes, shape ``(..., n_classes)``, for evaluation."""
+        flat = check_features(x, self.in_features)
+        return F.linear(flat, self.weight, self.bias).reshape(*x.shape[:-1], self.n_classes)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """The full softmax of :meth:`logits` (for evaluation; O(V d) per example)."""
+        return F.log_softmax(self.logits(x), dim=-1)
+
+
+class NegativeSamplingLoss(_SampledLoss):
+    """word2vec's negative-sampling objective (Mikolov et al., 2013).
+
+    ``-log sigmoid(s(y)) - sum_j log sigmoid(-s(n_j))`` with ``n_negatives``
+    negatives per example drawn from the noise distribution, never equal to
+    that example's target.
+
+    Parameters
+    ----------
+    in_features, n_classes : int
+    counts : array-like or torch.Tensor, shape (n_classes,)
+        Class frequencies; the noise is ``counts ** power``, normalised.
+    n_negatives : int, default 5
+    power : float, default 0.75
+    rng : None, int or numpy.random.Generator
+        Drives every draw; the same seed gives the same sequence of losses.
+    bias : bool, default True
+    device, dtype
+
+    Examples
+    --------
+    >>> import torch
+    >>> from dlkernels.nn import NegativeSamplingLoss
+    >>> loss = NegativeSamplingLoss(16, 50, counts=torch.arange(50, 0, -1), rng=0)
+    >>> loss(torch.randn(4, 16), torch.tensor([1, 2, 3, 4])).shape
+    torch.Size([4])
+    """
+
+    def __init__(self, in_features: int, n_classes: int, counts, n_negatives: int = 5, *,
+                 power: float = 0.75, rng=None, bias: bool = True, device=None, dtype=None):
+        super().__init__(in_features, n_classes, counts, n_negatives, "n_negatives", power,
+                         rng, bias, device, dtype)
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        flat, t = self._check(x, target)
+        neg = self._draw((t.numel(), self._n), flat.device, exclude=t.cpu())
+        pos_s = self._scores(flat, t[:, None]).squeeze(1)
+        neg_s = self._scores(flat, neg)
+        loss = -F.logsigmoid(pos_s) - F.logsigmoid(-neg_s).sum(1)
+        return loss.reshape(target.shape)
+
+
+class NCELoss(_SampledLoss):
+    """Noise-contrastive estimation (Gutmann & Hyvarinen, 2010; Mnih & Teh, 2012).
+
+    Each example's target is told apart from ``n_noise`` draws of the noise
+    distribution ``Q`` by logistic regression on ``s(y) - log(n_noise * Q(y))``,
+    with ``s`` an unnormalised log-probability (the partition function is taken
+    as 1, which the model learns to satisfy).
+
+    Parameters
+    ----------
+    in_features, n_classes : int
+    counts : array-like or torch.Tensor, shape (n_classes,)
+    n_noise : int, default 25
+    power : float, default 0.75
+        Noise ``counts ** power`` (1 is the unigram distribution of Mnih & Teh).
+    rng, bias, device, dtype
+        As in :class:`NegativeSamplingLoss`.
+
+    Notes
+    -----
+    Noise draws are independent of the target (NCE's derivation needs them from
+    ``Q`` itself), so a noise draw may equal the target.
+    """
+
+    def __init__(self, in_features: int, n_classes: int, counts, n_noise: int = 25, *,
+                 power: float = 0.75, rng=None, bias: bool = True, device=None, dtype=None):
+        super().__init__(in_features, n_classes, counts, n_noise, "n_noise", power,
+                         rng, bias, device, dtype)
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        flat, t = self._check(x, target)
+        noise = self._draw((t.numel(), self._n), flat.device)
+        log_k = math.log(self._n)
+        # A target with zero noise probability gets log Q = -inf: its delta is +inf
+        # and its term -log sigmoid(inf) = 0, the right limit.
+        pos = self._scores(flat, t[:, None]).squeeze(1) - (self.log_noise[t] + log_k)
+        neg = self._scores(flat, noise) - (self.log_noise[noise] + log_k)
+        loss = -F.logsigmoid(pos) - F.logsigmoid(-neg).sum(1)
+        return loss.reshape(target.shape)
+
+
+class SampledSoftmaxLoss(_SampledLoss):
+    """Sampled softmax with the logQ correction (Bengio & Senecal, 2008; Jean et al., 2015).
+
+    One set of ``n_samples`` classes is drawn (with replacement) from ``Q`` for
+    the whole minibatch. Each example's loss is the cross-entropy of its target
+    against the target plus the samples, where a sampled class ``c`` scores
+    ``s(c) - log(n_samples * Q(c))`` and samples equal to the example's own
+    target (accidental hits) are removed.
+
+    Parameters
+    ----------
+    in_features, n_classes : int
+    counts : array-like or torch.Tensor, shape (n_classes,)
+    n_samples : int, default 1024
+    power : float, default 0.75
+    rng, bias, device, dtype
+        As in :class:`NegativeSamplingLoss`.
+
+    Notes
+    -----
+    With this correction ``sum_j exp(s(c_j)) / (n Q(c_j))`` over the samples
+    that are not the target is an unbiased estimate of the partition function
+    without the target, and the target adds its own ``exp(s(y))`` exactly. So
+    as ``n_samples`` grows the loss tends to the full softmax cross-entropy and
+    its gradient to the full gradient (tested). The target's own score is
+    therefore not corrected.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from dlkernels.nn import SampledSoftmaxLoss
+    >>> loss = SampledSoftmaxLoss(16, 1000, counts=torch.ones(1000), n_samples=64, rng=0)
+    >>> loss(torch.randn(4, 16), torch.tensor([1, 2, 3, 4])).shape
+    torch.Size([4])
+    """
+
+    def __init__(self, in_features: int, n_classes: int, counts, n_samples: int = 1024, *,
+                 power: float = 0.75, rng=None, bias: bool = True, device=None, dtype=None):
+        super().__init__(in_features, n_classes, counts, n_samples, "n_samples", power,
+                         rng, bias, device, dtype)
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        flat, t = self._check(x, target)
+        sampled = self._draw(self._n, flat.device)                      # shared (n,)
+        pos = self._scores(flat, t[:, None])                             # (b, 1)
+        neg = F.linear(flat, self.weight[sampled],
+                       self.bias[sampled] if self.bias is not None else None)  # (b, n)
+        neg = neg - (self.log_noise[sampled] + math.log(self._n))
+        neg = neg.masked_fill(sampled[None, :] == t[:, None], -math.inf)  # accidental hits
+        logits = torch.cat([pos, neg], dim=1)
+        loss = torch.logsumexp(logits, dim=1) - pos.squeeze(1)
+        return loss.reshape(target.shape)

@@ -1,0 +1,146 @@
+"""Prioritized experience replay sampling (Schaul et al., ICLR 2016)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlkernels._lib.persist import load_arrays, save_arrays
+from dlkernels._lib.validation import as_index_array, check_count, check_real
+from dlkernels.sampling.segment_tree import SumTree, one_value_per_index
+
+__all__ = ["PrioritizedSampler"]
+
+
+class PrioritizedSampler:
+    """What a prioritized replay buffer needs: priorities in, indices and weights out.
+
+    Slot ``i`` is drawn with probability ``p_i**alpha / sum_j p_j**alpha`` and
+    comes with the importance weight ``(N * P(i))**-beta`` divided by the largest
+    weight any stored slot could get, ``(N * P_min)**-beta``, so weights lie in
+    ``(0, 1]`` and are comparable between batches (as in the paper and in cpprb).
+
+    Parameters
+    ----------
+    capacity : int
+        Number of slots; all start with priority 0 (never drawn).
+    alpha : float, default 0.6
+        How much prioritization is used (0: uniform over slots with a priority).
+    beta : float, default 0.4
+        Default importance-sampling exponent, in ``[0, 1]``; usually annealed to 1.
+
+    Examples
+    --------
+    >>> from dlkernels.sampling import PrioritizedSampler
+    >>> per = PrioritizedSampler(4, alpha=1.0, beta=1.0)
+    >>> per.update([0, 1, 2, 3], [1.0, 1.0, 2.0, 4.0])
+    >>> idx, w = per.sample(8, rng=0)
+    >>> bool(((w > 0) & (w <= 1)).all())
+    True
+    """
+
+    def __init__(self, capacity: int, alpha: float = 0.6, beta: float = 0.4):
+        self.alpha = check_real(alpha, "alpha", low=0.0)
+        self.beta = check_real(beta, "beta", low=0.0, high=1.0)
+        self._tree = SumTree(capacity)
+        self._max_priority = 1.0
+
+    @property
+    def capacity(self) -> int:
+        """Number of slots."""
+        return self._tree.capacity
+
+    def __len__(self) -> int:
+        return self._tree.capacity
+
+    @property
+    def tree(self) -> SumTree:
+        """The underlying tree of ``priority**alpha`` values (read it, don't write it)."""
+        return self._tree
+
+    @property
+    def max_priority(self) -> float:
+        """Largest priority given so far (1.0 before any): the usual priority for new data."""
+        return self._max_priority
+
+    def update(self, indices, priorities) -> None:
+        """Set the priorities of ``indices`` (stored as ``priority**alpha``).
+
+        A repeated index takes its last priority. Nothing is written unless the
+        whole batch is valid.
+
+        Parameters
+        ----------
+        indices : int or array-like of int
+            Slots in ``[0, capacity)``, any shape.
+        priorities : float or array-like of float
+            Finite, non-negative: a scalar for every index, or one per index.
+            Priority 0 means the slot is never drawn.
+
+        Raises
+        ------
+        IndexError
+            If an index lies outside ``[0, capacity)``.
+        ValueError
+            If a priority is NaN, inf or negative, the counts differ, or the sum
+            of ``priority**alpha`` would overflow float64.
+        """
+        idx = as_index_array(indices, "indices", self.capacity, ndim=None).ravel()
+        prio = one_value_per_index(priorities, idx, "priorities")
+        largest = self._tree._write(idx, prio, "priorities", power=self.alpha)
+        self._max_priority = max(self._max_priority, largest)
+
+    def sample(self, n: int, beta: float | None = None, rng=None, stratified: bool = True,
+               n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` slots in proportion to their priority.
+
+        Parameters
+        ----------
+        n : int
+            Batch size.
+        beta : float or None
+            Importance-sampling exponent for this batch (None: ``self.beta``).
+        rng : None, int or numpy.random.Generator
+        stratified : bool, default True
+            One draw from each of ``n`` equal slices of the mass, as in the paper.
+        n_threads : int or None
+
+        Returns
+        -------
+        indices : numpy.ndarray of int64, shape (n,)
+        weights : numpy.ndarray of float64, shape (n,)
+            Normalised importance weights, in ``(0, 1]``.
+        """
+        n = check_count(n, "n")
+        beta = self.beta if beta is None else check_real(beta, "beta", low=0.0, high=1.0)
+        return self._tree._sample_weighted(n, beta, rng, bool(stratified), n_threads)
+
+    def save(self, path) -> None:
+        """Write priorities and settings to an ``.npz`` file (loading it never runs code).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write; numpy adds ``.npz`` if the name lacks it.
+        """
+        save_arrays(path, "PrioritizedSampler", values=self._tree.values, alpha=self.alpha,
+                    beta=self.beta, max_priority=self._max_priority)
+
+    @classmethod
+    def load(cls, path) -> PrioritizedSampler:
+        """Read a sampler written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`PrioritizedSampler.save`; any other is
+            refused with a ValueError.
+        """
+        data = load_arrays(path, "PrioritizedSampler")
+        sampler = cls(len(data["values"]), float(data["alpha"]), float(data["beta"]))
+        sampler._tree = SumTree.from_weights(data["values"])
+        sampler._max_priority = check_real(float(data["max_priority"]), "max_priority", low=0.0)
+        return sampler
+
+    def __repr__(self) -> str:
+        return (f"PrioritizedSampler(capacity={self.capacity}, alpha={self.alpha}, "
+                f"beta={self.beta})")

@@ -1,3 +1,0 @@
-from fastdl.cli import main
-
-raise SystemExit(main())
