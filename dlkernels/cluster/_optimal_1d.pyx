@@ -25,9 +25,10 @@ array), which both methods below rely on.
 """
 
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, sqrt
+from libc.math cimport INFINITY, exp, log, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
+from libc.stdio cimport printf
 
 from dlkernels.cluster._segment_cost cimport (
     BLK, STRIDE, Cost, DBL_EPSILON, Summary, direct, merge, seg_cost,
@@ -41,11 +42,11 @@ cdef enum:
     # and solving with the layered programme instead.
     MAX_PASSES = 200
 
-# A fast-path result is kept when its worst-case error, about 40 eps times the
+# A fast-path result is kept when its worst-case error, about 32 eps times the
 # total second moment, is below this share of its inertia; otherwise the
 # accurate mode runs, whose every cost is within ACCURATE_REL of the truth.
 cdef double FAST_REL = 1e-9
-cdef double ACCURATE_REL = 1e-11
+cdef double ACCURATE_REL = 1e-10
 
 
 # -- costs -------------------------------------------------------------------------------------
@@ -438,14 +439,24 @@ cdef void splice(const int64_t *a, Py_ssize_t K, const int64_t *b, Py_ssize_t L,
         out[t + d + 1] = a[t]
 
 
+cdef int DEBUG_PASSES = 0
+cdef int DEBUG_PRINT = 0
+def debug_passes():
+    global DEBUG_PASSES
+    r = DEBUG_PASSES
+    DEBUG_PASSES = 0
+    return r
+
+
 cdef int lagrangian(const Cost *cost, Py_ssize_t k, double tol_abs, double tol_rel,
                     Workspace *ws, int64_t *bounds, int64_t *pk, int64_t *pl) noexcept nogil:
     # Exact k-clustering of all m values into bounds; 1 if found, 0 if the search
     # ran out of passes. pk, pl: room for m + 1 boundaries each.
-    cdef Py_ssize_t m = cost.m, K = 1, L = m, t, i, passes, stale = 0
-    cdef double CK, CL = 0.0, lamK, lamL = 0.0, lam, V, width
+    cdef Py_ssize_t m = cost.m, K = 1, L = m, t, i, passes, t0 = 0, t1 = 0
+    cdef double CK, CL = 0.0, lamK, lamL = 0.0, lam, V, slope, lam0 = 0.0, lam1 = 0.0
     cdef Segment seg
-    cdef bint chord
+    cdef bint chord, stuck = False
+    global DEBUG_PASSES
     seg.cost = cost
     seg.lo = 0
     seg.hi = m
@@ -458,20 +469,27 @@ cdef int lagrangian(const Cost *cost, Py_ssize_t k, double tol_abs, double tol_r
     pk[1] = m
     for i in range(m + 1):
         pl[i] = i
-    width = m - 1
     for passes in range(MAX_PASSES):
+        chord = False
         if passes == 0:
-            # A first guess from uniform data (g(k) ~ g(1) / k^2), then chords.
+            # A first guess from uniform data: g(t) ~ g(1) / t^2, lam = -g'(k).
             lam = 4.0 * CK / (<double> k * k * k)
-            chord = False
-        elif stale >= 2 and lamL > 0.0:
-            lam = sqrt(lamK * lamL)
-            chord = False
-            stale = 0
-        else:
+        elif K > 1 and L < m and (stuck or L - K <= 2):
+            # Both sides found, and the last step made no progress: the chord.
             lam = (CK - CL) / (L - K)
             chord = True
+        else:
+            # A secant of log lam against log t through the last two passes
+            # (lam ~ t^-3 for smooth data when there is only one).
+            slope = -3.0
+            if passes > 1 and t0 != t1:
+                slope = log(lam0 / lam1) / log(<double> t0 / t1)
+            lam = lam1 * exp(slope * log(<double> k / t1))
+            if not (lamL < lam < lamK):
+                lam = sqrt(lamK * lamL) if lamL > 0.0 else 0.5 * lamK
         t = wilber(&seg, lam, ws)
+        DEBUG_PASSES += 1
+        if DEBUG_PRINT: printf("  lam %.6g t %d K %d L %d chord %d\n", lam, <int>t, <int>K, <int>L, <int>chord)
         V = ws[0].a[m]                     # the cost of t's path, without its price
         if t == k:
             read_path(ws[0].arg, m, t, bounds)
@@ -488,19 +506,21 @@ cdef int lagrangian(const Cost *cost, Py_ssize_t k, double tol_abs, double tol_r
                 L = t
             splice(pk, K, pl, L, k, bounds)
             return 1
-        if K < t < k:
+        stuck = t <= K or t >= L
+        if K <= t < k and (t > K or lam < lamK):
             read_path(ws[0].arg, m, t, pk)
             K = t
             CK = V
             lamK = lam
-        elif k < t < L:
+        elif k < t <= L and (t < L or lam > lamL):
             read_path(ws[0].arg, m, t, pl)
             L = t
             CL = V
             lamL = lam
-        stale = stale + 1 if 2 * (L - K) > width else 0
-        if stale == 0:
-            width = L - K
+        lam0 = lam1
+        t0 = t1
+        lam1 = lam
+        t1 = t
     return 0
 
 
@@ -510,7 +530,7 @@ cdef int solve(Cost *cost, Py_ssize_t k, int algorithm, double total, int n_thre
                int64_t *bounds, Workspace *ws, int64_t *pk, int64_t *pl) noexcept nogil:
     # One attempt in the cost's mode; 1 on success.
     cdef Py_ssize_t m = cost.m
-    cdef double tol_abs = 0.0 if cost.accurate else 64.0 * DBL_EPSILON * total
+    cdef double tol_abs = 0.0 if cost.accurate else 32.0 * DBL_EPSILON * total
     cdef double tol_rel = 8.0 * (ACCURATE_REL if cost.accurate else DBL_EPSILON)
     bounds[0] = 0
     bounds[k] = m
@@ -542,9 +562,10 @@ def optimal(const double[::1] v, const double[::1] w, double shift, int64_t[::1]
     cdef int ok, used = 0
     cdef double total, found
     if algorithm == 0:
-        # The layered programme costs about 2 k passes over the values, the
-        # Lagrangian search some 10 to 30 heavier ones (measured crossover).
-        algorithm = 1 if k <= 12 else 2
+        # The layered programme costs about 2 k SMAWK passes over the values,
+        # the Lagrangian search one to a few Wilber passes (each about three
+        # SMAWK passes) at any k: the layered one is faster only up to k = 3.
+        algorithm = 1 if k <= 3 else 2
     with nogil:
         pre = <double *> malloc(STRIDE * (m + 1) * sizeof(double))
         pk = <int64_t *> malloc((m + 1) * sizeof(int64_t))
@@ -566,7 +587,7 @@ def optimal(const double[::1] v, const double[::1] w, double shift, int64_t[::1]
             if mode != 2:
                 solve(&cost, k, algorithm, total, n_threads, &bounds[0], ws, pk, pl)
                 found = path_cost(&cost, &bounds[0], k)
-                if mode == 0 and 1 < k < m and 64.0 * DBL_EPSILON * total > FAST_REL * found:
+                if mode == 0 and 1 < k < m and 32.0 * DBL_EPSILON * total > FAST_REL * found:
                     used = 2
                     cost.accurate = True
             if used == 2:

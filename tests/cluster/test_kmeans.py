@@ -141,15 +141,15 @@ def test_torch_in_torch_out(rng):
 
 
 @pytest.mark.parametrize("kwargs, exc, name", [
-    ({"k": 0}, ValueError, "k must be >= 1"),
-    ({"k": 5}, ValueError, "k must be at most the number of points (4)"),
-    ({"k": 2.5}, TypeError, "k must be"),
+    ({"n_clusters": 0}, ValueError, "n_clusters must be >= 1"),
+    ({"n_clusters": 5}, ValueError, "n_clusters must be at most the number of points (4)"),
+    ({"n_clusters": 2.5}, TypeError, "n_clusters must be"),
     ({"X": [[0.0, np.nan]] * 4}, ValueError, "X must be finite, got nan at point 0, coordinate 1"),
     ({"X": [0.0, 1.0, 2.0]}, ValueError, "X must be 2-dimensional"),
     ({"X": np.zeros((0, 2))}, ValueError, "X must hold at least one point"),
     ({"X": [["a", "b"]] * 4}, TypeError, "X must be numeric"),
     ({"init": "kmeans++"}, ValueError, "init must be one of"),
-    ({"init": np.zeros((3, 2))}, ValueError, "init must have shape (k, d) = (2, 2)"),
+    ({"init": np.zeros((3, 2))}, ValueError, "init must have shape (n_clusters, d) = (2, 2)"),
     ({"init": [[0.0, np.inf], [1.0, 1.0]]}, ValueError, "init must be finite"),
     ({"max_iter": 0}, ValueError, "max_iter must be >= 1"),
     ({"tol": -1.0}, ValueError, "tol must be >= 0"),
@@ -158,7 +158,7 @@ def test_torch_in_torch_out(rng):
     ({"n_threads": 1.5}, TypeError, "n_threads must be an int"),
 ])
 def test_bad_input(kwargs, exc, name):
-    args = {"X": [[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [5.0, 6.0]], "k": 2, **kwargs}
+    args = {"X": [[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [5.0, 6.0]], "n_clusters": 2, **kwargs}
     with pytest.raises(exc, match=re.escape(name)):
         kmeans(**args)
 

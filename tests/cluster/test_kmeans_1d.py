@@ -173,10 +173,10 @@ def test_same_rng_same_result(init, rng):
 # -- bad input -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, exc, name", [
-    ({"k": 0}, ValueError, "k must be >= 1"),
-    ({"k": 4}, ValueError, "k must be at most the number of distinct values of x (3)"),
-    ({"k": 2.0}, TypeError, "k must be"),
-    ({"k": True}, TypeError, "k must be"),
+    ({"n_clusters": 0}, ValueError, "n_clusters must be >= 1"),
+    ({"n_clusters": 4}, ValueError, "n_clusters must be at most the number of distinct values of x (3)"),
+    ({"n_clusters": 2.0}, TypeError, "n_clusters must be"),
+    ({"n_clusters": True}, TypeError, "n_clusters must be"),
     ({"x": [1.0, np.nan, 2.0]}, ValueError, "x must be finite, got nan at position 1"),
     ({"x": [1.0, np.inf]}, ValueError, "x must be finite"),
     ({"x": [[1.0, 2.0]]}, ValueError, "x must be 1-dimensional"),
@@ -186,7 +186,7 @@ def test_same_rng_same_result(init, rng):
     ({"sample_weight": [1.0, -1.0, 1.0, 1.0]}, ValueError, "sample_weight must be non-negative"),
     ({"sample_weight": [1.0, np.nan, 1.0, 1.0]}, ValueError, "sample_weight must be finite"),
     ({"sample_weight": [1.0, 1.0]}, ValueError, "sample_weight must have the shape of x"),
-    ({"sample_weight": [0.0, 0.0, 1.0, 1.0], "k": 3}, ValueError,
+    ({"sample_weight": [0.0, 0.0, 1.0, 1.0], "n_clusters": 3}, ValueError,
      "with positive sample_weight (2)"),
     ({"method": "exact"}, ValueError, "method must be one of"),
     ({"init": "kmeans++"}, ValueError, "init must be one of"),
@@ -197,7 +197,7 @@ def test_same_rng_same_result(init, rng):
 def test_bad_input(kwargs, exc, name):
     import re
 
-    args = {"x": [1.0, 2.0, 2.0, 3.0], "k": 2, **kwargs}
+    args = {"x": [1.0, 2.0, 2.0, 3.0], "n_clusters": 2, **kwargs}
     with pytest.raises(exc, match=re.escape(name)):
         kmeans_1d(**args)
 
