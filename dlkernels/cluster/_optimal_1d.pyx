@@ -28,7 +28,6 @@ from cython.parallel cimport prange
 from libc.math cimport INFINITY, exp, log, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
-from libc.stdio cimport printf
 
 from dlkernels.cluster._segment_cost cimport (
     BLK, STRIDE, Cost, DBL_EPSILON, Summary, direct, merge, seg_cost,
@@ -439,15 +438,6 @@ cdef void splice(const int64_t *a, Py_ssize_t K, const int64_t *b, Py_ssize_t L,
         out[t + d + 1] = a[t]
 
 
-cdef int DEBUG_PASSES = 0
-cdef int DEBUG_PRINT = 0
-def debug_passes():
-    global DEBUG_PASSES
-    r = DEBUG_PASSES
-    DEBUG_PASSES = 0
-    return r
-
-
 cdef int lagrangian(const Cost *cost, Py_ssize_t k, double tol_abs, double tol_rel,
                     Workspace *ws, int64_t *bounds, int64_t *pk, int64_t *pl) noexcept nogil:
     # Exact k-clustering of all m values into bounds; 1 if found, 0 if the search
@@ -456,7 +446,6 @@ cdef int lagrangian(const Cost *cost, Py_ssize_t k, double tol_abs, double tol_r
     cdef double CK, CL = 0.0, lamK, lamL = 0.0, lam, V, slope, lam0 = 0.0, lam1 = 0.0
     cdef Segment seg
     cdef bint chord, stuck = False
-    global DEBUG_PASSES
     seg.cost = cost
     seg.lo = 0
     seg.hi = m
@@ -488,8 +477,6 @@ cdef int lagrangian(const Cost *cost, Py_ssize_t k, double tol_abs, double tol_r
             if not (lamL < lam < lamK):
                 lam = sqrt(lamK * lamL) if lamL > 0.0 else 0.5 * lamK
         t = wilber(&seg, lam, ws)
-        DEBUG_PASSES += 1
-        if DEBUG_PRINT: printf("  lam %.6g t %d K %d L %d chord %d\n", lam, <int>t, <int>K, <int>L, <int>chord)
         V = ws[0].a[m]                     # the cost of t's path, without its price
         if t == k:
             read_path(ws[0].arg, m, t, bounds)

@@ -62,13 +62,25 @@ def _run_means(v: np.ndarray, w: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 
 
 def _binned(u: np.ndarray, w: np.ndarray, k: int, n_threads: int) -> np.ndarray:
-    """The exact optimum of the values merged into about 32 k runs of equal weight:
-    close to the optimum of the values themselves, at a fraction of its cost."""
+    """The exact optimum of the values merged into runs, refined by Lloyd afterwards.
+
+    Optimal clusters are denser where the data are (about as density ** (1/3)
+    for smooth data), so the runs are cut at equal steps of two measures and
+    both sets of cuts are kept: the weight, and the sum of
+    ``w ** (1/3) * gap ** (2/3)`` (the density ** (1/3) the gaps imply), which
+    gives the sparse tails, where optimal clusters hold few values, runs of
+    their own. About 32 runs per cluster of each.
+    """
     n_bins = max(_BINS_PER_CLUSTER * k, _MIN_BINS)
-    if u.size > n_bins:
-        cum = np.cumsum(w)
-        cuts = np.searchsorted(cum, np.arange(1, n_bins) * (cum[-1] / n_bins), side="right")
-        starts = np.unique(np.concatenate(([0], cuts[cuts < u.size])))
+    if u.size > 2 * n_bins:
+        gaps = np.diff(u)
+        gaps = np.concatenate((gaps[:1], 0.5 * (gaps[1:] + gaps[:-1]), gaps[-1:]))  # around each value
+        starts = [np.zeros(1, dtype=np.int64)]
+        for measure in (w, np.cbrt(w) * np.cbrt(gaps) ** 2):
+            cum = np.cumsum(measure)
+            cuts = np.searchsorted(cum, np.arange(1, n_bins) * (cum[-1] / n_bins), side="right")
+            starts.append(cuts[cuts < u.size])
+        starts = np.unique(np.concatenate(starts))
         if starts.size >= k:
             bw = np.add.reduceat(w, starts)
             bu = np.add.reduceat(w * u, starts) / bw
@@ -127,9 +139,9 @@ def kmeans_1d(x, n_clusters: int, *, method: str = "optimal", init: str = "binne
     method : {"optimal", "lloyd"}, default "optimal", keyword-only
     init : {"binned", "linear", "density", "random", "k-means++"}, default "binned", keyword-only
         Lloyd's starting centres: the exact optimum of the values merged into
-        ``32 * n_clusters`` runs of equal weight (at least 4096), which Lloyd
-        then refines to within a small fraction of a percent of the optimum
-        ("binned"); evenly spaced between the smallest and the largest value
+        some ``64 * n_clusters`` runs (cut at equal steps of weight and of the
+        implied density ** (1/3), at least 8192 runs), which Lloyd then refines
+        ("binned": within 1% of the optimum on the distributions we tested); evenly spaced between the smallest and the largest value
         ("linear", found best for network weights by Han et al., "Deep
         Compression", ICLR 2016, but slow to converge and far from the least
         inertia on bell-shaped data); the weighted quantiles at ``(j + 1/2) / k``
