@@ -227,3 +227,58 @@ def test_scale_invariant_at_extreme_magnitudes(method, factor, rng):
         assert res.inertia == pytest.approx(expected, rel=1e-9)
     else:
         assert res.inertia == np.inf
+
+
+# -- defaults near the optimum, warnings, keyword-only options ---------------------------------
+
+def distributions(rng, n):
+    return {
+        "normal": rng.normal(size=n),
+        "laplace": rng.laplace(size=n),
+        "student-t3": rng.standard_t(3, size=n),
+        "90% zeros": np.where(rng.random(n) < 0.9, 0.0, rng.normal(size=n)),
+    }
+
+
+def check_defaults_near_optimum(n, seed):
+    rng = np.random.default_rng(seed)
+    for name, x in distributions(rng, n).items():
+        x = x.astype(np.float32)
+        for k in (16, 32, 256):
+            best = kmeans_1d(x, k)                    # the default call: exact
+            lloyd = kmeans_1d(x, k, method="lloyd")   # Lloyd's default init
+            assert best.inertia <= lloyd.inertia * (1 + 1e-12), (name, k)
+            assert lloyd.inertia <= best.inertia * 1.01, (name, k, lloyd.inertia / best.inertia)
+
+
+def test_defaults_near_optimum():
+    check_defaults_near_optimum(20_000, 0)
+
+
+@pytest.mark.slow
+def test_defaults_near_optimum_large():
+    check_defaults_near_optimum(2_000_000, 1)
+
+
+def test_linear_init_is_far_from_the_optimum_where_binned_is_not(rng):
+    # Why "binned" replaced "linear" as the default: on bell-shaped data Lloyd
+    # from evenly spaced centres stalls far above the optimum.
+    x = rng.normal(size=50_000)
+    best = kmeans_1d(x, 64).inertia
+    assert kmeans_1d(x, 64, method="lloyd", init="linear").inertia > best * 1.05
+    assert kmeans_1d(x, 64, method="lloyd").inertia < best * 1.001
+
+
+def test_max_iter_warns(rng):
+    from dlkernels.cluster import ConvergenceWarning
+
+    x = rng.normal(size=5000)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        res = kmeans_1d(x, 50, method="lloyd", init="linear", max_iter=2)
+    assert res.n_iter == 2
+    assert issubclass(ConvergenceWarning, UserWarning)
+
+
+def test_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        kmeans_1d([1.0, 2.0, 3.0], 2, "lloyd")
