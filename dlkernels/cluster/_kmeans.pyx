@@ -6,7 +6,8 @@ of a point, so the argmin does not need it). The centres are stored transposed
 and padded to a multiple of the tile width, and each tile of 4 points by W
 centres is accumulated in registers over all coordinates: one load of a centre
 row feeds four points. The kernel is compiled twice, for plain x86-64/any CPU
-and with AVX2+FMA, and the AVX2 copy is chosen at run time where the CPU has it.
+and with AVX2+FMA, and the AVX2 copy is chosen at run time where the CPU has it
+(dlkernels/_lib/_cpu_dispatch.pxd).
 
 Every parallel loop runs over fixed-size chunks of points (or over clusters),
 and anything summed across chunks is summed in chunk order afterwards, so
@@ -18,6 +19,7 @@ from libc.math cimport INFINITY, sqrt
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
+from dlkernels._lib._cpu_dispatch cimport dlk_cpu_avx2_fma
 from dlkernels._lib._openmp cimport omp_get_thread_num, threads_for
 from dlkernels._lib._random cimport next_double, stream_start
 
@@ -29,88 +31,53 @@ cdef extern from *:
     """
     #include <stddef.h>
 
-    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-        #define DLKERNELS_KM_DISPATCH 1
-        #define DLKERNELS_KM_AVX2 __attribute__((target("avx2,fma")))
-    #else
-        #define DLKERNELS_KM_DISPATCH 0
-        #define DLKERNELS_KM_AVX2
-    #endif
-
-    #define DLKERNELS_MADD(a, b, c) ((a) * (b) + (c))
-    #define DLKERNELS_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
-    #define DLKERNELS_FMA(a, b, c) __builtin_fma((a), (b), (c))
-
     /* out[p * ldo + j] = cn[j] - 2 * dot(x_p, c_j) for np points (rows of x, d
        coordinates) and kw centres stored transposed in ct[t * ldc + j]; kw is a
-       multiple of W. Four points by W centres are accumulated in registers. */
-    #define DLKERNELS_KM_SCORES(T, W, NAME, ATTR, MADD)                                  \\
-    ATTR static void NAME(const T *x, ptrdiff_t np, ptrdiff_t d, const T *ct,         \\
-                          ptrdiff_t ldc, const T *cn, ptrdiff_t kw, T *out,          \\
-                          ptrdiff_t ldo) {                                           \\
-        for (ptrdiff_t p0 = 0; p0 < np; p0 += 4) {                                   \\
-            const T *r0 = x + p0 * d;                                                \\
-            const T *r1 = x + (p0 + 1 < np ? p0 + 1 : p0) * d;                       \\
-            const T *r2 = x + (p0 + 2 < np ? p0 + 2 : p0) * d;                       \\
-            const T *r3 = x + (p0 + 3 < np ? p0 + 3 : p0) * d;                       \\
-            for (ptrdiff_t j0 = 0; j0 < kw; j0 += W) {                               \\
-                T a0[W], a1[W], a2[W], a3[W];                                        \\
-                for (int j = 0; j < W; j++) { a0[j] = 0; a1[j] = 0; a2[j] = 0; a3[j] = 0; } \\
-                for (ptrdiff_t t = 0; t < d; t++) {                                  \\
-                    const T *c = ct + t * ldc + j0;                                  \\
-                    T x0 = r0[t], x1 = r1[t], x2 = r2[t], x3 = r3[t];                \\
-                    for (int j = 0; j < W; j++) {                                    \\
-                        a0[j] = MADD(x0, c[j], a0[j]);                               \\
-                        a1[j] = MADD(x1, c[j], a1[j]);                               \\
-                        a2[j] = MADD(x2, c[j], a2[j]);                               \\
-                        a3[j] = MADD(x3, c[j], a3[j]);                               \\
-                    }                                                                \\
-                }                                                                    \\
-                T *o = out + p0 * ldo + j0;                                           \\
-                const T *n = cn + j0;                                                \\
-                for (int j = 0; j < W; j++) o[j] = n[j] - 2 * a0[j];                 \\
-                if (p0 + 1 < np) for (int j = 0; j < W; j++) o[ldo + j] = n[j] - 2 * a1[j];     \\
-                if (p0 + 2 < np) for (int j = 0; j < W; j++) o[2 * ldo + j] = n[j] - 2 * a2[j]; \\
-                if (p0 + 3 < np) for (int j = 0; j < W; j++) o[3 * ldo + j] = n[j] - 2 * a3[j]; \\
-            }                                                                        \\
-        }                                                                            \\
+       multiple of W. Four points by W centres are accumulated in registers.
+       One body per dtype, compiled twice by DLK_DISPATCH_VOID (_cpu_dispatch.pxd). */
+    #define DLKERNELS_KM_SCORES(T, W, NAME, MADD)                                        \
+    DLK_ALWAYS_INLINE void NAME##_body(int fused, const T *x, ptrdiff_t np, ptrdiff_t d, \
+                                       const T *ct, ptrdiff_t ldc, const T *cn,        \
+                                       ptrdiff_t kw, T *out, ptrdiff_t ldo) {          \
+        for (ptrdiff_t p0 = 0; p0 < np; p0 += 4) {                                   \
+            const T *r0 = x + p0 * d;                                                \
+            const T *r1 = x + (p0 + 1 < np ? p0 + 1 : p0) * d;                       \
+            const T *r2 = x + (p0 + 2 < np ? p0 + 2 : p0) * d;                       \
+            const T *r3 = x + (p0 + 3 < np ? p0 + 3 : p0) * d;                       \
+            for (ptrdiff_t j0 = 0; j0 < kw; j0 += W) {                               \
+                T a0[W], a1[W], a2[W], a3[W];                                        \
+                for (int j = 0; j < W; j++) { a0[j] = 0; a1[j] = 0; a2[j] = 0; a3[j] = 0; } \
+                for (ptrdiff_t t = 0; t < d; t++) {                                  \
+                    const T *c = ct + t * ldc + j0;                                  \
+                    T x0 = r0[t], x1 = r1[t], x2 = r2[t], x3 = r3[t];                \
+                    for (int j = 0; j < W; j++) {                                    \
+                        a0[j] = MADD(fused, x0, c[j], a0[j]);                        \
+                        a1[j] = MADD(fused, x1, c[j], a1[j]);                        \
+                        a2[j] = MADD(fused, x2, c[j], a2[j]);                        \
+                        a3[j] = MADD(fused, x3, c[j], a3[j]);                        \
+                    }                                                                \
+                }                                                                    \
+                T *o = out + p0 * ldo + j0;                                           \
+                const T *n = cn + j0;                                                \
+                for (int j = 0; j < W; j++) o[j] = n[j] - 2 * a0[j];                 \
+                if (p0 + 1 < np) for (int j = 0; j < W; j++) o[ldo + j] = n[j] - 2 * a1[j];     \
+                if (p0 + 2 < np) for (int j = 0; j < W; j++) o[2 * ldo + j] = n[j] - 2 * a2[j]; \
+                if (p0 + 3 < np) for (int j = 0; j < W; j++) o[3 * ldo + j] = n[j] - 2 * a3[j]; \
+            }                                                                        \
+        }                                                                            \
     }
 
-    DLKERNELS_KM_SCORES(float, 16, dlkernels_km_scores_f32_any, , DLKERNELS_MADD)
-    DLKERNELS_KM_SCORES(double, 8, dlkernels_km_scores_f64_any, , DLKERNELS_MADD)
-    #if DLKERNELS_KM_DISPATCH
-    DLKERNELS_KM_SCORES(float, 16, dlkernels_km_scores_f32_avx2, DLKERNELS_KM_AVX2, DLKERNELS_FMAF)
-    DLKERNELS_KM_SCORES(double, 8, dlkernels_km_scores_f64_avx2, DLKERNELS_KM_AVX2, DLKERNELS_FMA)
-    #endif
-
-    /* Set once at import (dlkernels_km_init), read by every thread afterwards. */
-    static int dlkernels_km_use_avx2 = 0;
-
-    static int dlkernels_km_init(void) {
-    #if DLKERNELS_KM_DISPATCH
-        __builtin_cpu_init();
-        dlkernels_km_use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    #endif
-        return dlkernels_km_use_avx2;
-    }
-
-    /* The entry point of each dtype: the AVX2 copy where the CPU has it. */
-    #if DLKERNELS_KM_DISPATCH
-        #define DLKERNELS_KM_PICK(NAME, ...) \\
-            if (dlkernels_km_use_avx2) { NAME##_avx2(__VA_ARGS__); return; } \\
-            NAME##_any(__VA_ARGS__);
-    #else
-        #define DLKERNELS_KM_PICK(NAME, ...) NAME##_any(__VA_ARGS__);
-    #endif
-    #define DLKERNELS_KM_ENTRY(T, NAME)                                                    \\
-    static void NAME(const T *x, ptrdiff_t np, ptrdiff_t d, const T *ct, ptrdiff_t ldc,  \\
-                     const T *cn, ptrdiff_t kw, T *out, ptrdiff_t ldo) {                 \\
-        DLKERNELS_KM_PICK(NAME, x, np, d, ct, ldc, cn, kw, out, ldo)                        \\
-    }
-    DLKERNELS_KM_ENTRY(float, dlkernels_km_scores_f32)
-    DLKERNELS_KM_ENTRY(double, dlkernels_km_scores_f64)
+    DLKERNELS_KM_SCORES(float, 16, dlkernels_km_scores_f32, DLK_MADDF)
+    DLKERNELS_KM_SCORES(double, 8, dlkernels_km_scores_f64, DLK_MADD)
+    DLK_DISPATCH_VOID(dlkernels_km_scores_f32,
+                      (const float *x, ptrdiff_t np, ptrdiff_t d, const float *ct, ptrdiff_t ldc,
+                       const float *cn, ptrdiff_t kw, float *out, ptrdiff_t ldo),
+                      x, np, d, ct, ldc, cn, kw, out, ldo)
+    DLK_DISPATCH_VOID(dlkernels_km_scores_f64,
+                      (const double *x, ptrdiff_t np, ptrdiff_t d, const double *ct, ptrdiff_t ldc,
+                       const double *cn, ptrdiff_t kw, double *out, ptrdiff_t ldo),
+                      x, np, d, ct, ldc, cn, kw, out, ldo)
     """
-    int km_init "dlkernels_km_init"() noexcept nogil
     void scores_f32 "dlkernels_km_scores_f32"(const float *x, Py_ssize_t np, Py_ssize_t d,
                                           const float *ct, Py_ssize_t ldc, const float *cn,
                                           Py_ssize_t kw, float *out, Py_ssize_t ldo) noexcept nogil
@@ -128,7 +95,7 @@ cdef enum:
     # Most k-means++ candidates scored together (scikit-learn's 2 + log k is 8 at k = 403).
     MAX_TRIALS = 32
 
-AVX2 = bool(km_init())
+AVX2 = bool(dlk_cpu_avx2_fma())
 
 
 cdef inline int threads_by_work(int n_threads, Py_ssize_t n_items, double item_flops) noexcept nogil:
