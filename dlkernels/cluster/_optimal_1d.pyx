@@ -254,17 +254,20 @@ cdef struct Workspace:
     Py_ssize_t *work
 
 
-cdef int ws_alloc(Workspace *ws, Py_ssize_t m, bint counts) noexcept nogil:
-    ws.a = <double *> malloc((m + 1) * sizeof(double))
-    ws.b = <double *> malloc((m + 1) * sizeof(double))
-    ws.top = <double *> malloc((m + 1) * sizeof(double))
-    ws.topn = <Py_ssize_t *> malloc((m + 1) * sizeof(Py_ssize_t))
+cdef int ws_alloc(Workspace *ws, Py_ssize_t m, bint full) noexcept nogil:
+    # A full workspace, or (not full) only the argmins and run counts: all the
+    # Lagrangian needs of its second one.
     ws.arg = <Py_ssize_t *> malloc((m + 1) * sizeof(Py_ssize_t))
-    ws.cnt = <Py_ssize_t *> malloc((m + 1) * sizeof(Py_ssize_t)) if counts else NULL
-    ws.idx = <Py_ssize_t *> malloc(2 * (m + 1) * sizeof(Py_ssize_t))
-    ws.work = <Py_ssize_t *> malloc(4 * (m + 2) * sizeof(Py_ssize_t))
-    return (ws.a != NULL and ws.b != NULL and ws.top != NULL and ws.topn != NULL and ws.arg != NULL
-            and (ws.cnt != NULL or not counts) and ws.idx != NULL and ws.work != NULL)
+    ws.cnt = <Py_ssize_t *> malloc((m + 1) * sizeof(Py_ssize_t))
+    ws.a = <double *> malloc((m + 1) * sizeof(double)) if full else NULL
+    ws.b = <double *> malloc((m + 1) * sizeof(double)) if full else NULL
+    ws.top = <double *> malloc((m + 1) * sizeof(double)) if full else NULL
+    ws.topn = <Py_ssize_t *> malloc((m + 1) * sizeof(Py_ssize_t)) if full else NULL
+    ws.idx = <Py_ssize_t *> malloc(2 * (m + 1) * sizeof(Py_ssize_t)) if full else NULL
+    ws.work = <Py_ssize_t *> malloc(4 * (m + 2) * sizeof(Py_ssize_t)) if full else NULL
+    return ws.arg != NULL and ws.cnt != NULL and (not full or (
+        ws.a != NULL and ws.b != NULL and ws.top != NULL and ws.topn != NULL and ws.idx != NULL
+        and ws.work != NULL))
 
 
 cdef void ws_free(Workspace *ws) noexcept nogil:
@@ -524,6 +527,11 @@ cdef int solve(Cost *cost, Py_ssize_t k, int algorithm, double total, int n_thre
     if algorithm == 2 and 1 < k < m:
         if lagrangian(cost, k, tol_abs, tol_rel, ws, bounds, pk, pl):
             return 1
+    if ws[1].a == NULL and 1 < k < m:
+        # The layered programme needs the second workspace in full.
+        ws_free(&ws[1])
+        if not ws_alloc(&ws[1], m, True):
+            return 0
     layered(cost, 0, m, 0, k, bounds, ws, n_threads)
     return 1
 
@@ -558,7 +566,7 @@ def optimal(const double[::1] v, const double[::1] w, double shift, int64_t[::1]
         pk = <int64_t *> malloc((m + 1) * sizeof(int64_t))
         pl = <int64_t *> malloc((m + 1) * sizeof(int64_t))
         ok = ws_alloc(&ws[0], m, True)
-        ok = ws_alloc(&ws[1], m, True) and ok and pre != NULL and pk != NULL and pl != NULL
+        ok = ws_alloc(&ws[1], m, algorithm == 1) and ok and pre != NULL and pk != NULL and pl != NULL
         if ok:
             total = build_prefix(&v[0], &w[0], m, shift, pre)
             cost.pre = pre
@@ -572,9 +580,9 @@ def optimal(const double[::1] v, const double[::1] w, double shift, int64_t[::1]
             cost.levels = 0
             used = 2 if mode == 2 else 1
             if mode != 2:
-                solve(&cost, k, algorithm, total, n_threads, &bounds[0], ws, pk, pl)
-                found = path_cost(&cost, &bounds[0], k)
-                if mode == 0 and 1 < k < m and 32.0 * DBL_EPSILON * total > FAST_REL * found:
+                ok = solve(&cost, k, algorithm, total, n_threads, &bounds[0], ws, pk, pl)
+                found = path_cost(&cost, &bounds[0], k) if ok else 0.0
+                if ok and mode == 0 and 1 < k < m and 32.0 * DBL_EPSILON * total > FAST_REL * found:
                     used = 2
                     cost.accurate = True
             if used == 2:
@@ -582,7 +590,7 @@ def optimal(const double[::1] v, const double[::1] w, double shift, int64_t[::1]
                 ok = blocks != NULL
                 cost.blocks = blocks
                 if ok:
-                    solve(&cost, k, algorithm, total, n_threads, &bounds[0], ws, pk, pl)
+                    ok = solve(&cost, k, algorithm, total, n_threads, &bounds[0], ws, pk, pl)
         free(pre)
         free(pk)
         free(pl)
