@@ -142,8 +142,9 @@ def _lloyd(points: np.ndarray, xnorm: np.ndarray, centers: np.ndarray, max_iter:
     return centers, labels, n_iter, converged
 
 
-def kmeans(X, n_clusters: int, *, init="k-means++", max_iter: int = 300, tol: float = 1e-4,
-           max_points_per_centroid: int | None = None, rng=None,
+def kmeans(X: npt.ArrayLike, n_clusters: int, *, init: str | npt.ArrayLike = "k-means++",
+           max_iter: int = 300, tol: float = 1e-4, max_points_per_centroid: int | None = None,
+           rng: int | np.random.Generator | None = None,
            n_threads: int | None = None) -> KMeansResult:
     """Lloyd's k-means on the rows of ``X``, in parallel and deterministic.
 

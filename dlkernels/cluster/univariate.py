@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import numpy.typing as npt
 
 from dlkernels._lib.arrays import like_input, to_numpy
 from dlkernels._lib.exceptions import ConvergenceWarning
@@ -109,8 +110,9 @@ def _init(init: str, u: np.ndarray, w: np.ndarray, k: int, rng, n_threads: int) 
     return np.sort(centers)
 
 
-def kmeans_1d(x, n_clusters: int, *, method: str = "optimal", init: str = "binned",
-              sample_weight=None, max_iter: int = 10_000, rng=None,
+def kmeans_1d(x: npt.ArrayLike, n_clusters: int, *, method: str = "optimal", init: str = "binned",
+              sample_weight: npt.ArrayLike | None = None, max_iter: int = 10_000,
+              rng: int | np.random.Generator | None = None,
               n_threads: int | None = None) -> KMeansResult:
     """Cluster 1-D values into ``n_clusters`` groups: the exact optimum, or Lloyd's method.
 

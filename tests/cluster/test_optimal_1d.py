@@ -142,3 +142,18 @@ def test_lagrangian_equals_layered(k, rng):
 def test_thread_invariant(k, assert_thread_invariant, rng):
     x = rng.laplace(size=50_000)
     assert_thread_invariant(lambda t: tuple(kmeans_1d(x, k, n_threads=t)[:2]))
+
+
+magnitudes = st.sampled_from([0.0, 1.0, -7.0, 3e5, 1e9, -2e12])
+offsets = st.floats(0.0, 1.0, allow_nan=False).map(lambda f: f * 10.0 ** -6)
+
+
+@given(groups=st.lists(st.tuples(magnitudes, st.lists(offsets, min_size=1, max_size=4)),
+                       min_size=1, max_size=3),
+       weighted=st.booleans(), data=st.data())
+def test_fuzz_mixed_scales(groups, weighted, data, exact):
+    x = np.array([c + o * max(1.0, abs(c)) * 1e-3 for c, offs in groups for o in offs])
+    m = np.unique(x).size
+    k = data.draw(st.integers(1, m))
+    w = np.linspace(0.5, 3.0, x.size) if weighted else None
+    check_exact(x, k, kmeans_1d(x, k, sample_weight=w), exact, w)
