@@ -119,10 +119,8 @@ def write_table(rows, args) -> None:
     widths = [max(len(r[i]) for r in [head] + lines) for i in range(len(head))]
     rule = "  ".join("=" * w for w in widths)
     with open(args.table, "w") as out:
-        out.write(rule + "\n" + "  ".join(h.ljust(w) for h, w in zip(head, widths)) + "\n" + rule + "\n")
-        for r in lines:
-            out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "\n")
-        out.write(rule + "\n")
+        rows_out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + lines]
+        out.write("\n".join([rule, rows_out[0], rule, *rows_out[1:], rule]) + "\n")
     print(f"  table written to {args.table}")
 
 
