@@ -29,6 +29,7 @@ ctypedef fused real:
 
 cdef extern from *:
     """
+    #include <math.h>
     #include <stddef.h>
 
     /* out[p * ldo + j] = cn[j] - 2 * dot(x_p, c_j) for np points (rows of x, d
@@ -69,6 +70,46 @@ cdef extern from *:
 
     DLKERNELS_KM_SCORES(float, 16, dlkernels_km_scores_f32, DLK_MADDF)
     DLKERNELS_KM_SCORES(double, 8, dlkernels_km_scores_f64, DLK_MADD)
+    /* The least of s[0..n) (+inf if n == 0), in eight independent lanes so the
+       compiler keeps them in one vector register (a min per lane, no branch). */
+    #define DLKERNELS_KM_MIN(T, NAME)                                                \
+    DLK_ALWAYS_INLINE T NAME(const T *s, ptrdiff_t n) {                              \
+        T lo = (T) INFINITY;                                                         \
+        ptrdiff_t j = 0;                                                             \
+        if (n >= 8) {                                                                \
+            T m[8];                                                                  \
+            for (int l = 0; l < 8; l++) m[l] = s[l];                                 \
+            for (j = 8; j + 8 <= n; j += 8)                                          \
+                for (int l = 0; l < 8; l++) m[l] = s[j + l] < m[l] ? s[j + l] : m[l]; \
+            for (int l = 0; l < 8; l++) lo = m[l] < lo ? m[l] : lo;                  \
+        }                                                                            \
+        for (; j < n; j++) lo = s[j] < lo ? s[j] : lo;                               \
+        return lo;                                                                   \
+    }
+    /* The nearest of k scores (the first on ties), its score and the runner-up's:
+       a branchy one-pass scan mispredicts on every new minimum and serialises
+       on it; three vector passes cost less than the distance tile itself. */
+    #define DLKERNELS_KM_TOP2(T, NAME, MIN)                                          \
+    DLK_ALWAYS_INLINE void NAME##_body(int fused, const T *s, ptrdiff_t k,          \
+                                       ptrdiff_t *best, T *b1, T *b2) {            \
+        (void) fused;                                                                \
+        T lo = MIN(s, k), a, b;                                                      \
+        ptrdiff_t j = 0;                                                             \
+        while (s[j] != lo) j++;                                                      \
+        a = MIN(s, j);                                                               \
+        b = MIN(s + j + 1, k - j - 1);                                               \
+        *best = j;                                                                   \
+        *b1 = lo;                                                                    \
+        *b2 = a < b ? a : b;                                                         \
+    }
+    DLKERNELS_KM_MIN(float, dlkernels_km_min_f32)
+    DLKERNELS_KM_MIN(double, dlkernels_km_min_f64)
+    DLKERNELS_KM_TOP2(float, dlkernels_km_top2_f32, dlkernels_km_min_f32)
+    DLKERNELS_KM_TOP2(double, dlkernels_km_top2_f64, dlkernels_km_min_f64)
+    DLK_DISPATCH_VOID(dlkernels_km_top2_f32, (const float *s, ptrdiff_t k, ptrdiff_t *best,
+                      float *b1, float *b2), s, k, best, b1, b2)
+    DLK_DISPATCH_VOID(dlkernels_km_top2_f64, (const double *s, ptrdiff_t k, ptrdiff_t *best,
+                      double *b1, double *b2), s, k, best, b1, b2)
     DLK_DISPATCH_VOID(dlkernels_km_scores_f32,
                       (const float *x, ptrdiff_t np, ptrdiff_t d, const float *ct, ptrdiff_t ldc,
                        const float *cn, ptrdiff_t kw, float *out, ptrdiff_t ldo),
@@ -78,6 +119,10 @@ cdef extern from *:
                        const double *cn, ptrdiff_t kw, double *out, ptrdiff_t ldo),
                       x, np, d, ct, ldc, cn, kw, out, ldo)
     """
+    void top2_f32 "dlkernels_km_top2_f32"(const float *s, Py_ssize_t k, Py_ssize_t *best,
+                                         float *b1, float *b2) noexcept nogil
+    void top2_f64 "dlkernels_km_top2_f64"(const double *s, Py_ssize_t k, Py_ssize_t *best,
+                                         double *b1, double *b2) noexcept nogil
     void scores_f32 "dlkernels_km_scores_f32"(const float *x, Py_ssize_t np, Py_ssize_t d,
                                           const float *ct, Py_ssize_t ldc, const float *cn,
                                           Py_ssize_t kw, float *out, Py_ssize_t ldo) noexcept nogil
@@ -162,23 +207,16 @@ cdef void full_scan(const real *g, const Py_ssize_t *rows, Py_ssize_t cnt, Py_ss
                     double *upper, double *lower) noexcept nogil:
     # Score `cnt` gathered rows against every centre; keep the nearest (first on
     # ties) and bound the distances to it (upper) and to the runner-up (lower).
-    cdef Py_ssize_t i, j, best, r
-    cdef real v, b1, b2
+    cdef Py_ssize_t i, best, r
+    cdef real b1, b2
     cdef double err, xn
     score_block(g, cnt, d, ct, kp, cn, kp, buf, kp)
     for i in range(cnt):
         r = rows[i]
-        best = 0
-        b1 = buf[i * kp]
-        b2 = <real> INFINITY
-        for j in range(1, k):
-            v = buf[i * kp + j]
-            if v < b1:
-                b2 = b1
-                b1 = v
-                best = j
-            elif v < b2:
-                b2 = v
+        if real is float:
+            top2_f32(buf + i * kp, k, &best, &b1, &b2)
+        else:
+            top2_f64(buf + i * kp, k, &best, &b1, &b2)
         labels[r] = best
         xn = xnorm[r]
         err = rounding(xn, cmax, d, real is float)
