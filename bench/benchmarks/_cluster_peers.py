@@ -115,8 +115,12 @@ def faiss_kmeans(X, n_threads, niter=25, k=K):
 def dlkernels_nd(X, n_threads, sample=None):
     from dlkernels.cluster import kmeans
 
-    return lambda: kmeans(X, K, max_iter=300, tol=1e-4, max_points_per_centroid=sample, rng=0,
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter, as scikit-learn's above
+            return kmeans(X, K, max_iter=300, tol=1e-4, max_points_per_centroid=sample, rng=0,
                           n_threads=n_threads).inertia
+    return run
 
 
 _register("kmeans_1d", "dlkernels", threaded=True)(lambda t: dlkernels_1d(values_1d(N1D), t))
