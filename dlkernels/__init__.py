@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import importlib
 
+from dlkernels._lib.persist import FileFormatError
 from dlkernels._version import __version__
 
-__all__ = ["__version__", "show_config", "config", "sampling", "neighbors", "cluster", "graph",
+__all__ = ["__version__", "FileFormatError", "show_config", "config", "sampling", "neighbors", "cluster", "graph",
            "embed", "debug", "nn", "decoding", "distill", "compress"]
 
 _SUBPACKAGES = {"sampling", "neighbors", "cluster", "graph", "embed", "debug", "nn", "decoding",

@@ -41,7 +41,7 @@ def demo_negative_sampling(rng: np.random.Generator) -> None:
     centre = np.array([ids[w] for w in words[:-1]])
     context = np.array([ids[w] for w in words[1:]])
     pairs = np.stack([centre, context], axis=1)
-    (inputs, cands, labels), secs = _timed(lambda: sampler.pairs(pairs, ratio=5, rng=rng))
+    (inputs, cands, labels), secs = _timed(lambda: sampler.pairs(pairs, 5, rng=rng))
     clash = np.any(cands.reshape(-1, 6)[:, 1:] == context[:, None])
     print(f"  {len(pairs)} (word, next word) pairs -> {len(labels)} labelled examples, "
           f"5 negatives each, none equal to its target: {not clash} ({secs * 1e3:.2f} ms)")

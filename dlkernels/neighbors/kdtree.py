@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from dlkernels._lib.arrays import is_tensor, like_input
-from dlkernels._lib.persist import load_arrays, save_arrays
+from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import as_array, check_count
 from dlkernels.neighbors import _kdtree
@@ -95,40 +95,52 @@ class _Tree:
         return tree
 
     @classmethod
-    def _empty(cls, n: int, d: int, leafsize: int, offset: int, dtype) -> _Tree:
+    def _frame(cls, n: int, d: int, leafsize: int, offset: int) -> _Tree:
+        """A tree's sizes and leaf boundaries, without its arrays."""
         tree = cls()
         tree.n, tree.d, tree.offset = n, d, offset
         tree.depth = _kdtree.layout(n, leafsize)
         n_leaves = 1 << tree.depth
         tree.leaf_start = np.arange(n_leaves + 1, dtype=np.int64) * n // n_leaves
-        tree.points = np.empty(n * d, dtype=dtype)
-        tree.perm = np.empty(n, dtype=np.int64)
-        tree.dims = np.zeros(max(n_leaves - 1, 1), dtype=np.int32)
-        tree.vals = np.zeros(2 * max(n_leaves - 1, 1), dtype=dtype)
-        tree.boxes = np.empty(n_leaves * 2 * d, dtype=dtype)
         return tree
 
     @classmethod
-    def from_arrays(cls, arrays: dict, n: int, d: int, leafsize: int, offset: int, dtype,
-                    name: str) -> _Tree:
-        """Rebuild from stored arrays, checked so that a bad file cannot crash a query."""
-        tree = cls._empty(n, d, leafsize, offset, dtype)
-        for key in _ARRAY_NAMES:
-            value = np.asarray(arrays[key])
-            want = getattr(tree, key)
-            if value.shape != want.shape or value.dtype != want.dtype:
-                raise ValueError(f"{name} holds {key} of shape {value.shape} and dtype {value.dtype}, "
-                                 f"expected {want.shape} and {want.dtype}")
-            setattr(tree, key, np.ascontiguousarray(value))
+    def _empty(cls, n: int, d: int, leafsize: int, offset: int, dtype) -> _Tree:
+        tree = cls._frame(n, d, leafsize, offset)
+        for key, (shape, kind) in cls.shapes(n, d, leafsize, dtype).items():
+            setattr(tree, key, (np.zeros if key in ("dims", "vals") else np.empty)(shape, kind))
+        return tree
+
+    @staticmethod
+    def shapes(n: int, d: int, leafsize: int, dtype) -> dict:
+        """Shape and dtype of each flat array of a tree of ``n`` points (nothing allocated)."""
+        n_leaves = 1 << _kdtree.layout(n, leafsize)
+        inner = max(n_leaves - 1, 1)
+        return {"points": ((n * d,), dtype), "perm": ((n,), np.int64),
+                "dims": ((inner,), np.int32), "vals": ((2 * inner,), dtype),
+                "boxes": ((n_leaves * 2 * d,), dtype)}
+
+    @classmethod
+    def from_arrays(cls, read, n: int, d: int, leafsize: int, offset: int, dtype) -> _Tree:
+        """Rebuild from stored arrays, checked so that a bad file cannot crash a query.
+
+        ``read(key, dtype, shape)`` returns each array after checking its dtype
+        and shape, before anything of the tree's size is allocated.
+        """
+        arrays = {key: read(key, kind, shape)
+                  for key, (shape, kind) in cls.shapes(n, d, leafsize, dtype).items()}
+        tree = cls._frame(n, d, leafsize, offset)
+        for key, value in arrays.items():
+            setattr(tree, key, value)
         for key in ("points", "vals", "boxes"):
             if np.isnan(getattr(tree, key)).any():
-                raise ValueError(f"{name} holds NaN in {key}")
+                raise ValueError(f"NaN in {key}")
         if _kdtree.first_nonfinite(tree.points) >= 0:
-            raise ValueError(f"{name} holds non-finite points")
+            raise ValueError("non-finite points")
         problem = _kdtree.check_tree(tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
                                      tree.leaf_start, d)
         if problem:
-            raise ValueError(f"{name} holds an inconsistent tree: {problem}")
+            raise ValueError(f"an inconsistent tree: {problem}")
         return tree
 
     @property
@@ -453,30 +465,21 @@ class KDTree:
         return state
 
     @classmethod
-    def _from_state(cls, state: dict, name: str) -> KDTree:
-        try:
-            leafsize = int(state["leafsize"])
-            d = int(state["d"])
-            sizes = np.asarray(state["sizes"], dtype=np.int64).reshape(-1)
-            dtype = np.dtype(str(state["dtype"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{name} does not hold a KDTree: {exc}") from None
-        if dtype not in (np.float32, np.float64) or leafsize < 1 or d < 1 or sizes.size == 0 \
-                or (sizes < 1).any():
-            raise ValueError(f"{name} holds an invalid KDTree header (dtype {dtype}, leafsize "
-                             f"{leafsize}, d {d}, sizes {sizes.tolist()})")
+    def _from_parts(cls, leafsize: int, d: int, sizes: np.ndarray, dtype, read) -> KDTree:
+        """A tree from its header and ``read(key, dtype, shape)`` for each stored array."""
+        if dtype not in (np.float32, np.float64) or leafsize < 1 or d < 1 or sizes.ndim != 1 \
+                or not 1 <= sizes.size <= 64 or (sizes < 1).any():
+            raise ValueError(f"an invalid KDTree header (dtype {dtype}, leafsize {leafsize}, "
+                             f"d {d}, sizes {sizes.tolist()[:8]})")
         trees, offset = [], 0
         for i, n in enumerate(sizes.tolist()):
-            arrays = {}
-            for key in _ARRAY_NAMES:
-                if f"tree{i}_{key}" not in state:
-                    raise ValueError(f"{name} lacks tree{i}_{key}")
-                arrays[key] = state[f"tree{i}_{key}"]
-            trees.append(_Tree.from_arrays(arrays, n, d, leafsize, offset, dtype, name))
+            trees.append(_Tree.from_arrays(
+                lambda key, kind, shape, i=i: read(f"tree{i}_{key}", kind, shape),
+                n, d, leafsize, offset, dtype))
             offset += n
         tree = cls.__new__(cls)
         tree._template = None
-        tree._leafsize, tree._d, tree._dtype = leafsize, d, dtype
+        tree._leafsize, tree._d, tree._dtype = leafsize, d, np.dtype(dtype)
         tree._trees, tree._n, tree._data = trees, offset, None
         return tree
 
@@ -484,16 +487,48 @@ class KDTree:
         return self._state()
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(KDTree._from_state(state, "pickled state").__dict__)
+        # Pickles run code anyway, but a state dict is still checked like a file.
+        def read(key, dtype, shape):
+            value = np.asarray(state[key])
+            if value.dtype != dtype or value.shape != tuple(shape):
+                raise ValueError(f"pickled state holds {key} of shape {value.shape} and dtype "
+                                 f"{value.dtype}, expected {tuple(shape)} and {np.dtype(dtype)}")
+            return np.ascontiguousarray(value)
+
+        restored = KDTree._from_parts(int(state["leafsize"]), int(state["d"]),
+                                      np.asarray(state["sizes"], dtype=np.int64),
+                                      np.dtype(str(state["dtype"])), read)
+        self.__dict__.update(restored.__dict__)
 
     def save(self, path) -> None:
-        """Write the tree (all its flat arrays) to an ``.npz`` file; loading never runs code."""
+        """Write the tree (all its flat arrays) to an ``.npz`` file; loading never runs code.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write, exactly (no suffix is added).
+        """
         save_arrays(path, "KDTree", **self._state())
 
     @classmethod
     def load(cls, path) -> KDTree:
-        """Read a tree written by :meth:`save`, checking it before any query can use it."""
-        return cls._from_state(load_arrays(path, "KDTree"), "path")
+        """Read a tree written by :meth:`save`, checking it before any query can use it.
+
+        Raises
+        ------
+        dlkernels.FileFormatError
+            (a ValueError) for any other file, a damaged one, or an inconsistent tree.
+        """
+        with read_archive(path, "KDTree") as archive:
+            leafsize = archive.scalar("leafsize", int, low=1, high=2**31 - 1)
+            d = archive.scalar("d", int, low=1, high=2**31 - 1)
+            dtype = archive.scalar("dtype", str)
+            if dtype not in ("float32", "float64"):
+                raise ValueError(f"dtype is {dtype!r}, expected 'float32' or 'float64'")
+            sizes = archive.array("sizes", "int64", (None,))
+            archive.expect(["leafsize", "d", "dtype", "sizes"] + [
+                f"tree{i}_{key}" for i in range(min(sizes.size, 64)) for key in _ARRAY_NAMES])
+            return cls._from_parts(leafsize, d, sizes, np.dtype(dtype), archive.array)
 
     def __repr__(self) -> str:
         return (f"KDTree(n={self._n}, d={self._d}, dtype={self._dtype.name}, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlkernels._lib.arrays import is_tensor, like_input, to_numpy
-from dlkernels._lib.persist import load_arrays, save_arrays
+from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.random import check_rng, draw_key
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import (
@@ -14,7 +14,7 @@ from dlkernels._lib.validation import (
     as_index_array,
     check_count,
     check_real,
-    check_shape,
+    check_size,
 )
 from dlkernels.sampling import _alias
 from dlkernels.sampling.alias import AliasSampler
@@ -39,6 +39,9 @@ class NegativeSampler:
     Draws are made on the CPU. If ``counts`` is a tensor, results are tensors on
     its device (copied there from the host for a CUDA tensor).
 
+    Thread safety: the sampler never changes after construction, so any number
+    of threads may draw from it at once (see :doc:`/user_guide/safety`).
+
     Examples
     --------
     >>> from dlkernels.sampling import NegativeSampler
@@ -48,12 +51,12 @@ class NegativeSampler:
     True
     """
 
-    def __init__(self, counts, power: float = 0.75):
+    def __init__(self, counts, *, power: float = 0.75):
         self._template = counts.new_empty(0) if is_tensor(counts) else None
         counts = as_float_array(counts, "counts", nonnegative=True)
         if not counts.max() > 0:
             raise ValueError("counts must have at least one positive value, got all zeros")
-        self.power = check_real(power, "power", low=0.0)
+        self._power = check_real(power, "power", low=0.0)
         # Scale by the largest count first so counts**power cannot overflow (the
         # distribution is the same); 0**0 would make zero counts drawable: keep them 0.
         with np.errstate(under="ignore"):
@@ -68,6 +71,21 @@ class NegativeSampler:
 
     def __len__(self) -> int:
         return len(self._alias)
+
+    @property
+    def power(self) -> float:
+        """The smoothing exponent the noise distribution was built with."""
+        return self._power
+
+    @property
+    def alias_table(self) -> np.ndarray:
+        """The alias table of the noise (read-only): rows of (prob float64, alias int64).
+
+        For compiled consumers that draw from it themselves (the skip-gram trainer).
+        """
+        table = self._alias._table.view()
+        table.flags.writeable = False
+        return table
 
     @property
     def probabilities(self):
@@ -97,31 +115,32 @@ class NegativeSampler:
             return float(result)
         return like_input(result, ids if is_tensor(ids) else self._template)
 
-    def sample(self, shape, rng=None, exclude=None, n_threads: int | None = None):
-        """Draw negatives of the given ``shape``, with replacement.
+    def sample(self, size, *, rng=None, exclude=None, n_threads: int | None = None):
+        """Draw negatives, with replacement.
 
         Parameters
         ----------
-        shape : int or tuple of int
+        size : int or tuple of int
+            Number of draws, or the shape of the result.
         rng : None, int or numpy.random.Generator
             The same ``rng`` gives the same draws at any ``n_threads``.
         exclude : array-like of int, optional
-            Ids row ``r`` must not contain: shape ``(shape[0],)`` for one id per row
-            (the positive), or ``(shape[0], m)`` for several; -1 entries are
+            Ids row ``r`` must not contain: shape ``(size[0],)`` for one id per row
+            (the positive), or ``(size[0], m)`` for several; -1 entries are
             padding. Draws come from the noise distribution conditioned on
             avoiding them, so a row whose excluded ids hold all the mass is an error.
         n_threads : int or None
 
         Returns
         -------
-        numpy.ndarray of int64 (a tensor if ``counts`` was one), of ``shape``
+        numpy.ndarray of int64 (a tensor if ``counts`` was one), of shape ``size``
         """
-        shape = check_shape(shape, "shape")
+        shape = check_size(size)
         if exclude is None:
             return like_input(self._alias.sample(shape, rng=rng, n_threads=n_threads),
                               self._template)
         if len(shape) == 0:
-            raise ValueError("shape must have a first dimension (one row per exclude row), got ()")
+            raise ValueError("size must have a first dimension (one row per exclude row), got ()")
         return self._sample_excluding(shape, rng, exclude, n_threads, "exclude")
 
     def _sample_excluding(self, shape, rng, exclude, n_threads, name: str):
@@ -142,7 +161,7 @@ class NegativeSampler:
             raise ValueError(f"{name} must be 1- or 2-dimensional, got shape {ex.shape}")
         if ex.shape[0] != rows:
             raise ValueError(f"{name} must have one row per row of the output: "
-                             f"{ex.shape[0]} rows for shape[0]={rows}")
+                             f"{ex.shape[0]} rows for size[0]={rows}")
         padded = ex == -1
         ids = as_index_array(np.where(padded, 0, ex), name, len(self), ndim=2)
         ids = np.where(padded, -1, ids)
@@ -159,42 +178,26 @@ class NegativeSampler:
                 raise ValueError(f"{name} row {full[0]} excludes every id that can be drawn")
         return np.ascontiguousarray(ids)
 
-    def shared(self, n: int, rng=None, n_threads: int | None = None):
-        """One set of ``n`` negatives to share across a whole minibatch (with replacement).
-
-        Parameters
-        ----------
-        n : int
-            How many negatives.
-        rng : None, int or numpy.random.Generator
-        n_threads : int or None
-
-        Returns
-        -------
-        numpy.ndarray of int64, shape (n,)
-            Ids drawn from the noise distribution (a tensor if the counts were one).
-        """
-        return self.sample(check_count(n, "n"), rng=rng, n_threads=n_threads)
-
-    def pairs(self, positive_pairs, ratio: int = 1, rng=None, n_threads: int | None = None):
-        """Balanced training pairs: each positive followed by ``ratio`` negatives.
+    def pairs(self, positive_pairs, n_negatives: int = 1, *, rng=None,
+              n_threads: int | None = None):
+        """Balanced training pairs: each positive followed by ``n_negatives`` negatives.
 
         Parameters
         ----------
         positive_pairs : array-like of int, shape (p, 2)
             ``(input, target)`` pairs; targets must be valid ids.
-        ratio : int, default 1
+        n_negatives : int, default 1
             Negatives per positive; a negative never equals its pair's target.
         rng : None, int or numpy.random.Generator
 
         Returns
         -------
-        inputs, candidates : int64 arrays of shape ``(p * (1 + ratio),)``
-            For pair ``i``, rows ``i * (1 + ratio)`` onward: the pair itself, then
-            its negatives.
+        inputs, candidates : int64 arrays of shape ``(p * (1 + n_negatives),)``
+            For pair ``i``, rows ``i * (1 + n_negatives)`` onward: the pair itself,
+            then its negatives.
         labels : float32 array of the same shape, 1 for positives and 0 for negatives
         """
-        ratio = check_count(ratio, "ratio")
+        ratio = check_count(n_negatives, "n_negatives")
         arr = np.asarray(to_numpy(positive_pairs))
         if arr.ndim != 2 or arr.shape[1] != 2:
             raise ValueError(f"positive_pairs must have shape (p, 2), got {arr.shape}")
@@ -219,7 +222,7 @@ class NegativeSampler:
         Parameters
         ----------
         path : str or os.PathLike
-            Where to write; numpy adds ``.npz`` if the name lacks it.
+            Where to write, exactly (no suffix is added).
         """
         save_arrays(path, "NegativeSampler", noise=self._noise, power=self.power)
 
@@ -230,14 +233,19 @@ class NegativeSampler:
         Parameters
         ----------
         path : str or os.PathLike
-            A file written by :meth:`NegativeSampler.save`; any other is refused
-            with a ValueError.
+            A file written by :meth:`NegativeSampler.save`.
+
+        Raises
+        ------
+        dlkernels.FileFormatError
+            (a ValueError) for any other file, a damaged one, or invalid values.
         """
-        data = load_arrays(path, "NegativeSampler")
-        sampler = cls.__new__(cls)
-        sampler._template = None
-        sampler.power = check_real(float(data["power"]), "power", low=0.0)
-        sampler._set_noise(data["noise"])
+        with read_archive(path, "NegativeSampler") as archive:
+            archive.expect(["noise", "power"])
+            sampler = cls.__new__(cls)
+            sampler._template = None
+            sampler._power = archive.scalar("power", float, low=0.0)
+            sampler._set_noise(archive.array("noise", "float64", (None,)))
         return sampler
 
     def __repr__(self) -> str:

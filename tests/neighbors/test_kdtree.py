@@ -442,7 +442,7 @@ class TestObject:
         (lambda s: s.update(tree0_boxes=s["tree0_boxes"][:-1]), "shape"),
         (lambda s: s.update(sizes=np.array([5])), "shape"),
         (lambda s: s.update(sizes=np.array([0])), "header"),
-        (lambda s: s.update(dtype=np.array("int8")), "header"),
+        (lambda s: s.update(dtype=np.array("int8")), "dtype"),
         (lambda s: s.pop("tree0_perm"), "lacks"),
     ])
     def test_load_refuses_damaged_files(self, rng, tmp_path, damage, message):

@@ -1,0 +1,190 @@
+"""Every .npz format against damaged and crafted files.
+
+A file is data from outside. Whatever its bytes, ``load`` must either return an
+object equal to what was saved or raise :class:`dlkernels.FileFormatError`; it
+must never crash, hang, run code, or allocate far more than the file holds.
+"""
+
+import io
+import time
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+
+from dlkernels import FileFormatError
+from dlkernels.embed import SkipGram
+from dlkernels.graph import Graph, Node2Vec
+from dlkernels.neighbors import KDTree, LSHIndex
+from dlkernels.sampling import AliasSampler, NegativeSampler, PrioritizedSampler, SumTree
+
+_rng = np.random.default_rng(0)
+_POINTS = _rng.standard_normal((300, 3))
+_WALKS = _rng.integers(0, 12, size=(40, 10))
+_RING = Graph.from_edges([0, 1, 2, 3, 4], [1, 2, 3, 4, 0], weights=[1.0, 2.0, 0.5, 1.0, 3.0])
+_GRAPH = Graph(_RING.indptr, _RING.indices, _RING.weights, node_ids=np.array(list("abcde")))
+
+
+def _kdtree():
+    tree = KDTree(_POINTS[:200], leafsize=8)
+    tree.add(_POINTS[200:])          # a forest of two trees
+    return tree
+
+
+def _lsh():
+    index = LSHIndex(3, metric="l2", n_tables=4, n_bits=6, rng=0)
+    index.add(_POINTS)
+    index.remove([3, 5])
+    return index
+
+
+def _per():
+    per = PrioritizedSampler(50)
+    per.update(np.arange(50), _rng.random(50))
+    return per
+
+
+def _skipgram():
+    return SkipGram(dim=8, window=2, epochs=1, rng=0, n_threads=1).fit(_WALKS)
+
+
+def _node2vec():
+    return Node2Vec(dim=8, walk_length=5, walks_per_node=2, window=2, rng=0,
+                    n_threads=1).fit(_GRAPH)
+
+
+# name -> (make, load, a function of the object that must survive a round trip)
+FORMATS = {
+    "SumTree": (lambda: SumTree.from_weights(_rng.random(64)), SumTree.load,
+                lambda o: o.values),
+    "PrioritizedSampler": (_per, PrioritizedSampler.load, lambda o: o.tree.values),
+    "AliasSampler": (lambda: AliasSampler(_rng.random(64)), AliasSampler.load,
+                     lambda o: o.probabilities),
+    "NegativeSampler": (lambda: NegativeSampler(_rng.integers(0, 9, 64)), NegativeSampler.load,
+                        lambda o: o.probabilities),
+    "KDTree": (_kdtree, KDTree.load, lambda o: o.query(_POINTS[:5], k=3)[1]),
+    "LSHIndex": (_lsh, LSHIndex.load, lambda o: o.vectors),
+    "Graph": (lambda: _GRAPH, Graph.load, lambda o: o.to_scipy().toarray()),
+    "SkipGram": (_skipgram, SkipGram.load, lambda o: o.vectors),
+    "Node2Vec": (_node2vec, Node2Vec.load, lambda o: o.vectors),
+}
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("formats")
+    files = {}
+    for name, (make, load, view) in FORMATS.items():
+        path = folder / f"{name}.npz"
+        make().save(path)
+        files[name] = (path.read_bytes(), view(load(path)))
+    return files
+
+
+def _load_or_refuse(name, data, tmp_path, expected):
+    path = tmp_path / f"{name}.npz"
+    path.write_bytes(data)
+    load, view = FORMATS[name][1], FORMATS[name][2]
+    try:
+        obj = load(path)
+    except FileFormatError as exc:
+        assert str(path) in str(exc)
+        return False
+    np.testing.assert_array_equal(view(obj), expected)
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_truncated_files_are_refused(saved, tmp_path, name):
+    data, expected = saved[name]
+    # Every cut in the zip directory and headers, and a spread through the data.
+    cuts = sorted(set(range(0, len(data), max(1, len(data) // 300))) |
+                  set(range(max(0, len(data) - 400), len(data))))
+    for cut in cuts:
+        assert not _load_or_refuse(name, data[:cut], tmp_path, expected), cut
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_flipped_bytes_are_refused_or_harmless(saved, tmp_path, name):
+    data, expected = saved[name]
+    rng = np.random.default_rng(1)
+    positions = rng.choice(len(data), size=min(len(data), 400), replace=False)
+    refused = 0
+    for pos in positions:
+        flipped = bytearray(data)
+        flipped[pos] ^= 1 << int(rng.integers(8))
+        refused += not _load_or_refuse(name, bytes(flipped), tmp_path, expected)
+    # Flips in zip timestamps and attributes are harmless; almost all others are caught.
+    assert refused > len(positions) // 2
+
+
+def _members(data: bytes) -> dict:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {info.filename[:-4]: zf.read(info) for info in zf.infolist()}
+
+
+def _rezip(members: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, raw in members.items():
+            zf.writestr(name + ".npy", raw)
+    return buf.getvalue()
+
+
+def _npy(arr) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _huge_header(raw: bytes) -> bytes:
+    """The member's .npy header rewritten to claim 2**40 times its rows; data unchanged."""
+    arr = np.load(io.BytesIO(raw))
+    shape = (max(arr.shape[0] if arr.ndim else 1, 1) << 40,) + arr.shape[1:]
+    header = repr({"descr": np.lib.format.dtype_to_descr(arr.dtype), "fortran_order": False,
+                   "shape": shape}).encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    body = raw[len(raw) - arr.nbytes:] if arr.nbytes else b""
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + body
+
+
+def _crafted(data: bytes):
+    """Variants of a valid file: each member with a lying header, each int scalar absurd."""
+    members = _members(data)
+    for key, raw in members.items():
+        if key.startswith("__"):
+            continue
+        yield f"{key}: header claims 2**40 rows", _rezip({**members, key: _huge_header(raw)})
+        arr = np.load(io.BytesIO(raw))
+        if arr.dtype.kind in "iu" and arr.size:
+            info = np.iinfo(arr.dtype)
+            for value in (2**40, 2**62, -1, info.max):
+                value = min(max(value, info.min), info.max)   # the extremes the dtype holds
+                yield f"{key} = {value}", _rezip({**members, key: _npy(np.full_like(arr, value))})
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_crafted_sizes_are_refused_quickly_and_without_allocating(saved, tmp_path, name):
+    data, expected = saved[name]
+    for what, crafted in _crafted(data):
+        tracemalloc.start()
+        started = time.perf_counter()
+        try:
+            _load_or_refuse(name, crafted, tmp_path, expected)
+        except AssertionError:
+            pass  # a legal but different value (a count of 2**40) loads a different object
+        finally:
+            seconds = time.perf_counter() - started
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert seconds < 1.0, f"{what}: {seconds:.2f} s"
+        assert peak < 100 * 2**20, f"{what}: {peak / 2**20:.0f} MB"
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_plain_npy_and_foreign_zip_are_refused(saved, tmp_path, name):
+    buf = io.BytesIO()
+    np.save(buf, np.arange(10))
+    assert not _load_or_refuse(name, buf.getvalue(), tmp_path, None)
+    assert not _load_or_refuse(name, _rezip({"x": _npy(np.arange(3))}), tmp_path, None)
