@@ -50,7 +50,10 @@ TARGETS = [
     # k-means at the asv sizes (bench/kmeans_compare.py runs the sizes and inertias).
     ("kmeans_1d", "sklearn", 50.0),
     ("kmeans_1d", "faiss", 1.0),
+    ("kmeans_1d_exact", "ckmeans", 4.0),
+    ("kmeans_1d_exact", "kmeans1d", 4.0),
     ("kmeans", "sklearn", 1.0),
+    ("kmeans_sampled", "faiss", 1.0),
 ]
 
 
