@@ -1,4 +1,4 @@
-"""Torch output layers for large vocabularies (needs torch).
+"""Torch output layers for large vocabularies and long sequences (needs torch).
 
 Hierarchical softmax over a Huffman or balanced tree, Goodman's two-level
 class-based softmax, and the sampled losses of word2vec, NCE and sampled
@@ -14,9 +14,13 @@ softmax, drawing their noise from :class:`dlkernels.sampling.NegativeSampler`.
    SampledSoftmaxLoss
 """
 
-from dlkernels.nn.class_based import ClassBasedSoftmax
-from dlkernels.nn.hierarchical import HierarchicalSoftmax
-from dlkernels.nn.sampled import NCELoss, NegativeSamplingLoss, SampledSoftmaxLoss
+from dlkernels._lib.torch_import import require_torch
+
+require_torch("dlkernels.nn")
+
+from dlkernels.nn.class_based import ClassBasedSoftmax  # noqa: E402
+from dlkernels.nn.hierarchical import HierarchicalSoftmax  # noqa: E402
+from dlkernels.nn.sampled import NCELoss, NegativeSamplingLoss, SampledSoftmaxLoss  # noqa: E402
 
 __all__ = ["HierarchicalSoftmax", "ClassBasedSoftmax", "NegativeSamplingLoss", "NCELoss",
            "SampledSoftmaxLoss"]
