@@ -53,16 +53,16 @@ class Model(nn.Module):
 def build(name, V, d, counts):
     if name == "dlkernels HierarchicalSoftmax (Huffman)":
         head = HierarchicalSoftmax(d, V, counts=counts)
-        return head, lambda h, y: head(h, y).mean(), head.log_prob
+        return head, lambda h, y: head(h, y), head.log_prob
     if name == "dlkernels HierarchicalSoftmax (balanced)":
         head = HierarchicalSoftmax(d, V)
-        return head, lambda h, y: head(h, y).mean(), head.log_prob
+        return head, lambda h, y: head(h, y), head.log_prob
     if name == "dlkernels ClassBasedSoftmax":
         head = ClassBasedSoftmax(d, V, counts=counts)
-        return head, lambda h, y: head(h, y).mean(), head.log_prob
+        return head, lambda h, y: head(h, y), head.log_prob
     if name == "dlkernels SampledSoftmaxLoss (512)":
-        head = SampledSoftmaxLoss(d, V, counts, n_samples=512, rng=0)
-        return head, lambda h, y: head(h, y).mean(), head.log_prob
+        head = SampledSoftmaxLoss(d, V, counts=counts, n_negatives=512, rng=0)
+        return head, lambda h, y: head(h, y), head.log_prob
     if name == "torch AdaptiveLogSoftmaxWithLoss":
         cutoffs = [c for c in (V // 20, V // 4) if 0 < c < V]
         head = nn.AdaptiveLogSoftmaxWithLoss(d, V, cutoffs, div_value=2.0)

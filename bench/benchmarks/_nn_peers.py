@@ -55,7 +55,7 @@ def _hs_huffman(n_threads):
     def build(torch, counts):
         from dlkernels.nn import HierarchicalSoftmax
         return HierarchicalSoftmax(SOFTMAX_D, SOFTMAX_V, counts=counts)
-    return _softmax_step(n_threads, build, lambda torch, m, x, y: m(x, y).mean())
+    return _softmax_step(n_threads, build, lambda torch, m, x, y: m(x, y))
 
 
 @_register("softmax_step", "dlkernels-balanced", threaded=True)
@@ -63,7 +63,7 @@ def _hs_balanced(n_threads):
     def build(torch, counts):
         from dlkernels.nn import HierarchicalSoftmax
         return HierarchicalSoftmax(SOFTMAX_D, SOFTMAX_V)
-    return _softmax_step(n_threads, build, lambda torch, m, x, y: m(x, y).mean())
+    return _softmax_step(n_threads, build, lambda torch, m, x, y: m(x, y))
 
 
 @_register("softmax_step", "dlkernels-sparse", threaded=True)
@@ -71,7 +71,7 @@ def _hs_sparse(n_threads):
     def build(torch, counts):
         from dlkernels.nn import HierarchicalSoftmax
         return HierarchicalSoftmax(SOFTMAX_D, SOFTMAX_V, counts=counts, sparse=True)
-    return _softmax_step(n_threads, build, lambda torch, m, x, y: m(x, y).mean())
+    return _softmax_step(n_threads, build, lambda torch, m, x, y: m(x, y))
 
 
 @_register("softmax_step", "torch-adaptive", threaded=True)
