@@ -1,8 +1,9 @@
 """Torch output layers for large vocabularies and long sequences (needs torch).
 
 Hierarchical softmax over a Huffman or balanced tree, Goodman's two-level
-class-based softmax, and the sampled losses of word2vec, NCE and sampled
-softmax, drawing their noise from :class:`dlkernels.sampling.NegativeSampler`.
+class-based softmax, the sampled losses of word2vec, NCE and sampled softmax
+(noise from :class:`dlkernels.sampling.NegativeSampler`), and the von
+Mises-Fisher loss for continuous outputs.
 
 .. autosummary::
    :toctree: generated/
@@ -12,6 +13,7 @@ softmax, drawing their noise from :class:`dlkernels.sampling.NegativeSampler`.
    NegativeSamplingLoss
    NCELoss
    SampledSoftmaxLoss
+   VonMisesFisherLoss
 """
 
 from dlkernels._lib.torch_import import require_torch
@@ -21,6 +23,7 @@ require_torch("dlkernels.nn")
 from dlkernels.nn.class_based import ClassBasedSoftmax  # noqa: E402
 from dlkernels.nn.hierarchical import HierarchicalSoftmax  # noqa: E402
 from dlkernels.nn.sampled import NCELoss, NegativeSamplingLoss, SampledSoftmaxLoss  # noqa: E402
+from dlkernels.nn.vmf import VonMisesFisherLoss  # noqa: E402
 
 __all__ = ["HierarchicalSoftmax", "ClassBasedSoftmax", "NegativeSamplingLoss", "NCELoss",
-           "SampledSoftmaxLoss"]
+           "SampledSoftmaxLoss", "VonMisesFisherLoss"]
