@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -151,7 +153,7 @@ class VonMisesFisherLoss(nn.Module):
         from dlkernels.neighbors import LSHIndex
 
         if n_bits is None:
-            n_bits = min(20, max(4, round(float(torch.tensor(self.n_classes / 16).log2()))))
+            n_bits = min(20, max(4, round(math.log2(self.n_classes / 16))))
         index = LSHIndex(self.dim, metric="cosine", n_tables=n_tables, n_bits=n_bits, rng=rng)
         index.add(self.embeddings.detach().float().cpu().numpy())
         self._index = index
