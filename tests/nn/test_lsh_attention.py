@@ -5,6 +5,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -157,6 +159,18 @@ class TestManyBuckets:
         assert not torch.equal(first, a(qk, v))      # fresh rotations on every call
         again = pickle.loads(pickle.dumps(b))
         assert torch.equal(again(qk, v), b(qk, v))
+
+
+@given(b=st.integers(1, 3), n=st.integers(1, 70), d=st.integers(1, 9), bs=st.integers(1, 40),
+       n_hashes=st.integers(1, 4), causal=st.booleans(), seed=st.integers(0, 2**31))
+def test_fuzz(b, n, d, bs, n_hashes, causal, seed):
+    qk, v = data(b, n, d, 3, seed=seed)
+    out = LSHAttention(bs, n_hashes=n_hashes, causal=causal, rng=seed)(qk, v)
+    assert out.shape == (b, n, 3) and torch.isfinite(out).all()
+    if bs >= n:
+        torch.testing.assert_close(out, full_attention(qk, v, causal))
+    out.sum().backward()
+    assert torch.isfinite(qk.grad).all() and torch.isfinite(v.grad).all()
 
 
 class TestBadInput:
