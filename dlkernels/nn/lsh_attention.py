@@ -47,6 +47,12 @@ class LSHAttention(nn.Module):
 
     Notes
     -----
+    * The hash is angular LSH, the family of
+      :class:`~dlkernels.neighbors.LSHIndex`'s cosine hashing: with two
+      buckets, ``argmax [xr, -xr]`` is the sign of one random projection, its
+      hash bit; with more, vectors at a small angle still collide with high
+      probability, and the bucket index takes one argmax instead of one bit
+      per hyperplane. It runs in torch on the input's device.
     * Scores are ``q_i . k_j / sqrt(dim)`` with ``k_j = q_j / |q_j|``.
     * A sequence whose length is not a multiple of ``bucket_size`` is padded
       with zero vectors that no token attends to; they are cut from the output.
@@ -76,7 +82,25 @@ class LSHAttention(nn.Module):
         self.rng = check_rng(rng)
 
     def forward(self, qk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Attend: ``qk`` ``(batch, seq, dim)``, ``v`` ``(batch, seq, dim_v)`` -> ``(batch, seq, dim_v)``."""
+        """Attention of every token over the tokens its hash buckets put near it.
+
+        Parameters
+        ----------
+        qk : torch.Tensor, shape (batch, seq, dim)
+            Shared queries and keys (heads folded into the batch).
+        v : torch.Tensor, shape (batch, seq, dim_v)
+            Values; same dtype and device as ``qk``.
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, seq, dim_v)
+
+        Raises
+        ------
+        TypeError, ValueError
+            Non-tensors, non-floating dtypes, wrong ranks, mismatched batch or
+            sequence sizes, dtypes or devices, or an empty sequence.
+        """
         _check_inputs(qk, v)
         b, n, d = qk.shape
         bs = self.bucket_size

@@ -37,7 +37,8 @@ def test_import_nn_without_torch(tmp_path):
 
 
 def test_core_still_imports_without_torch(tmp_path):
-    result = run_without_torch("import dlkernels.sampling, dlkernels.neighbors; print('ok')", tmp_path)
+    result = run_without_torch("import dlkernels.sampling, dlkernels.neighbors; print('ok')",
+                               tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 

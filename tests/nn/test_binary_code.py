@@ -143,7 +143,8 @@ class TestDistribution:
         layer = BinaryCodeSoftmax(16, 200, reduction="mean", **KINDS[kind])
         x = torch.randn(200, 16)
         y = torch.randperm(200)
-        model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.Tanh(), torch.nn.Linear(64, 16))
+        model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.Tanh(),
+                                    torch.nn.Linear(64, 16))
         opt = torch.optim.Adam(list(model.parameters()) + list(layer.parameters()), lr=0.03)
         for _ in range(100):
             opt.zero_grad()

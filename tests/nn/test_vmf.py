@@ -293,7 +293,8 @@ class TestBadInput:
             VonMisesFisherLoss(torch.randn(10, 1))
         bad = torch.randn(10, 4)
         bad[3, 2] = math.nan
-        with pytest.raises(ValueError, match=r"embeddings must be finite, got nan at index \(3, 2\)"):
+        with pytest.raises(ValueError,
+                           match=r"embeddings must be finite, got nan at index \(3, 2\)"):
             VonMisesFisherLoss(bad)
         with pytest.raises(ValueError, match="embeddings must be finite"):
             VonMisesFisherLoss([[1.0, math.inf], [1.0, 2.0]])
