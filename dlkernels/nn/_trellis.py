@@ -57,7 +57,10 @@ class Trellis:
         reg = np.arange(R)
         window = (np.arange(2)[None, :] << (K - 1)) | reg[:, None]          # (R, 2)
         emit = np.stack([_parity(window & g) for g in self.generators], -1)  # (R, 2, r)
-        self.emit = np.concatenate([emit, emit]).astype(np.float32)        # (S, 2, r)
+        # The r bits a transition sends, as one pattern number sum_j bit_j 2^j.
+        pattern = (emit << np.arange(r)).sum(-1)
+        self.pattern = np.concatenate([pattern, pattern]).astype(np.int64)  # (S, 2)
+        self.patterns = ((np.arange(2**r)[:, None] >> np.arange(r)) & 1).astype(np.float32)
         next_reg = window >> 1
         bound = n_codes - 1
         nxt = np.full((T, S, 2), -1, dtype=np.int64)             # -1: no such transition
@@ -88,7 +91,8 @@ class Trellis:
             cache[key] = {
                 "next": torch.as_tensor(self.next, device=device),
                 "forbidden": torch.as_tensor(self.forbidden, device=device),
-                "emit": torch.as_tensor(self.emit, device=device),
+                "pattern": torch.as_tensor(self.pattern, device=device),
+                "patterns": torch.as_tensor(self.patterns, device=device),
                 "taps": torch.as_tensor(self.taps, device=device),
                 "shifts": torch.arange(self.n_data - 1, -1, -1, device=device),
             }
@@ -111,30 +115,34 @@ class Trellis:
         return out.reshape(codes.shape[0], self.n_out).to(dtype)
 
     def step_scores(self, z: torch.Tensor, lp0: torch.Tensor) -> torch.Tensor:
-        """Log-probability of each transition: ``(n, T, S, 2)`` from bit logits ``z`` and
-        ``lp0 = log sigmoid(-z)`` (a bit set to 1 adds ``lp0 + z``); -inf where forbidden."""
+        """Log-probability of sending each r-bit pattern at each step, ``(n, T, 2^r)``,
+        from bit logits ``z`` and ``lp0 = log sigmoid(-z)`` (a bit set to 1 adds
+        ``lp0 + z``). A transition's score is that of its pattern."""
         n = z.shape[0]
-        tab = self.tables(z.device)
-        emit = tab["emit"].to(z.dtype)                                    # (S, 2, r)
+        patterns = self.tables(z.device)["patterns"].to(z.dtype)         # (2^r, r)
         zr = z.reshape(n, self.n_steps, self.rate)
-        base = lp0.reshape(n, self.n_steps, self.rate).sum(2)
-        return (torch.einsum("ntr,sur->ntsu", zr, emit) + base[:, :, None, None]
-                + tab["forbidden"].to(z.dtype))
+        base = lp0.reshape(n, self.n_steps, self.rate).sum(2, keepdim=True)
+        return base + zr @ patterns.T
+
+    def _transition(self, step: torch.Tensor, t: int, u: int, tab: dict) -> torch.Tensor:
+        """Scores ``(n, S)`` of the transitions on bit ``u`` at step ``t`` (-inf: forbidden)."""
+        return step.index_select(1, tab["pattern"][:, u]) + tab["forbidden"][t, :, u]
 
     def reduce(self, scores: torch.Tensor, how: str) -> list[torch.Tensor]:
         """``beta[t]``: ``(n, S)`` log-sum (``how="lse"``) or max (``"max"``) over the
         completions of each state at step t; ``beta[0][:, start]`` is the log-normaliser
-        or the best codeword's log-probability."""
-        n = scores.shape[0]
-        nxt = self.tables(scores.device)["next"]
-        beta = scores.new_zeros((n, self.n_states))
+        or the best codeword's log-probability (``scores`` from :meth:`step_scores`)."""
+        tab = self.tables(scores.device)
+        nxt = tab["next"]
+        beta = scores.new_zeros((scores.shape[0], self.n_states))
         out = [beta]
         # Every state keeps at least one valid transition (bit 0 always is), so the
         # pairwise reductions never meet two -inf (whose logaddexp gradient is NaN).
         pair = torch.logaddexp if how == "lse" else torch.maximum
-        zero, one = (s.unbind(1) for s in scores.unbind(3))   # per step, (n, S) each
+        steps = scores.unbind(1)
         for t in range(self.n_steps - 1, -1, -1):
-            beta = pair(zero[t] + beta[:, nxt[t, :, 0]], one[t] + beta[:, nxt[t, :, 1]])
+            beta = pair(*(self._transition(steps[t], t, u, tab)
+                          + beta.index_select(1, nxt[t, :, u]) for u in (0, 1)))
             out.append(beta)
         return out[::-1]
 
@@ -148,17 +156,18 @@ class Trellis:
         first (unnormalised: subtract :meth:`log_partition`)."""
         n = scores.shape[0]
         device = scores.device
-        nxt = self.tables(device)["next"]
+        tab = self.tables(device)
+        nxt = tab["next"]
         best = self.reduce(scores, "max")
         state = torch.full((n, k), self.start, dtype=torch.long, device=device)
         lp = scores.new_full((n, k), -torch.inf)
         lp[:, 0] = 0.0
         value = torch.zeros((n, k), dtype=torch.long, device=device)
-        rows = torch.arange(n, device=device)[:, None, None]
-        bit = torch.arange(2, device=device)
         for t in range(self.n_steps):
             child = nxt[t][state]                                          # (n, k, 2)
-            child_lp = lp[:, :, None] + scores[:, t][rows, state[:, :, None], bit]
+            sent = scores[:, t].gather(1, tab["pattern"][state].reshape(n, -1))
+            child_lp = (lp[:, :, None] + sent.reshape(n, k, 2)
+                        + tab["forbidden"][t][state])
             bound = child_lp + best[t + 1].gather(1, child.reshape(n, -1)).reshape(n, k, 2)
             top, pick = bound.reshape(n, 2 * k).topk(k, dim=1)
             parent, u = pick // 2, pick % 2
