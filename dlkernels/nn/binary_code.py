@@ -11,6 +11,7 @@ from dlkernels._lib.torch_checks import check_features, check_targets
 from dlkernels._lib.validation import as_float_array, check_choice, check_count
 from dlkernels.nn._params import init_rows, make_rows
 from dlkernels.nn._reduction import check_reduction, reduce_loss
+from dlkernels.nn._topk import check_k, shaped
 from dlkernels.nn._trellis import Trellis
 
 __all__ = ["BinaryCodeSoftmax"]
@@ -208,9 +209,7 @@ class BinaryCodeSoftmax(nn.Module):
             Only with ``return_log_prob``.
         """
         flat = check_features(input, self.dim)
-        k = check_count(k, "k", minimum=1)
-        if k > self.n_classes:
-            raise ValueError(f"k must be at most n_classes={self.n_classes}, got {k}")
+        k = check_k(k, self.n_classes)
         _, _, scores = self._code_scores(flat)
         kc = min(k, self.trellis.n_codes)
         codes, lp = self.trellis.top_k(scores, kc)
@@ -223,9 +222,7 @@ class BinaryCodeSoftmax(nn.Module):
             classes = torch.cat([self.class_of_head[pos], classes], 1)
             lp, pick = lp.topk(k, dim=1)
             classes = classes.gather(1, pick)
-        shape = (*input.shape[:-1], k)
-        classes = classes.reshape(shape)
-        return (classes, lp.reshape(shape)) if return_log_prob else classes
+        return shaped(classes, lp, input.shape[:-1], return_log_prob)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, n_classes={self.n_classes}, code={self.code!r}, "

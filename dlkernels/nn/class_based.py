@@ -13,6 +13,7 @@ from dlkernels._lib.torch_checks import check_features, check_targets
 from dlkernels._lib.validation import as_float_array, check_count
 from dlkernels.nn._params import init_rows, make_rows
 from dlkernels.nn._reduction import check_reduction, reduce_loss
+from dlkernels.nn._topk import check_k
 
 __all__ = ["ClassBasedSoftmax"]
 
@@ -186,10 +187,7 @@ class ClassBasedSoftmax(nn.Module):
     @torch.no_grad()
     def predict(self, input: torch.Tensor, k: int = 1, *, return_log_prob: bool = False):
         """The ``k`` most probable classes (exact: ``topk`` of :meth:`log_prob`)."""
-        k = check_count(k, "k", minimum=1)
-        if k > self.n_classes:
-            raise ValueError(f"k must be at most n_classes={self.n_classes}, got {k}")
-        values, classes = self.log_prob(input).topk(k, dim=-1)
+        values, classes = self.log_prob(input).topk(check_k(k, self.n_classes), dim=-1)
         return (classes, values) if return_log_prob else classes
 
     def extra_repr(self) -> str:

@@ -14,6 +14,7 @@ from dlkernels._lib.validation import check_bool, check_count
 from dlkernels.huffman import CodeTree, balanced_tree, huffman_tree
 from dlkernels.nn._params import init_rows, make_rows
 from dlkernels.nn._reduction import check_reduction, reduce_loss
+from dlkernels.nn._topk import check_k, shaped
 
 __all__ = ["HierarchicalSoftmax"]
 
@@ -216,9 +217,7 @@ class HierarchicalSoftmax(nn.Module):
         are broken arbitrarily.
         """
         flat = check_features(input, self.dim)
-        k = check_count(k, "k", minimum=1)
-        if k > self.n_classes:
-            raise ValueError(f"k must be at most n_classes={self.n_classes}, got {k}")
+        k = check_k(k, self.n_classes)
         n, V = flat.shape[0], self.n_classes
         dtype, device = flat.dtype, flat.device
         neg_inf = torch.tensor(-math.inf, dtype=dtype, device=device)
@@ -251,10 +250,7 @@ class HierarchicalSoftmax(nn.Module):
             width = int((open_lp > -math.inf).sum(1).max())
             open_lp, order = open_lp.topk(width, dim=1)
             open_node = open_node.gather(1, order)
-        classes = best_id.reshape(*input.shape[:-1], k)
-        if return_log_prob:
-            return classes, best_lp.reshape(*input.shape[:-1], k)
-        return classes
+        return shaped(best_id, best_lp, input.shape[:-1], return_log_prob)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, n_classes={self.n_classes}, "

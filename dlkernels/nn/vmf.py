@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlkernels._lib.torch_checks import check_features, check_finite, check_targets
-from dlkernels._lib.validation import as_float_array, check_choice, check_count, check_real
+from dlkernels._lib.validation import as_float_array, check_choice, check_real
 from dlkernels.nn._bessel import vmf_neg_log_normalizer
 from dlkernels.nn._reduction import check_reduction, reduce_loss
+from dlkernels.nn._topk import check_k, shaped
 
 __all__ = ["VonMisesFisherLoss"]
 
@@ -189,9 +190,7 @@ class VonMisesFisherLoss(nn.Module):
             Only with ``return_cosine``.
         """
         flat = check_features(input, self.dim)
-        k = check_count(k, "k", minimum=1)
-        if k > self.n_classes:
-            raise ValueError(f"k must be at most n_classes={self.n_classes}, got {k}")
+        k = check_k(k, self.n_classes)
         check_choice(method, "method", ("auto", "exact", "lsh"))
         check_finite(flat, "input")
         if method == "auto":
@@ -201,9 +200,7 @@ class VonMisesFisherLoss(nn.Module):
             cos, classes = self._predict_lsh(flat, k, n_probes)
         else:
             cos, classes = self._predict_exact(flat, k)
-        shape = (*input.shape[:-1], k)
-        classes = classes.reshape(shape)
-        return (classes, cos.reshape(shape)) if return_cosine else classes
+        return shaped(classes, cos, input.shape[:-1], return_cosine)
 
     def _predict_exact(self, flat: torch.Tensor, k: int):
         table = self.embeddings.to(flat.dtype)
