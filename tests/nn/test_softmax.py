@@ -1,7 +1,6 @@
 """HierarchicalSoftmax and ClassBasedSoftmax: exact distributions, exact top-k, bad input."""
 
 import math
-import pickle
 
 import numpy as np
 import pytest
@@ -80,15 +79,9 @@ class TestExact:
     @pytest.mark.parametrize("kind", KINDS)
     @pytest.mark.parametrize("scale", [0.05, 5.0])   # flat, peaked
     @pytest.mark.parametrize("k", [1, 50])
-    def test_predict_is_topk(self, kind, scale, k):
-        V = 200
-        m = make(kind, V, scale=scale, seed=k)
-        x = torch.randn(32, D, dtype=torch.float64)
-        classes, values = m.predict(x, k, return_log_prob=True)
-        top_values, top_classes = m.log_prob(x).topk(k, dim=1)
-        torch.testing.assert_close(values, top_values)
-        assert torch.equal(classes, top_classes)
-        assert torch.equal(m.predict(x, k), classes)
+    def test_predict_is_topk(self, kind, scale, k, layer_checks):
+        m = make(kind, 200, scale=scale, seed=k)
+        layer_checks.predict_is_topk(m, torch.randn(32, D, dtype=torch.float64), k)
 
     def test_predict_all_classes(self):
         hs = make("huffman", 30, scale=1.0)
@@ -132,17 +125,8 @@ class TestExact:
         torch.testing.assert_close(hs(x, y).reshape(-1), hs(x.reshape(6, D), y.reshape(6)))
 
     @pytest.mark.parametrize("kind", KINDS)
-    def test_gradients_match_full_log_prob(self, kind):
-        m = make(kind, 50)
-        x = torch.randn(8, D, dtype=torch.float64, requires_grad=True)
-        y = torch.randint(0, 50, (8,))
-        m(x, y).sum().backward()
-        grads = [p.grad.clone() for p in m.parameters()] + [x.grad.clone()]
-        m.zero_grad()
-        x.grad = None
-        (-m.log_prob(x).gather(1, y[:, None])).sum().backward()
-        for a, b in zip(grads, [p.grad for p in m.parameters()] + [x.grad]):
-            torch.testing.assert_close(a, b)
+    def test_gradients_match_full_log_prob(self, kind, layer_checks):
+        layer_checks.gradients_match_log_prob(make(kind, 50), 50, D)
 
     def test_sparse_gradients(self):
         dense, sparse = make("huffman", 40, seed=3), make("huffman", 40, seed=3, sparse=True)
@@ -176,16 +160,9 @@ class TestExact:
         assert hs(x, y).item() < 0.7 * first
 
     @pytest.mark.parametrize("kind", KINDS)
-    def test_pickle_and_state_dict(self, kind, tmp_path):
-        m = make(kind, 30)
-        x = torch.randn(3, D, dtype=torch.float64)
-        m.log_prob(x)  # fills any cache
-        again = pickle.loads(pickle.dumps(m))
-        torch.testing.assert_close(again.log_prob(x), m.log_prob(x))
-        torch.save(m.state_dict(), tmp_path / "m.pt")
-        fresh = make(kind, 30, seed=99)
-        fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
-        torch.testing.assert_close(fresh.log_prob(x), m.log_prob(x))
+    def test_pickle_and_state_dict(self, kind, tmp_path, layer_checks):
+        layer_checks.pickle_and_state_dict(make(kind, 30), make(kind, 30, seed=99),
+                                           torch.randn(3, D, dtype=torch.float64), tmp_path)
 
     def test_float32(self):
         hs = HierarchicalSoftmax(D, 1000, counts=zipf(1000))
