@@ -104,7 +104,8 @@ class VonMisesFisherLoss(nn.Module):
         table = _check_embeddings(embeddings, device, dtype)
         self.n_classes, self.dim = table.shape
         self.register_buffer("embeddings", table)
-        self._index = None
+        self._index = None            # (LSHIndex, the embeddings' state it was built from)
+        self._index_options = {}
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The vMF negative log-likelihood of each target's embedding.
@@ -149,16 +150,23 @@ class VonMisesFisherLoss(nn.Module):
         Returns
         -------
         dlkernels.neighbors.LSHIndex
-            The index (of the unit embeddings, float32, on the CPU).
+            The index (of the unit embeddings, float32, on the CPU). If the
+            embeddings change later (``load_state_dict``, an in-place edit),
+            :meth:`predict` rebuilds it with the same options.
         """
         from dlkernels.neighbors import LSHIndex
 
+        self._index_options = {"n_tables": n_tables, "n_bits": n_bits, "rng": rng}
         if n_bits is None:
             n_bits = min(20, max(4, round(math.log2(self.n_classes / 16))))
         index = LSHIndex(self.dim, metric="cosine", n_tables=n_tables, n_bits=n_bits, rng=rng)
         index.add(self.embeddings.detach().float().cpu().numpy())
-        self._index = index
+        self._index = (index, self._embeddings_state())
         return index
+
+    def _embeddings_state(self) -> tuple:
+        """What identifies the embeddings' current values: storage and in-place version."""
+        return (self.embeddings.data_ptr(), self.embeddings._version, str(self.embeddings.device))
 
     @torch.no_grad()
     def predict(self, input: torch.Tensor, k: int = 1, *, method: str = "auto",
@@ -218,7 +226,10 @@ class VonMisesFisherLoss(nn.Module):
         return torch.cat(cos), torch.cat(ids)
 
     def _predict_lsh(self, flat: torch.Tensor, k: int, n_probes: int):
-        index = self._index if self._index is not None else self.build_index()
+        if self._index is not None and self._index[1] == self._embeddings_state():
+            index = self._index[0]
+        else:
+            index = self.build_index(**self._index_options)
         queries = flat.detach().float().cpu()
         zero = torch.linalg.vector_norm(queries, dim=1) == 0
         cos = torch.empty(flat.shape[0], k, dtype=flat.dtype, device=flat.device)

@@ -353,3 +353,15 @@ def test_cuda():
     k = torch.logspace(-6, 4, 50, dtype=torch.float64)
     torch.testing.assert_close(vmf_neg_log_normalizer(k.cuda(), 777).cpu(),
                                vmf_neg_log_normalizer(k, 777))
+
+
+def test_lsh_index_follows_new_embeddings():
+    rng = np.random.default_rng(6)
+    old, new = rng.standard_normal((2, 3000, 16))
+    loss = VonMisesFisherLoss(torch.as_tensor(old))
+    loss.build_index(n_tables=8, rng=0)
+    queries = torch.as_tensor(new[:50] + 0.01 * rng.standard_normal((50, 16)))
+    loss.load_state_dict({"embeddings": torch.as_tensor(unit(new))})
+    # Queries sit on the new rows 0..49: a stale index of the old rows could not find them.
+    assert torch.equal(loss.predict(queries, 1, method="lsh").squeeze(1), torch.arange(50))
+    assert loss._index[0].n_tables == 8                       # rebuilt with the same options
