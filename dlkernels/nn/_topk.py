@@ -18,7 +18,7 @@ def check_k(k, n_classes: int) -> int:
 
 
 def shaped(classes: torch.Tensor, scores: torch.Tensor, batch_shape, with_scores: bool):
-    """``(n, k)`` results reshaped to ``(*batch_shape, k)``: the classes, and the scores if asked."""
+    """``(n, k)`` results as ``(*batch_shape, k)``: the classes, and the scores if asked."""
     shape = (*batch_shape, classes.shape[-1])
     classes = classes.reshape(shape)
     return (classes, scores.reshape(shape)) if with_scores else classes
