@@ -5,6 +5,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 mpmath = pytest.importorskip("mpmath")
@@ -220,6 +222,21 @@ class TestLoss:
         fresh = VonMisesFisherLoss(np.ones((50, 8)), regularization="norm")
         fresh.load_state_dict(torch.load(tmp_path / "v.pt", weights_only=True))
         torch.testing.assert_close(fresh(out, y), loss(out, y))
+
+
+@given(V=st.integers(2, 40), d=st.integers(2, 1100), log_scale=st.floats(-8, 4),
+       seed=st.integers(0, 2**31), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_fuzz_finite_loss_and_gradient(V, d, log_scale, seed, dtype):
+    g = torch.Generator().manual_seed(seed)
+    loss = VonMisesFisherLoss(torch.randn(V, d, generator=g, dtype=dtype), reduction="none")
+    out = (torch.randn(3, d, generator=g, dtype=dtype) * 10.0 ** log_scale).requires_grad_()
+    value = loss(out, torch.randint(0, V, (3,), generator=g))
+    value.sum().backward()
+    assert torch.isfinite(value).all() and torch.isfinite(out.grad).all()
+    # The loss is at least its minimum over directions, -log C_d(kappa) - kappa.
+    kappa = out.detach().double().norm(dim=1)
+    floor = vmf_neg_log_normalizer(kappa, d) - kappa
+    assert (value.double() >= floor - 1e-3 * (1 + floor.abs())).all()
 
 
 class TestPredict:
