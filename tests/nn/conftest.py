@@ -40,6 +40,27 @@ def layer_checks():
         fresh.load_state_dict(torch.load(path / "m.pt", weights_only=True))
         torch.testing.assert_close(fresh.log_prob(x), m.log_prob(x))
 
+    def normalised_and_forward_is_nll(m, n_classes: int, dim: int) -> None:
+        """log_prob rows sum to 1, and forward (reduction="none") is -log_prob[target]."""
+        x = torch.randn(9, dim, dtype=torch.float64)
+        lp = m.log_prob(x)
+        assert lp.shape == (9, n_classes)
+        torch.testing.assert_close(lp.exp().sum(1), torch.ones(9, dtype=torch.float64))
+        y = torch.randint(0, n_classes, (9,))
+        torch.testing.assert_close(m(x, y), -lp.gather(1, y[:, None]).squeeze(1))
+
+    def leading_dimensions(m, n_classes: int, dim: int) -> None:
+        """Inputs (2, 3, dim) give per-example losses (2, 3), log_prob (2, 3, V), predict
+        (2, 3, k), and the same values as the flattened batch (reduction="none")."""
+        x = torch.randn(2, 3, dim, dtype=torch.float64)
+        y = torch.randint(0, n_classes, (2, 3))
+        assert m(x, y).shape == (2, 3)
+        assert m.log_prob(x).shape == (2, 3, n_classes)
+        assert m.predict(x, 2).shape == (2, 3, 2)
+        torch.testing.assert_close(m(x, y).reshape(-1), m(x.reshape(6, dim), y.reshape(6)))
+
     return types.SimpleNamespace(gradients_match_log_prob=gradients_match_log_prob,
                                  predict_is_topk=predict_is_topk,
-                                 pickle_and_state_dict=pickle_and_state_dict)
+                                 pickle_and_state_dict=pickle_and_state_dict,
+                                 leading_dimensions=leading_dimensions,
+                                 normalised_and_forward_is_nll=normalised_and_forward_is_nll)

@@ -82,15 +82,10 @@ class TestDistribution:
     @pytest.mark.parametrize("kind", KINDS)
     @pytest.mark.parametrize("V", [9, 16, 17, 300])
     @pytest.mark.parametrize("with_counts", [False, True])
-    def test_log_prob_sums_to_one_and_matches_forward(self, kind, V, with_counts):
+    def test_log_prob_sums_to_one_and_matches_forward(self, kind, V, with_counts, layer_checks):
         counts = np.random.default_rng(V).zipf(1.5, V).astype(float) if with_counts else None
         m = make(kind, V, scale=2.0, counts=counts)
-        x = torch.randn(9, D, dtype=torch.float64)
-        lp = m.log_prob(x)
-        assert lp.shape == (9, V)
-        torch.testing.assert_close(lp.exp().sum(1), torch.ones(9, dtype=torch.float64))
-        y = torch.randint(0, V, (9,))
-        torch.testing.assert_close(m(x, y), -lp.gather(1, y[:, None]).squeeze(1))
+        layer_checks.normalised_and_forward_is_nll(m, V, D)
 
     def test_probability_is_product_of_bits(self):
         # Plain code: p(class) ∝ prod_j p(bit j); check one class by hand.
@@ -184,13 +179,8 @@ class TestPredict:
         values = m.predict(x, k, return_log_prob=True)[1]
         torch.testing.assert_close(values, m.log_prob(x).topk(k, 1).values)
 
-    def test_leading_dimensions(self):
-        m = make("hybrid", 20)
-        x = torch.randn(2, 3, D, dtype=torch.float64)
-        y = torch.randint(0, 20, (2, 3))
-        assert m(x, y).shape == (2, 3)
-        assert m.log_prob(x).shape == (2, 3, 20)
-        assert m.predict(x, 2).shape == (2, 3, 2)
+    def test_leading_dimensions(self, layer_checks):
+        layer_checks.leading_dimensions(make("hybrid", 20), 20, D)
 
 
 class TestHouse:

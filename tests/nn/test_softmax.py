@@ -61,14 +61,8 @@ def reference_log_prob(hs: HierarchicalSoftmax, x: torch.Tensor) -> torch.Tensor
 class TestExact:
     @pytest.mark.parametrize("kind", KINDS)
     @pytest.mark.parametrize("V", [2, 3, 17, 300])
-    def test_log_prob_sums_to_one_and_matches_forward(self, kind, V):
-        m = make(kind, V, scale=2.0)
-        x = torch.randn(9, D, dtype=torch.float64)
-        lp = m.log_prob(x)
-        assert lp.shape == (9, V)
-        torch.testing.assert_close(lp.exp().sum(1), torch.ones(9, dtype=torch.float64))
-        y = torch.randint(0, V, (9,))
-        torch.testing.assert_close(m(x, y), -lp.gather(1, y[:, None]).squeeze(1))
+    def test_log_prob_sums_to_one_and_matches_forward(self, kind, V, layer_checks):
+        layer_checks.normalised_and_forward_is_nll(make(kind, V, scale=2.0), V, D)
 
     @pytest.mark.parametrize("kind", ["huffman", "balanced"])
     def test_against_path_walk(self, kind):
@@ -115,14 +109,8 @@ class TestExact:
         values = hs.predict(x, k, return_log_prob=True)[1]
         torch.testing.assert_close(values, hs.log_prob(x).topk(k, 1).values)
 
-    def test_leading_dimensions(self):
-        hs = make("huffman", 20)
-        x = torch.randn(2, 3, D, dtype=torch.float64)
-        y = torch.randint(0, 20, (2, 3))
-        assert hs(x, y).shape == (2, 3)
-        assert hs.log_prob(x).shape == (2, 3, 20)
-        assert hs.predict(x, 2).shape == (2, 3, 2)
-        torch.testing.assert_close(hs(x, y).reshape(-1), hs(x.reshape(6, D), y.reshape(6)))
+    def test_leading_dimensions(self, layer_checks):
+        layer_checks.leading_dimensions(make("huffman", 20), 20, D)
 
     @pytest.mark.parametrize("kind", KINDS)
     def test_gradients_match_full_log_prob(self, kind, layer_checks):
