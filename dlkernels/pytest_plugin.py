@@ -2,7 +2,8 @@
 
 Installing dlkernels registers this module through the ``pytest11`` entry point,
 so pytest imports it in every test run, also where torch is not installed:
-it must not import torch (or anything that does) at import time. The fixtures
+it must not import torch (or anything that does, such as :mod:`dlkernels.debug`)
+at import time, which is why it is not part of that package. The fixtures
 import :mod:`dlkernels.debug` when a test asks for them, and skip that test if
 torch is missing.
 
