@@ -28,8 +28,17 @@ def __dir__():
     return sorted(set(globals()) | _SUBPACKAGES)
 
 
-def config() -> dict:
-    """How this copy of dlkernels was built and what it will use at run time."""
+def config() -> dict[str, str | int]:
+    """How this copy of dlkernels was built and what it will use at run time.
+
+    Returns
+    -------
+    dict of str to str or int
+        Version, Python, platform, numpy, the build's Cython and compiler,
+        OpenMP on or off, the default thread count, the torch version (or that
+        it is not installed; torch is imported only if it is) and whether CUDA
+        is usable, with the device count and names.
+    """
     import platform
 
     import numpy
@@ -41,17 +50,35 @@ def config() -> dict:
         "dlkernels": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "numpy (run time)": numpy.__version__,
-        "numpy (build time)": _build_info.numpy_build_version,
+        "numpy": numpy.__version__,
         "cython (build time)": _build_info.cython_version,
         "compiler": _build_info.compiler,
         "openmp": (f"on (OpenMP {_build_info.openmp_version})".replace(" (OpenMP )", "")
                    if openmp_enabled() else "off: kernels run single-threaded"),
         "default threads": max_threads(),
+        **_torch_config(),
     }
 
 
+def _torch_config() -> dict[str, str | int]:
+    """``torch`` and ``cuda`` entries of :func:`config`."""
+    try:
+        torch = importlib.import_module("torch")
+    except ImportError:
+        return {"torch": 'not installed (pip install "dlkernels[torch]")', "cuda": "no (no torch)"}
+    built_for = getattr(torch.version, "cuda", None)
+    runtime = f"CUDA {built_for}" if built_for else f"ROCm {getattr(torch.version, 'hip', None)}"
+    if not torch.cuda.is_available():
+        cuda = (f"no (torch built for CUDA {built_for}, no device found)" if built_for
+                else "no (a CPU-only build of torch)")
+    else:
+        count = torch.cuda.device_count()
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(count))
+        cuda = f"yes: {count} device{'s' if count != 1 else ''} ({names}), {runtime}"
+    return {"torch": torch.__version__, "cuda": cuda}
+
+
 def show_config() -> None:
-    """Print :func:`config`: version, build tools, OpenMP on or off, default threads."""
+    """Print :func:`config`: version, build tools, OpenMP, default threads, torch and CUDA."""
     for key, value in config().items():
         print(f"{key:>20}: {value}")
