@@ -31,13 +31,17 @@ def __dir__():
 def config() -> dict[str, str | int]:
     """How this copy of dlkernels was built and what it will use at run time.
 
+    Never imports torch: the torch version comes from the installed package's
+    metadata, and CUDA is reported only if torch is already imported
+    (``dlkernels info`` imports it first when it is installed).
+
     Returns
     -------
     dict of str to str or int
         Version, Python, platform, numpy, the build's Cython and compiler,
-        OpenMP on or off, the default thread count, the torch version (or that
-        it is not installed; torch is imported only if it is) and whether CUDA
-        is usable, with the device count and names.
+        OpenMP on or off, the default thread count, the torch version (or
+        that it is not installed) and whether CUDA is usable, with the device
+        count and names.
     """
     import platform
 
@@ -61,11 +65,20 @@ def config() -> dict[str, str | int]:
 
 
 def _torch_config() -> dict[str, str | int]:
-    """``torch`` and ``cuda`` entries of :func:`config`."""
-    try:
-        torch = importlib.import_module("torch")
-    except ImportError:
+    """The ``torch`` and ``cuda`` entries of :func:`config`."""
+    import importlib.util
+    import sys
+    from importlib import metadata
+
+    if importlib.util.find_spec("torch") is None:  # (finds without importing)
         return {"torch": 'not installed (pip install "dlkernels[torch]")', "cuda": "no (no torch)"}
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:  # importable, but not an installed distribution
+        version = "installed (version unknown)"
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {"torch": version, "cuda": "not checked (torch is not imported)"}
     built_for = getattr(torch.version, "cuda", None)
     runtime = f"CUDA {built_for}" if built_for else f"ROCm {getattr(torch.version, 'hip', None)}"
     if not torch.cuda.is_available():
@@ -75,7 +88,7 @@ def _torch_config() -> dict[str, str | int]:
         count = torch.cuda.device_count()
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(count))
         cuda = f"yes: {count} device{'s' if count != 1 else ''} ({names}), {runtime}"
-    return {"torch": torch.__version__, "cuda": cuda}
+    return {"torch": version, "cuda": cuda}
 
 
 def show_config() -> None:

@@ -10,9 +10,13 @@ import sys
 from pathlib import Path
 
 
-def _info(args) -> int:
+def _info(args: argparse.Namespace) -> int:
+    import importlib.util
+
     import dlkernels
 
+    if importlib.util.find_spec("torch") is not None:
+        import torch  # noqa: F401  (so that show_config can report CUDA)
     dlkernels.show_config()
     return 0
 

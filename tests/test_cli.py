@@ -34,15 +34,23 @@ class TestConfig:
         assert cfg["openmp"].startswith("on") == openmp_enabled()
         assert cfg["default threads"] == max_threads() >= 1
 
-    def test_torch_and_cuda(self):
+    def test_torch_and_cuda(self, run_python):
         torch = pytest.importorskip("torch")
         cfg = dlkernels.config()
-        assert cfg["torch"] == torch.__version__
+        assert cfg["torch"] == metadata.version("torch") == torch.__version__
         assert cfg["cuda"].startswith("yes: ") == torch.cuda.is_available()
         if torch.cuda.is_available():
             count = torch.cuda.device_count()
             assert cfg["cuda"].startswith(f"yes: {count} device")
             assert torch.cuda.get_device_name(0) in cfg["cuda"]
+        # Before torch is imported, config() leaves it so; `dlkernels info` imports it.
+        proc = run_python("-c", "import sys, dlkernels; print(dlkernels.config()['cuda']); "
+                                "print('torch' in sys.modules)")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == ["not checked (torch is not imported)", "False"]
+        proc = run_python("-m", "dlkernels", "info")
+        assert proc.returncode == 0, proc.stderr
+        assert re.search(rf"^\s*cuda: {re.escape(cfg['cuda'])}$", proc.stdout, re.M), proc.stdout
 
     def test_without_torch(self, run_python):
         # torch made unimportable: info says so, and imports nothing of torch.
