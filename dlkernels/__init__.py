@@ -7,6 +7,7 @@ Subpackages are imported on first use (``dlkernels.sampling``, ...), so
 from __future__ import annotations
 
 import importlib
+import types
 
 from dlkernels._lib.persist import FileFormatError
 from dlkernels._version import __version__
@@ -18,13 +19,13 @@ _SUBPACKAGES = {"sampling", "neighbors", "cluster", "graph", "embed", "debug", "
                 "distill", "compress"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> types.ModuleType:
     if name in _SUBPACKAGES:
         return importlib.import_module(f"dlkernels.{name}")
     raise AttributeError(f"module 'dlkernels' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | _SUBPACKAGES)
 
 
@@ -93,5 +94,9 @@ def _torch_config() -> dict[str, str | int]:
 
 def show_config() -> None:
     """Print :func:`config`: version, build tools, OpenMP, default threads, torch and CUDA."""
-    for key, value in config().items():
+    _print_config(config())
+
+
+def _print_config(config: dict[str, str | int]) -> None:
+    for key, value in config.items():
         print(f"{key:>20}: {value}")

@@ -15,9 +15,14 @@ def _info(args: argparse.Namespace) -> int:
 
     import dlkernels
 
+    # Read before torch is imported: torch may set the thread count of an OpenMP
+    # runtime it shares with dlkernels (a build that links the system's libgomp).
+    config = dlkernels.config()
     if importlib.util.find_spec("torch") is not None:
-        import torch  # noqa: F401  (so that show_config can report CUDA)
-    dlkernels.show_config()
+        import torch  # noqa: F401  (imported so that CUDA can be reported)
+
+        config.update(dlkernels._torch_config())
+    dlkernels._print_config(config)
     return 0
 
 

@@ -9,12 +9,20 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional, Union
 
-from dlkernels._lib.torch_import import require_torch
+import torch
+
 from dlkernels.debug._util import iter_tensors
 
-
-torch = require_torch("dlkernels.debug")
+# What a model is called on, or a batch: a tensor, or tuples, lists and dicts of tensors.
+Tensors = Union[torch.Tensor, Sequence[Any], Mapping[Any, Any]]
+# Parameters named by name, by tensor, by (name, tensor) pair or by submodule; or several.
+ParamRef = Union[str, torch.Tensor, torch.nn.Module, tuple[str, torch.Tensor]]
+Params = Union[ParamRef, Iterable[ParamRef]]
+# (low, high); either may be None.
+OutputRange = Union[tuple[Optional[float], Optional[float]], Sequence[Optional[float]]]
 
 
 def plural(items, noun: str) -> str:

@@ -47,11 +47,10 @@ import functools
 import time
 from collections.abc import Mapping
 
-from dlkernels._lib.torch_import import require_torch
+import torch
+
 from dlkernels.debug._util import distinct_bytes, flat_tensors, storage_key, tensor_bytes
 from dlkernels.debug.memory_results import OUTSIDE, ROOT, ModuleMemory, PhaseMemory
-
-torch = require_torch("dlkernels.debug")
 
 OTHER, FORWARD, BACKWARD, OPTIMIZER, RECOMPUTE = (
     "other", "forward", "backward", "optimizer", "recompute")
@@ -140,10 +139,11 @@ class HookRecorder:
     removes them. Results accumulate in the attributes set by ``_reset_results``.
     """
 
-    def __init__(self, model, optimizer, device) -> None:
-        self.model = model
-        self.optimizer = optimizer
-        self.device = device
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                 device: torch.device) -> None:
+        self.model: torch.nn.Module = model
+        self.optimizer: torch.optim.Optimizer | None = optimizer
+        self.device: torch.device = device
         self._meter = _CudaMeter(device) if device.type == "cuda" else None
         self._state = "new"          # new -> active -> done
         self._hooks_ctx = None

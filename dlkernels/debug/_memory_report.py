@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 from dlkernels.debug._util import format_bytes
+
+if TYPE_CHECKING:
+    from dlkernels.debug.memory import MemoryProfiler
+    from dlkernels.debug.memory_results import ModuleMemory
 
 __all__ = ["profile_dict", "totals", "format_report"]
 
 
-def profile_dict(prof) -> dict:
+def profile_dict(prof: MemoryProfiler) -> dict[str, Any]:
     """Everything ``prof`` recorded, as plain Python data (see ``MemoryProfiler.to_dict``)."""
     modules = prof.modules
     return {
@@ -23,7 +28,7 @@ def profile_dict(prof) -> dict:
     }
 
 
-def totals(prof, modules) -> dict:
+def totals(prof: MemoryProfiler, modules: list[ModuleMemory]) -> dict[str, int | None]:
     """The totals of ``prof`` over ``modules`` (its sorted module rows)."""
     return {
         "param_bytes": prof._param_bytes,
@@ -36,7 +41,7 @@ def totals(prof, modules) -> dict:
     }
 
 
-def format_report(prof, top: int | None) -> str:
+def format_report(prof: MemoryProfiler, top: int | None) -> str:
     """The text table of ``MemoryProfiler.report``; ``top`` is already checked."""
     modules = prof.modules
     sums = totals(prof, modules)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from dlkernels._lib.torch_import import require_torch
-from dlkernels.debug._check_common import (call_model, check_model, maybe_restore, name_list,
+import torch
+
+from dlkernels.debug._check_common import (Tensors, call_model, check_model, maybe_restore, name_list,
                                            plural)
 from dlkernels.debug._util import iter_tensors
-
-torch = require_torch("dlkernels.debug")
 
 __all__ = ["assert_no_batch_mixing"]
 
@@ -32,8 +31,8 @@ def _rebuild(obj, leaves: dict, path: str = ""):
     return obj
 
 
-def assert_no_batch_mixing(model, inputs, *, samples: int | None = None, atol: float = 0.0,
-                           restore: bool = True) -> None:
+def assert_no_batch_mixing(model: torch.nn.Module, inputs: Tensors, *, samples: int | None = None,
+                           atol: float = 0.0, restore: bool = True) -> None:
     """Assert that each sample's output depends only on its own input.
 
     For sample ``i`` the gradient of the sum of its outputs with respect to

@@ -55,7 +55,7 @@ class TrainingStepReport:
     frozen_moved: list[str]
     nonfinite: dict[str, list[str]]
     out_of_range: dict[str, tuple[float, float]]
-    output_range: tuple | None
+    output_range: tuple[float | None, float | None] | None
     restored: bool
 
     @property

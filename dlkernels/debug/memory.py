@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-from dlkernels._lib.torch_import import require_torch
+import torch
+
 from dlkernels.debug._memory_hooks import OTHER, HookRecorder, active_profilers
 from dlkernels.debug._memory_report import format_report, profile_dict
+from dlkernels._lib.array_types import PathLike
 from dlkernels.debug.memory_results import ROOT, MemoryEvent, ModuleMemory, PhaseMemory
 
-torch = require_torch("dlkernels.debug")
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["MemoryProfiler", "ModuleMemory", "PhaseMemory", "MemoryEvent"]
 
@@ -92,7 +98,8 @@ class MemoryProfiler(HookRecorder):
     >>> print(prof.report())            # doctest: +SKIP
     """
 
-    def __init__(self, model, optimizer=None, *, device=None):
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
+                 device: str | torch.device | None = None) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
@@ -200,13 +207,13 @@ class MemoryProfiler(HookRecorder):
         self._start()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._finish()
-        return False
 
     # -- phases ---------------------------------------------------------------------------
     @contextlib.contextmanager
-    def phase(self, name: str):
+    def phase(self, name: str) -> Iterator[MemoryProfiler]:
         """Attribute everything inside the block to the phase ``name``.
 
         Use it for an optimizer step when no optimizer was given
@@ -238,7 +245,7 @@ class MemoryProfiler(HookRecorder):
                 self._switch(self._explicit[-1] if self._explicit else OTHER, explicit=True)
 
     # -- output ----------------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Everything recorded, as plain Python data (what :meth:`to_json` writes).
 
         Returns
@@ -251,7 +258,7 @@ class MemoryProfiler(HookRecorder):
         """
         return profile_dict(self)
 
-    def to_json(self, path=None, *, indent: int | None = 2) -> str:
+    def to_json(self, path: PathLike | None = None, *, indent: int | None = 2) -> str:
         """:meth:`to_dict` as JSON; also written to ``path`` if given.
 
         Parameters
@@ -294,7 +301,7 @@ class MemoryProfiler(HookRecorder):
         return (f"<MemoryProfiler of {type(self.model).__name__} on {self.device}, "
                 f"{self._state}>")
 
-    def plot(self, path=None, *, title: str | None = None):
+    def plot(self, path: PathLike | None = None, *, title: str | None = None) -> Figure:
         """Draw memory over the sequence of module calls, forward and backward.
 
         The stacked areas are parameters, gradients and saved activations alive

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import torch
+
 from dlkernels.debug._check_common import (check_callable, check_model, check_optimizer,
                                            detached_copy, max_change, maybe_restore)
 from dlkernels.debug.check_reports import IsolationReport
@@ -31,7 +33,9 @@ def _check_steps(steps) -> list[tuple[str, object, Callable]]:
     return out
 
 
-def check_optimizer_isolation(steps, *, model=None, restore: bool = True) -> IsolationReport:
+def check_optimizer_isolation(steps: Mapping[str, tuple[torch.optim.Optimizer, Callable[[], object]]],
+                              *, model: torch.nn.Module | None = None,
+                              restore: bool = True) -> IsolationReport:
     """Run the steps of a multi-optimizer loop and report what each one moved.
 
     For GANs (a discriminator step, then a generator step) or transfer
@@ -103,7 +107,9 @@ def check_optimizer_isolation(steps, *, model=None, restore: bool = True) -> Iso
                            not_updated=not_updated, grads_touched=touched, restored=restore)
 
 
-def assert_optimizer_isolation(steps, *, model=None, restore: bool = True,
+def assert_optimizer_isolation(steps: Mapping[str, tuple[torch.optim.Optimizer,
+                                                         Callable[[], object]]],
+                               *, model: torch.nn.Module | None = None, restore: bool = True,
                                require_updates: bool = True) -> IsolationReport:
     """Assert that each step of a multi-optimizer loop moves only its own parameters.
 

@@ -26,23 +26,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
-from dlkernels._lib.torch_import import require_torch
-from dlkernels.debug._check_common import (call_model, check_batch, check_callable, check_model,
+import torch
+
+from dlkernels.debug._check_common import (OutputRange, Params, Tensors, call_model, check_batch, check_callable, check_model,
                                            check_optimizer, check_range, detached_copy,
                                            format_range, has_nonfinite, max_change,
                                            maybe_restore, name_list, output_problems,
                                            resolve_params, split_batch)
 from dlkernels.debug.check_reports import NONFINITE_KEYS, TrainingStepReport
 
-torch = require_torch("dlkernels.debug")
-
 __all__ = ["check_training_step", "assert_params_change", "assert_params_unchanged",
            "assert_finite", "assert_output_range"]
 
 
-def check_training_step(model, loss_fn: Callable, batch, optimizer, params=None, frozen=None,
-                        output_range=None, *, restore: bool = True) -> TrainingStepReport:
+def check_training_step(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor],
+                        batch: Tensors, optimizer: torch.optim.Optimizer,
+                        params: Params | None = None, frozen: Params | None = None,
+                        output_range: OutputRange | None = None, *,
+                        restore: bool = True) -> TrainingStepReport:
     """Run one training step and report what it did to every parameter.
 
     The step is ``optimizer.zero_grad()``, the forward pass, ``loss_fn``,
@@ -155,7 +158,9 @@ def check_training_step(model, loss_fn: Callable, batch, optimizer, params=None,
 
 
 # -- assertions ---------------------------------------------------------------------------------
-def assert_params_change(model, loss_fn, batch, optimizer, params=None, *,
+def assert_params_change(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor],
+                         batch: Tensors, optimizer: torch.optim.Optimizer,
+                         params: Params | None = None, *,
                          restore: bool = True) -> TrainingStepReport:
     """Assert that one training step changes every parameter in ``params``.
 
@@ -180,7 +185,9 @@ def assert_params_change(model, loss_fn, batch, optimizer, params=None, *,
     return report
 
 
-def assert_params_unchanged(model, loss_fn, batch, optimizer, params=None, *,
+def assert_params_unchanged(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor],
+                            batch: Tensors, optimizer: torch.optim.Optimizer,
+                            params: Params | None = None, *,
                             restore: bool = True) -> TrainingStepReport:
     """Assert that one training step leaves every parameter in ``params`` unchanged.
 
@@ -213,7 +220,9 @@ def assert_params_unchanged(model, loss_fn, batch, optimizer, params=None, *,
     return report
 
 
-def assert_finite(model, loss_fn, batch, optimizer, *, restore: bool = True) -> TrainingStepReport:
+def assert_finite(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor],
+                  batch: Tensors, optimizer: torch.optim.Optimizer, *,
+                  restore: bool = True) -> TrainingStepReport:
     """Assert that no NaN or inf appears in a training step.
 
     Checks every element (not only whether a whole tensor is NaN) of the
@@ -239,7 +248,8 @@ def assert_finite(model, loss_fn, batch, optimizer, *, restore: bool = True) -> 
     return report
 
 
-def assert_output_range(model, batch, output_range, *, restore: bool = True) -> None:
+def assert_output_range(model: torch.nn.Module, batch: Tensors, output_range: OutputRange, *,
+                        restore: bool = True) -> None:
     """Assert that every floating output of a forward pass lies within ``output_range``.
 
     Only the forward pass runs (under ``torch.no_grad()``, in the model's
