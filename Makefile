@@ -9,7 +9,7 @@ CONSTRAINTS := -c constraints.txt
 SOURCES := meson.build pyproject.toml $(shell find dlkernels -type f ! -name '*.pyc' ! -path '*/__pycache__/*')
 STAMPS := $(VENV)/.stamps
 
-.PHONY: demo test test-all bench docs wheel clean
+.PHONY: demo test test-all typecheck bench docs wheel clean
 
 demo: $(STAMPS)/demo
 	$(BIN)/dlkernels demo
@@ -19,6 +19,13 @@ test: $(STAMPS)/test
 
 test-all: $(STAMPS)/test
 	$(BIN)/pytest -m ""
+
+# mypy --strict on the README's examples, and pyright's type completeness (run from an
+# empty folder, so that the installed package is checked, not the checkout).
+typecheck: $(STAMPS)/typecheck
+	$(BIN)/pytest -m "" -v tests/test_typing.py
+	cd $$(mktemp -d) && VIRTUAL_ENV="$(abspath $(VENV))" PATH="$(abspath $(BIN)):$$PATH" \
+	  basedpyright --verifytypes dlkernels --ignoreexternal | tail -n 20 || true
 
 bench: $(STAMPS)/bench
 	cd bench && ../$(BIN)/asv machine --yes >/dev/null && \
