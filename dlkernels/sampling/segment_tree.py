@@ -173,15 +173,7 @@ class SumTree:
         found = np.asarray(self._sums[idx])
         return float(found) if isinstance(indices, numbers.Integral) else like_input(found, indices)
 
-    @overload
-    def __getitem__(self, indices: int | np.integer[Any]) -> float: ...
-    @overload
-    def __getitem__(self, indices: Tensor) -> Tensor: ...
-    @overload
-    def __getitem__(self, indices: ArrayLike) -> FloatArray: ...
-
-    def __getitem__(self, indices: ArrayLike | Tensor) -> float | FloatArray | Tensor:
-        return self.get(indices)
+    __getitem__ = get  # tree[indices]
 
     # -- writing ---------------------------------------------------------------
     @writes
