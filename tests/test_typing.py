@@ -1,6 +1,6 @@
 """Typing as a user meets it: the README's examples under ``mypy --strict``, and completeness.
 
-``tests/typing/readme_*.py`` are the README's examples written as user scripts
+``tests/typecheck/readme_*.py`` are the README's examples written as user scripts
 with their own small data. mypy checks them against the *installed* dlkernels
 (run from an empty folder, so the checkout is not on its path), with
 ``--untyped-calls-exclude=torch``: torch itself leaves some methods unannotated
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parent / "typing"
+SCRIPTS = Path(__file__).resolve().parent / "typecheck"
 ALL = sorted(p.name for p in SCRIPTS.glob("readme_*.py"))
 NEEDS_TORCH = {"readme_debug.py", "readme_decoding_distill.py", "readme_nn.py",
                "readme_compress.py"}
