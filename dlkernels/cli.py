@@ -10,10 +10,19 @@ import sys
 from pathlib import Path
 
 
-def _info(args) -> int:
+def _info(args: argparse.Namespace) -> int:
+    import importlib.util
+
     import dlkernels
 
-    dlkernels.show_config()
+    # Read before torch is imported: torch may set the thread count of an OpenMP
+    # runtime it shares with dlkernels (a build that links the system's libgomp).
+    config = dlkernels.config()
+    if importlib.util.find_spec("torch") is not None:
+        import torch  # noqa: F401  (imported so that CUDA can be reported)
+
+        config.update(dlkernels._torch_config())
+    dlkernels._print_config(config)
     return 0
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
+import types
 from collections import Counter
+from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -304,9 +308,10 @@ def demo_debug(rng: np.random.Generator) -> None:
           f"changed, problems: {report.problems() or 'none'} (model and optimizer restored)")
 
 
-def digits_compression(torch, seed: int = 0, *, train_steps: int = 1500, tune_steps: int = 500,
-                       schedule=(0.5, 0.75, 0.9), bits: int = 4, bias_bits: int = 4,
-                       path=None) -> dict:
+def digits_compression(torch: types.ModuleType, seed: int = 0, *, train_steps: int = 1500,
+                       tune_steps: int = 500, schedule: Sequence[float] = (0.5, 0.75, 0.9),
+                       bits: int = 4, bias_bits: int = 4,
+                       path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Deep Compression of a 64-300-100-10 MLP (LeNet-300-100's shape) on digits.
 
     Train; prune by magnitude in the steps of ``schedule`` with fine-tuning after
@@ -315,7 +320,6 @@ def digits_compression(torch, seed: int = 0, *, train_steps: int = 1500, tune_st
     ``bench/compress_pipeline.py``. Uses scikit-learn's digits when installed,
     else a synthetic 64-feature 10-class set (``"data"`` says which).
     """
-    import os
     import tempfile
 
     from dlkernels.compress import compression_report, prune_magnitude, quantize, save_compressed

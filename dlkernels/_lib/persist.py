@@ -58,9 +58,10 @@ class FileFormatError(ValueError):
         What is wrong with it.
     """
 
-    def __init__(self, path, reason: str):
-        self.path = os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
-        self.reason = reason
+    def __init__(self, path: object, reason: str) -> None:
+        self.path: str = (str(os.fspath(path)) if isinstance(path, (str, os.PathLike))
+                          else repr(path))
+        self.reason: str = reason
         super().__init__(f"{self.path}: {reason}")
 
 

@@ -1,36 +1,33 @@
-"""One clear error for the torch-level packages when torch is missing.
+"""One way for the torch-level packages to import torch, with one message when it is missing.
 
-``dlkernels.nn`` (and the other torch-level packages that choose to) call
-:func:`require_torch` before anything else, so a user without torch gets one
-``ImportError`` that says how to install it, rather than a ``ModuleNotFoundError``
-from deep inside a submodule.
+torch is an optional dependency: ``import dlkernels.decoding`` (distill, debug, nn,
+compress) without it raises a single ImportError that says how to install it,
+instead of a ModuleNotFoundError from deep inside the package.
 """
 
 from __future__ import annotations
 
 import importlib
+import types
 
 __all__ = ["require_torch"]
 
-INSTALL_HINT = 'pip install "dlkernels[torch]"'
 
-
-def require_torch(feature: str):
-    """Import and return ``torch``, or raise an ImportError naming ``feature`` and the fix.
+def require_torch(feature: str) -> types.ModuleType:
+    """Import and return torch, or raise an ImportError naming ``feature`` and the extra.
 
     Parameters
     ----------
     feature : str
-        What needs torch, for the message (e.g. ``"dlkernels.nn"``).
+        What needs torch, as the user would call it (``"dlkernels.decoding"``).
 
     Raises
     ------
     ImportError
-        torch is not installed (or cannot be imported); the original error is
-        chained as ``__cause__``.
+        ``'<feature> needs torch: pip install "dlkernels[torch]"'``, chained from
+        the original error.
     """
     try:
         return importlib.import_module("torch")
     except ImportError as exc:
-        raise ImportError(f"{feature} needs PyTorch, which is not installed (or failed to "
-                          f"import: {exc}); install it with: {INSTALL_HINT}") from exc
+        raise ImportError(f'{feature} needs torch: pip install "dlkernels[torch]"') from exc

@@ -1,60 +1,38 @@
-"""require_torch: one ImportError with the install command when torch is missing."""
+"""Without torch, each torch-level package fails on import with one ImportError saying what to install."""
 
-import subprocess
-import sys
+from __future__ import annotations
+
 import textwrap
 
 import pytest
 
 from dlkernels._lib.torch_import import require_torch
 
-# Blocks torch in a fresh interpreter: the import system treats a None entry in
-# sys.modules as "not importable" and raises ModuleNotFoundError.
-BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"
+PACKAGES = ("dlkernels.nn", "dlkernels.decoding", "dlkernels.distill", "dlkernels.debug")
 
 
-def run_without_torch(code: str, cwd) -> subprocess.CompletedProcess:
-    # cwd outside the checkout: `-c` puts the working directory first on sys.path.
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd)
+def test_without_torch_each_package_names_the_extra(run_python):
+    # torch made unimportable, as if it were not installed; one interpreter for all packages.
+    code = "import sys; sys.modules['torch'] = None\n" + textwrap.dedent(f"""
+        import importlib
+        for name in {PACKAGES!r}:
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:
+                cause = type(exc.__cause__).__name__
+                print(f"{{name}}|{{type(exc).__name__}}|{{exc}}|{{cause}}")
+            else:
+                print(f"{{name}}|imported")
+        import dlkernels, dlkernels.sampling, dlkernels.neighbors, dlkernels.cluster
+        print("core|", "torch" in sys.modules and sys.modules["torch"] is not None)
+    """)
+    proc = run_python("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    expected = [f'{name}|ImportError|{name} needs torch: pip install "dlkernels[torch]"|'
+                f'ModuleNotFoundError' for name in PACKAGES]
+    assert proc.stdout.splitlines() == expected + ["core| False"]
 
 
-def test_import_nn_without_torch(tmp_path):
-    result = run_without_torch("""
-        try:
-            import dlkernels.nn
-        except ImportError as exc:
-            print(type(exc).__name__, '|', exc, '|', type(exc.__cause__).__name__)
-        else:
-            print('imported')
-    """, tmp_path)
-    assert result.returncode == 0, result.stderr
-    kind, message, cause = (part.strip() for part in result.stdout.split("|"))
-    assert kind == "ImportError"             # exactly ImportError, not ModuleNotFoundError
-    assert 'pip install "dlkernels[torch]"' in message
-    assert "dlkernels.nn needs PyTorch" in message
-    assert cause == "ModuleNotFoundError"
-
-
-def test_core_still_imports_without_torch(tmp_path):
-    result = run_without_torch("import dlkernels.sampling, dlkernels.neighbors; print('ok')",
-                               tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
-
-
-def test_require_torch_with_torch():
+def test_require_torch_returns_the_module():
     torch = pytest.importorskip("torch")
     assert require_torch("anything") is torch
-
-
-def test_require_torch_message_names_the_feature(tmp_path):
-    result = run_without_torch("""
-        from dlkernels._lib.torch_import import require_torch
-        try:
-            require_torch('dlkernels.decoding')
-        except ImportError as exc:
-            print(exc)
-    """, tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("dlkernels.decoding needs PyTorch")
