@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from dlkernels._lib.arrays import is_tensor, like_input
+from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import as_array, check_count
@@ -211,6 +212,13 @@ class KDTree:
     for float64 the distances equal brute force up to the rounding of that
     formula. Queries are converted to ``dtype`` first.
 
+    Thread safety: :meth:`query`, :meth:`query_radius`, :attr:`data`,
+    :meth:`save` and pickling are reads; any number of them run at once from
+    different threads, each with the GIL released inside its kernel.
+    :meth:`add` is a write: it waits for the reads in flight, runs alone, and
+    every read sees the forest entirely before or entirely after it (a
+    readers-writer lock, ``dlkernels._lib.locks``).
+
     Examples
     --------
     >>> import numpy as np
@@ -272,6 +280,7 @@ class KDTree:
         return len(self._trees)
 
     @property
+    @reads
     def data(self):
         """The points in id order, shape (n, d), read-only (a tensor if data was one)."""
         if self._data is None:
@@ -290,10 +299,12 @@ class KDTree:
         return _as_points(arr, "x", dtype=self._dtype, d=self._d), one
 
     def _common(self):
-        depth = max(tree.depth for tree in self._trees)
-        max_leaf = max(tree.max_leaf for tree in self._trees)
-        return [tree.view() for tree in self._trees], depth, max_leaf
+        trees = self._trees  # read once: views, depth and leaf size of one forest
+        depth = max(tree.depth for tree in trees)
+        max_leaf = max(tree.max_leaf for tree in trees)
+        return [tree.view() for tree in trees], depth, max_leaf
 
+    @reads
     def query(self, x, k: int = 1, p=2, distance_upper_bound: float = np.inf,
               n_threads: int | None = None):
         """The ``k`` nearest points to each query point.
@@ -359,6 +370,7 @@ class KDTree:
             dist, idx = dist[0], idx[0]
         return like_input(dist, x), like_input(idx, x)
 
+    @reads
     def query_radius(self, x, r, return_distance: bool = False, sort_results: bool = False,
                      n_threads: int | None = None, *, p=2):
         """All points within distance ``r`` of each query point (inclusive).
@@ -409,6 +421,7 @@ class KDTree:
         return like_input(ids, x), like_input(dist, x), like_input(offsets, x)
 
     # -- insertion -----------------------------------------------------------------------
+    @writes
     def add(self, points, n_threads: int | None = None):
         """Insert points; their ids follow the existing ones.
 
@@ -456,10 +469,11 @@ class KDTree:
 
     # -- persistence -----------------------------------------------------------------
     def _state(self) -> dict:
+        trees = self._trees
         state = {"leafsize": np.int64(self._leafsize), "d": np.int64(self._d),
-                 "sizes": np.array([t.n for t in self._trees], dtype=np.int64),
+                 "sizes": np.array([t.n for t in trees], dtype=np.int64),
                  "dtype": np.array(self._dtype.name)}
-        for i, tree in enumerate(self._trees):
+        for i, tree in enumerate(trees):
             for key, value in tree.arrays().items():
                 state[f"tree{i}_{key}"] = value
         return state
@@ -483,6 +497,7 @@ class KDTree:
         tree._trees, tree._n, tree._data = trees, offset, None
         return tree
 
+    @reads
     def __getstate__(self) -> dict:
         return self._state()
 
@@ -500,6 +515,7 @@ class KDTree:
                                       np.dtype(str(state["dtype"])), read)
         self.__dict__.update(restored.__dict__)
 
+    @reads
     def save(self, path) -> None:
         """Write the tree (all its flat arrays) to an ``.npz`` file; loading never runs code.
 
