@@ -10,7 +10,7 @@ from dlkernels._lib.arrays import is_tensor, like_input
 from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.threads import check_n_threads
-from dlkernels._lib.validation import as_array, check_count
+from dlkernels._lib.validation import as_array, check_bool, check_count
 from dlkernels.neighbors import _kdtree
 
 __all__ = ["KDTree"]
@@ -20,14 +20,14 @@ _P_CODES = {1: 1, 2: 2, np.inf: 0}
 _ARRAY_NAMES = ("points", "perm", "dims", "vals", "boxes")
 
 
-def _as_points(x, name: str, dtype=None, d: int | None = None) -> np.ndarray:
+def _as_points(X, name: str, dtype=None, d: int | None = None) -> np.ndarray:
     """A C-contiguous 2-D float32/float64 array of finite values.
 
     Without ``dtype``, float32 stays float32 and anything else real becomes
     float64; with ``dtype``, values are cast to it (and checked after the cast).
-    A 1-D ``x`` is one point when ``d`` is given.
+    A 1-D ``X`` is one point when ``d`` is given.
     """
-    arr = as_array(x, name)
+    arr = as_array(X, name)
     if arr.dtype.kind not in "biuf":
         what = "real" if arr.dtype.kind == "c" else "numeric"
         raise TypeError(f"{name} must be {what}, got dtype {arr.dtype}")
@@ -181,17 +181,18 @@ class KDTree:
 
     Parameters
     ----------
-    data : array-like or torch.Tensor, shape (n, d)
-        Finite coordinates, at least one point. float32 data is kept and
-        searched in float32; any other real dtype is converted to float64.
-        The tree holds its own copy, in host memory (a CUDA tensor is copied
-        to the host). Query results follow the queries: numpy in, numpy out;
-        a tensor in, tensors out on its device.
-    leafsize : int, default 16
+    X : array-like or torch.Tensor, shape (n, d)
+        The points: finite coordinates, at least one point. float32 points
+        are kept and searched in float32; any other real dtype is converted
+        to float64. The tree holds its own copy, in host memory (a CUDA
+        tensor is copied to the host). Query results follow the queries:
+        numpy in, numpy out; a tensor in, tensors out on its device.
+    leafsize : int, default 16, keyword-only
         Most points in a leaf (positive). Leaves hold between about
         ``leafsize / 2`` and ``leafsize`` points (the tree is complete).
     n_threads : int or None, keyword-only
-        Threads for the build (None: OpenMP's default).
+        Threads for the build (None: OpenMP's default; negative counts back
+        from the number of cores).
 
     Attributes
     ----------
@@ -233,16 +234,16 @@ class KDTree:
     [[3]]
     """
 
-    def __init__(self, data, leafsize: int = 16, *, n_threads: int | None = None):
+    def __init__(self, X, *, leafsize: int = 16, n_threads: int | None = None):
         leafsize = check_count(leafsize, "leafsize")
         if leafsize < 1:
             raise ValueError(f"leafsize must be a positive int, got {leafsize}")
         n_threads = check_n_threads(n_threads)
-        points = _as_points(data, "data")
+        points = _as_points(X, "X")
         if points.shape[0] == 0 or points.shape[1] == 0:
-            raise ValueError(f"data must hold at least one point of at least one coordinate, "
+            raise ValueError(f"X must hold at least one point of at least one coordinate, "
                              f"got shape {points.shape}")
-        self._template = data.new_empty(0) if is_tensor(data) else None
+        self._template = X.new_empty(0) if is_tensor(X) else None
         self._leafsize = leafsize
         self._d = points.shape[1]
         self._dtype = points.dtype
@@ -282,7 +283,7 @@ class KDTree:
     @property
     @reads
     def data(self):
-        """The points in id order, shape (n, d), read-only (a tensor if data was one)."""
+        """The points in id order, shape (n, d), read-only (a tensor if ``X`` was one)."""
         if self._data is None:
             parts = [tree.original() for tree in self._trees]
             data = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -293,10 +294,10 @@ class KDTree:
         return self._data
 
     # -- queries -----------------------------------------------------------------------
-    def _queries(self, x):
-        arr = as_array(x, "x")
+    def _queries(self, X):
+        arr = as_array(X, "X")
         one = arr.ndim == 1
-        return _as_points(arr, "x", dtype=self._dtype, d=self._d), one
+        return _as_points(arr, "X", dtype=self._dtype, d=self._d), one
 
     def _common(self):
         trees = self._trees  # read once: views, depth and leaf size of one forest
@@ -305,23 +306,23 @@ class KDTree:
         return [tree.view() for tree in trees], depth, max_leaf
 
     @reads
-    def query(self, x, k: int = 1, p=2, distance_upper_bound: float = np.inf,
+    def query(self, X, k: int = 1, *, p=2, distance_upper_bound: float = np.inf,
               n_threads: int | None = None):
         """The ``k`` nearest points to each query point.
 
         Parameters
         ----------
-        x : array-like or torch.Tensor, shape (m, d) or (d,)
-            Query points (finite). A 1-D ``x`` is one point and gives 1-D results.
+        X : array-like or torch.Tensor, shape (m, d) or (d,)
+            Query points (finite). A 1-D ``X`` is one point and gives 1-D results.
         k : int, default 1
             Neighbours per query (positive). Where fewer than ``k`` points exist,
             or lie within ``distance_upper_bound``, the rest is padding.
-        p : {1, 2, numpy.inf}, default 2
+        p : {1, 2, numpy.inf}, default 2, keyword-only
             The Minkowski norm: Manhattan, Euclidean or maximum distance.
-        distance_upper_bound : float, default inf
+        distance_upper_bound : float, default inf, keyword-only
             Return only neighbours strictly closer than this (SciPy's
             convention); a finite bound also makes the search faster.
-        n_threads : int or None
+        n_threads : int or None, keyword-only
             Threads to use (None: OpenMP's default). Results do not depend on it.
 
         Returns
@@ -340,12 +341,12 @@ class KDTree:
         Raises
         ------
         ValueError
-            ``x`` of the wrong dimension or not finite, ``k < 1``, a bad ``p``
+            ``X`` of the wrong dimension or not finite, ``k < 1``, a bad ``p``
             or a negative or NaN ``distance_upper_bound``.
         TypeError
-            ``x`` not real, or ``k`` not an int.
+            ``X`` not real, or ``k`` not an int.
         """
-        queries, one = self._queries(x)
+        queries, one = self._queries(X)
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
             raise TypeError(f"k must be a positive int, got {type(k).__name__}")
         if k < 1:
@@ -368,28 +369,28 @@ class KDTree:
                     n_threads)
         if one:
             dist, idx = dist[0], idx[0]
-        return like_input(dist, x), like_input(idx, x)
+        return like_input(dist, X), like_input(idx, X)
 
     @reads
-    def query_radius(self, x, r, return_distance: bool = False, sort_results: bool = False,
-                     n_threads: int | None = None, *, p=2):
+    def query_radius(self, X, r, *, return_distance: bool = False, sort_results: bool = False,
+                     p=2, n_threads: int | None = None):
         """All points within distance ``r`` of each query point (inclusive).
 
         Parameters
         ----------
-        x : array-like or torch.Tensor, shape (m, d) or (d,)
-            Query points (finite); a 1-D ``x`` is one query.
+        X : array-like or torch.Tensor, shape (m, d) or (d,)
+            Query points (finite); a 1-D ``X`` is one query.
         r : float or array-like of shape (m,)
             Radius (non-negative; ``inf`` returns every point), or one per query.
-        return_distance : bool, default False
+        return_distance : bool, default False, keyword-only
             Also return the distances.
-        sort_results : bool, default False
+        sort_results : bool, default False, keyword-only
             Order each query's results by distance (ties by id). Otherwise the
             order is that of the tree's leaves: fixed, but not meaningful.
-        n_threads : int or None
-            Threads to use (None: OpenMP's default). Results do not depend on it.
         p : {1, 2, numpy.inf}, default 2, keyword-only
             The Minkowski norm, as in :meth:`query`.
+        n_threads : int or None, keyword-only
+            Threads to use (None: OpenMP's default). Results do not depend on it.
 
         Returns
         -------
@@ -404,25 +405,27 @@ class KDTree:
         Raises
         ------
         ValueError
-            ``x`` of the wrong dimension or not finite, a negative or NaN ``r``,
+            ``X`` of the wrong dimension or not finite, a negative or NaN ``r``,
             or ``r`` of the wrong length, or a bad ``p``.
         TypeError
-            ``x`` or ``r`` not real.
+            ``X`` or ``r`` not real, or a flag not a bool.
         """
-        queries, one = self._queries(x)
+        queries, one = self._queries(X)
         radii = _check_radius(r, "r", queries.shape[0], one)
+        return_distance = check_bool(return_distance, "return_distance")
+        sort_results = check_bool(sort_results, "sort_results")
         p_code = _check_p(p)
         n_threads = check_n_threads(n_threads)
         trees, depth, max_leaf = self._common()
         ids, dist, offsets = _kdtree.radius(trees, queries, p_code, _reduced(radii, p_code),
-                                            bool(sort_results), depth, max_leaf, n_threads)
+                                            sort_results, depth, max_leaf, n_threads)
         if not return_distance:
-            return like_input(ids, x), like_input(offsets, x)
-        return like_input(ids, x), like_input(dist, x), like_input(offsets, x)
+            return like_input(ids, X), like_input(offsets, X)
+        return like_input(ids, X), like_input(dist, X), like_input(offsets, X)
 
     # -- insertion -----------------------------------------------------------------------
     @writes
-    def add(self, points, n_threads: int | None = None):
+    def add(self, X, *, n_threads: int | None = None):
         """Insert points; their ids follow the existing ones.
 
         Ids of earlier points never change. Amortised cost O(log^2 n) per point
@@ -431,10 +434,10 @@ class KDTree:
 
         Parameters
         ----------
-        points : array-like or torch.Tensor, shape (b, d) or (d,)
+        X : array-like or torch.Tensor, shape (b, d) or (d,)
             Finite points with the tree's number of coordinates, converted to
             the tree's dtype. An empty batch changes nothing.
-        n_threads : int or None
+        n_threads : int or None, keyword-only
             Threads for the rebuilds (None: OpenMP's default).
 
         Returns
@@ -442,7 +445,7 @@ class KDTree:
         ndarray of int64, shape (b,)
             The ids given to the new points.
         """
-        batch = _as_points(points, "points", dtype=self._dtype, d=self._d)
+        batch = _as_points(X, "X", dtype=self._dtype, d=self._d)
         n_threads = check_n_threads(n_threads)
         start = self._n
         if batch.shape[0] == 0:
