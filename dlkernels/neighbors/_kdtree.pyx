@@ -436,14 +436,15 @@ def check_tree(const floating[::1] points, const int64_t[::1] perm, const int32_
     return ""
 
 
-def first_nonfinite(const floating[::1] values):
-    """First position that is NaN or infinite, else -1 (float32 and float64 alike)."""
+def first_outside(const floating[::1] values, double bound):
+    """First position whose value is NaN or infinite or beyond ``bound`` in absolute
+    value, else -1 (``bound`` is a power of two, exact in float32 and float64)."""
     cdef Py_ssize_t i, found = -1
-    cdef floating v
+    cdef floating v, b = <floating> bound
     with nogil:
         for i in range(values.shape[0]):
             v = values[i]
-            if v != v or v - v != 0:
+            if not (-b <= v <= b):
                 found = i
                 break
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -10,7 +11,7 @@ from dlkernels._lib.arrays import is_tensor, like_input
 from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.threads import check_n_threads
-from dlkernels._lib.validation import as_array, check_bool, check_count
+from dlkernels._lib.validation import as_array, check_alloc, check_bool, check_count
 from dlkernels.neighbors import _kdtree
 
 __all__ = ["KDTree"]
@@ -18,10 +19,24 @@ __all__ = ["KDTree"]
 # p -> the kernels' code (0 is the maximum norm).
 _P_CODES = {1: 1, 2: 2, np.inf: 0}
 _ARRAY_NAMES = ("points", "perm", "dims", "vals", "boxes")
+_MAX_LEAFSIZE = 2**31 - 1
+
+
+def _coordinate_bound(dtype, d: int) -> float:
+    """Largest absolute coordinate a tree of ``dtype`` in ``d`` dimensions accepts.
+
+    The largest power of two ``B`` with ``16 d B**2 <= finfo(dtype).max``. Two
+    points within ``[-B, B]`` are at most ``4 d B**2`` apart squared, and every
+    partial sum and incremental bound the search forms stays below that (up to
+    rounding, which the factor 4 to spare covers), so no distance overflows.
+    """
+    limit = math.sqrt(float(np.finfo(dtype).max) / (16 * max(d, 1)))
+    return math.ldexp(1.0, math.frexp(limit)[1] - 1)
 
 
 def _as_points(X, name: str, dtype=None, d: int | None = None) -> np.ndarray:
-    """A C-contiguous 2-D float32/float64 array of finite values.
+    """A C-contiguous 2-D float32/float64 array of finite values within the
+    coordinate bound.
 
     Without ``dtype``, float32 stays float32 and anything else real becomes
     float64; with ``dtype``, values are cast to it (and checked after the cast).
@@ -42,12 +57,19 @@ def _as_points(X, name: str, dtype=None, d: int | None = None) -> np.ndarray:
         dtype = np.float32 if arr.dtype == np.float32 else np.float64
     with np.errstate(over="ignore"):  # an overflow to inf is reported just below
         arr = np.ascontiguousarray(arr, dtype=dtype)
-    pos = _kdtree.first_nonfinite(arr.reshape(-1))
+    bound = _coordinate_bound(dtype, arr.shape[1])
+    pos = _kdtree.first_outside(arr.reshape(-1), bound)
     if pos >= 0:
         row, col = divmod(int(pos), arr.shape[1])
-        cast = f" in {np.dtype(dtype).name}" if dtype == np.float32 else ""
-        raise ValueError(f"{name} must be finite{cast}, got {arr[row, col]} at point {row}, "
-                         f"coordinate {col}")
+        value = arr[row, col]
+        where = f"got {value} at point {row}, coordinate {col}"
+        if not np.isfinite(value):
+            cast = f" in {np.dtype(dtype).name}" if dtype == np.float32 else ""
+            raise ValueError(f"{name} must be finite{cast}, {where}")
+        raise ValueError(f"{name} must lie within [-{bound:.6g}, {bound:.6g}] "
+                         f"(+-2**{math.frexp(bound)[1] - 1}) for {np.dtype(dtype).name} points "
+                         f"of {arr.shape[1]} coordinates (farther out, squared distances could "
+                         f"overflow); {where}. Scale the points down")
     return arr
 
 
@@ -58,8 +80,12 @@ def _check_p(p) -> int:
 
 
 def _reduced(r: np.ndarray | float, p_code: int):
-    """Distance -> the kernels' reduced distance (the square for p=2)."""
-    return r * r if p_code == 2 else r
+    """Distance -> the kernels' reduced distance (the square for p=2).
+
+    A square beyond float64 is inf: no bound, as the distance it stands for
+    exceeds every distance of points within the coordinate bound."""
+    with np.errstate(over="ignore"):
+        return r * r if p_code == 2 else r
 
 
 def _check_radius(r, name: str, m: int, one_point: bool) -> np.ndarray:
@@ -133,11 +159,13 @@ class _Tree:
         tree = cls._frame(n, d, leafsize, offset)
         for key, value in arrays.items():
             setattr(tree, key, value)
+        bound = _coordinate_bound(dtype, d)
         for key in ("points", "vals", "boxes"):
-            if np.isnan(getattr(tree, key)).any():
-                raise ValueError(f"NaN in {key}")
-        if _kdtree.first_nonfinite(tree.points) >= 0:
-            raise ValueError("non-finite points")
+            values = getattr(tree, key)
+            pos = _kdtree.first_outside(values, bound)
+            if pos >= 0:
+                what = "NaN" if np.isnan(values[pos]) else f"{values[pos]}, beyond [-{bound}, {bound}],"
+                raise ValueError(f"{what} in {key}")
         problem = _kdtree.check_tree(tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
                                      tree.leaf_start, d)
         if problem:
@@ -187,6 +215,11 @@ class KDTree:
         to float64. The tree holds its own copy, in host memory (a CUDA
         tensor is copied to the host). Query results follow the queries:
         numpy in, numpy out; a tensor in, tensors out on its device.
+        Coordinates must lie within ``[-B, B]``, where ``B`` is the largest
+        power of two with ``16 * d * B**2`` at most the dtype's largest value
+        (``2**61``, about 2.3e18, for float32 points of up to 3 coordinates;
+        2**509, about 1.7e153, for float64): farther apart, squared distances could
+        overflow to infinity and the search could not find the points.
     leafsize : int, default 16, keyword-only
         Most points in a leaf (positive). Leaves hold between about
         ``leafsize / 2`` and ``leafsize`` points (the tree is complete).
@@ -235,9 +268,8 @@ class KDTree:
     """
 
     def __init__(self, X, *, leafsize: int = 16, n_threads: int | None = None):
-        leafsize = check_count(leafsize, "leafsize")
-        if leafsize < 1:
-            raise ValueError(f"leafsize must be a positive int, got {leafsize}")
+        # The bound of the file format; a larger leaf size means one leaf anyway.
+        leafsize = check_count(leafsize, "leafsize", minimum=1, maximum=_MAX_LEAFSIZE)
         n_threads = check_n_threads(n_threads)
         points = _as_points(X, "X")
         if points.shape[0] == 0 or points.shape[1] == 0:
@@ -341,7 +373,8 @@ class KDTree:
         Raises
         ------
         ValueError
-            ``X`` of the wrong dimension or not finite, ``k < 1``, a bad ``p``
+            ``X`` of the wrong dimension, not finite or beyond the coordinate
+            bound (see the class), ``k < 1`` or too large for memory, a bad ``p``
             or a negative or NaN ``distance_upper_bound``.
         TypeError
             ``X`` not real, or ``k`` not an int.
@@ -357,11 +390,16 @@ class KDTree:
                 not isinstance(distance_upper_bound, numbers.Real):
             raise TypeError(f"distance_upper_bound must be a real number, "
                             f"got {type(distance_upper_bound).__name__}")
-        ub = float(distance_upper_bound)
+        try:
+            ub = float(distance_upper_bound)
+        except OverflowError:  # an int beyond float64: no bound at all
+            ub = np.inf if distance_upper_bound > 0 else -np.inf
         if not ub >= 0:
             raise ValueError(f"distance_upper_bound must be non-negative, got {ub}")
         n_threads = check_n_threads(n_threads)
         m = queries.shape[0]
+        # One row of output must fit even without queries: k = 2**40 is refused here.
+        check_alloc(max(m, 1) * k, self._dtype.itemsize + 8, "k")
         dist = np.empty((m, k), dtype=self._dtype)
         idx = np.empty((m, k), dtype=np.int64)
         trees, depth, max_leaf = self._common()
@@ -405,7 +443,8 @@ class KDTree:
         Raises
         ------
         ValueError
-            ``X`` of the wrong dimension or not finite, a negative or NaN ``r``,
+            ``X`` of the wrong dimension, not finite or beyond the coordinate
+            bound, a negative or NaN ``r``,
             or ``r`` of the wrong length, or a bad ``p``.
         TypeError
             ``X`` or ``r`` not real, or a flag not a bool.
@@ -484,8 +523,8 @@ class KDTree:
     @classmethod
     def _from_parts(cls, leafsize: int, d: int, sizes: np.ndarray, dtype, read) -> KDTree:
         """A tree from its header and ``read(key, dtype, shape)`` for each stored array."""
-        if dtype not in (np.float32, np.float64) or leafsize < 1 or d < 1 or sizes.ndim != 1 \
-                or not 1 <= sizes.size <= 64 or (sizes < 1).any():
+        if dtype not in (np.float32, np.float64) or not 1 <= leafsize <= _MAX_LEAFSIZE \
+                or d < 1 or sizes.ndim != 1 or not 1 <= sizes.size <= 64 or (sizes < 1).any():
             raise ValueError(f"an invalid KDTree header (dtype {dtype}, leafsize {leafsize}, "
                              f"d {d}, sizes {sizes.tolist()[:8]})")
         trees, offset = [], 0
@@ -539,7 +578,7 @@ class KDTree:
             (a ValueError) for any other file, a damaged one, or an inconsistent tree.
         """
         with read_archive(path, "KDTree") as archive:
-            leafsize = archive.scalar("leafsize", int, low=1, high=2**31 - 1)
+            leafsize = archive.scalar("leafsize", int, low=1, high=_MAX_LEAFSIZE)
             d = archive.scalar("d", int, low=1, high=2**31 - 1)
             dtype = archive.scalar("dtype", str)
             if dtype not in ("float32", "float64"):
