@@ -12,7 +12,7 @@ from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import as_array, check_alloc, check_bool, check_count
-from dlkernels.neighbors import _kdtree
+from dlkernels.neighbors import _kdtree_build, _kdtree_query
 
 __all__ = ["KDTree"]
 
@@ -58,7 +58,7 @@ def _as_points(X, name: str, dtype=None, d: int | None = None) -> np.ndarray:
     with np.errstate(over="ignore"):  # an overflow to inf is reported just below
         arr = np.ascontiguousarray(arr, dtype=dtype)
     bound = _coordinate_bound(dtype, arr.shape[1])
-    pos = _kdtree.first_outside(arr.reshape(-1), bound)
+    pos = _kdtree_build.first_outside(arr.reshape(-1), bound)
     if pos >= 0:
         row, col = divmod(int(pos), arr.shape[1])
         value = arr[row, col]
@@ -117,7 +117,7 @@ class _Tree:
     def build(cls, data: np.ndarray, leafsize: int, offset: int, n_threads: int) -> _Tree:
         n, d = data.shape
         tree = cls._empty(n, d, leafsize, offset, data.dtype)
-        _kdtree.build(data, tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
+        _kdtree_build.build(data, tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
                       tree.leaf_start, tree.depth, n_threads)
         return tree
 
@@ -126,7 +126,7 @@ class _Tree:
         """A tree's sizes and leaf boundaries, without its arrays."""
         tree = cls()
         tree.n, tree.d, tree.offset = n, d, offset
-        tree.depth = _kdtree.layout(n, leafsize)
+        tree.depth = _kdtree_build.layout(n, leafsize)
         n_leaves = 1 << tree.depth
         tree.leaf_start = np.arange(n_leaves + 1, dtype=np.int64) * n // n_leaves
         return tree
@@ -141,7 +141,7 @@ class _Tree:
     @staticmethod
     def shapes(n: int, d: int, leafsize: int, dtype) -> dict:
         """Shape and dtype of each flat array of a tree of ``n`` points (nothing allocated)."""
-        n_leaves = 1 << _kdtree.layout(n, leafsize)
+        n_leaves = 1 << _kdtree_build.layout(n, leafsize)
         inner = max(n_leaves - 1, 1)
         return {"points": ((n * d,), dtype), "perm": ((n,), np.int64),
                 "dims": ((inner,), np.int32), "vals": ((2 * inner,), dtype),
@@ -162,12 +162,13 @@ class _Tree:
         bound = _coordinate_bound(dtype, d)
         for key in ("points", "vals", "boxes"):
             values = getattr(tree, key)
-            pos = _kdtree.first_outside(values, bound)
+            pos = _kdtree_build.first_outside(values, bound)
             if pos >= 0:
-                what = "NaN" if np.isnan(values[pos]) else f"{values[pos]}, beyond [-{bound}, {bound}],"
+                value = values[pos]
+                what = "NaN" if np.isnan(value) else f"{value}, beyond [-{bound}, {bound}],"
                 raise ValueError(f"{what} in {key}")
-        problem = _kdtree.check_tree(tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
-                                     tree.leaf_start, d)
+        problem = _kdtree_build.check_tree(tree.points, tree.perm, tree.dims, tree.vals,
+                                           tree.boxes, tree.leaf_start, d)
         if problem:
             raise ValueError(f"an inconsistent tree: {problem}")
         return tree
@@ -183,7 +184,7 @@ class _Tree:
     def original(self) -> np.ndarray:
         """The points in id order, shape (n, d)."""
         out = np.empty((self.n, self.d), dtype=self.points.dtype)
-        _kdtree.extract(self.points, self.perm, self.leaf_start, out)
+        _kdtree_build.extract(self.points, self.perm, self.leaf_start, out)
         return out
 
     def arrays(self) -> dict:
@@ -403,8 +404,8 @@ class KDTree:
         dist = np.empty((m, k), dtype=self._dtype)
         idx = np.empty((m, k), dtype=np.int64)
         trees, depth, max_leaf = self._common()
-        _kdtree.knn(trees, queries, k, p_code, _reduced(ub, p_code), dist, idx, depth, max_leaf,
-                    n_threads)
+        _kdtree_query.knn(trees, queries, k, p_code, _reduced(ub, p_code), dist, idx, depth,
+                          max_leaf, n_threads)
         if one:
             dist, idx = dist[0], idx[0]
         return like_input(dist, X), like_input(idx, X)
@@ -456,8 +457,9 @@ class KDTree:
         p_code = _check_p(p)
         n_threads = check_n_threads(n_threads)
         trees, depth, max_leaf = self._common()
-        ids, dist, offsets = _kdtree.radius(trees, queries, p_code, _reduced(radii, p_code),
-                                            sort_results, depth, max_leaf, n_threads)
+        ids, dist, offsets = _kdtree_query.radius(trees, queries, p_code,
+                                                  _reduced(radii, p_code), sort_results, depth,
+                                                  max_leaf, n_threads)
         if not return_distance:
             return like_input(ids, X), like_input(offsets, X)
         return like_input(ids, X), like_input(dist, X), like_input(offsets, X)
