@@ -739,7 +739,8 @@ class TestExtremeValues:
         tree = KDTree(uniform(rng, 50, 3))
         for call, name in [(lambda: tree.query(half), "X has a dtype"),
                            (lambda: tree.query_radius(half, 0.1), "X has a dtype"),
-                           (lambda: tree.query_radius(np.zeros((4, 3)), half[:, 0]), "r has a dtype"),
+                           (lambda: tree.query_radius(np.zeros((4, 3)), half[:, 0]),
+                            "r has a dtype"),
                            (lambda: tree.add(half), "X has a dtype")]:
             assert_raises_unchanged(tree, call, TypeError, name)
 
