@@ -88,23 +88,30 @@ cdef inline void heap_sort(heap_key *keys, heap_id *ids, Py_ssize_t size) noexce
         heap_sift_down(keys, ids, size, 0, k, t)
 
 
-cdef inline void sort_pairs(heap_key *keys, heap_id *ids, Py_ssize_t n) noexcept nogil:
-    """Sort any ``n`` pairs ascending: an insertion sort when short, else heapify and
-    :func:`heap_sort` (O(n log n) whatever the input)."""
+cdef inline void insertion_sort_pairs(heap_key *keys, heap_id *ids, Py_ssize_t n) noexcept nogil:
+    """Sort ``n`` pairs ascending by insertion: O(n) on pairs that are nearly in order
+    already, O(n**2) at worst, so for short or nearly sorted runs only."""
     cdef Py_ssize_t i, j
     cdef heap_key k
     cdef heap_id t
+    for i in range(1, n):
+        k = keys[i]
+        t = ids[i]
+        j = i
+        while j > 0 and pair_before(k, t, keys[j - 1], ids[j - 1]):
+            keys[j] = keys[j - 1]
+            ids[j] = ids[j - 1]
+            j -= 1
+        keys[j] = k
+        ids[j] = t
+
+
+cdef inline void sort_pairs(heap_key *keys, heap_id *ids, Py_ssize_t n) noexcept nogil:
+    """Sort any ``n`` pairs ascending: by insertion when short, else heapify and
+    :func:`heap_sort` (O(n log n) whatever the input)."""
+    cdef Py_ssize_t i
     if n <= 32:
-        for i in range(1, n):
-            k = keys[i]
-            t = ids[i]
-            j = i
-            while j > 0 and pair_before(k, t, keys[j - 1], ids[j - 1]):
-                keys[j] = keys[j - 1]
-                ids[j] = ids[j - 1]
-                j -= 1
-            keys[j] = k
-            ids[j] = t
+        insertion_sort_pairs(keys, ids, n)
         return
     i = n // 2
     while i > 0:

@@ -16,7 +16,7 @@ from libc.math cimport INFINITY, sqrt
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc, realloc
 
-from dlkernels._lib._heap cimport heap_sift_down, heap_sort, pair_before, sort_pairs
+from dlkernels._lib._heap cimport heap_sift_down, heap_sort, insertion_sort_pairs, sort_pairs
 
 ctypedef fused floating:
     float
@@ -227,9 +227,7 @@ cdef void finish_knn(Search *s, floating *out_d, int64_t *out_i,
     of ``width >= s.k`` results, padded with inf / -1."""
     cdef floating *kd = <floating *> s.kd
     cdef int64_t *ki = s.ki
-    cdef Py_ssize_t k = s.k, i, j
-    cdef floating dv
-    cdef int64_t iv
+    cdef Py_ssize_t k = s.k, i
     if s.heap:
         heap_sort(kd, ki, k)  # padding (bound, -1) sorts last: real results are < bound
     for i in range(k):
@@ -237,19 +235,10 @@ cdef void finish_knn(Search *s, floating *out_d, int64_t *out_i,
             kd[i] = INFINITY
         elif s.p == P_TWO:
             kd[i] = sqrt(kd[i])
-    # Insertion sort by (distance, id). The array is sorted by distance already (the
-    # square root keeps the order but may round distinct values together), so this
+    # Order by (distance, id). The array is sorted by distance already (the square
+    # root keeps the order but may round distinct values together), so insertion
     # only orders ties, in O(k) when there are few.
-    for i in range(1, k):
-        dv = kd[i]
-        iv = ki[i]
-        j = i
-        while j > 0 and pair_before(dv, iv, kd[j - 1], ki[j - 1]):
-            kd[j] = kd[j - 1]
-            ki[j] = ki[j - 1]
-            j -= 1
-        kd[j] = dv
-        ki[j] = iv
+    insertion_sort_pairs(kd, ki, k)
     for i in range(k):
         out_d[i] = kd[i]
         out_i[i] = ki[i]
