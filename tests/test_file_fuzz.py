@@ -32,6 +32,12 @@ def _kdtree():
     return tree
 
 
+def _kdtree32():
+    tree = KDTree(_POINTS[:150].astype(np.float32), leafsize=4)
+    tree.add(_POINTS[150:].astype(np.float32))
+    return tree
+
+
 def _lsh():
     index = LSHIndex(3, metric="l2", n_tables=4, n_bits=6, rng=0)
     index.add(_POINTS)
@@ -64,6 +70,10 @@ FORMATS = {
     "NegativeSampler": (lambda: NegativeSampler(_rng.integers(0, 9, 64)), NegativeSampler.load,
                         lambda o: o.probabilities),
     "KDTree": (_kdtree, KDTree.load, lambda o: o.query(_POINTS[:5], k=3)[1]),
+    # float32 arrays, and a tree of one leaf (no inner nodes: dims and vals unused)
+    "KDTree-float32": (_kdtree32, KDTree.load, lambda o: o.query(_POINTS[:5], k=3)[1]),
+    "KDTree-one-leaf": (lambda: KDTree(_POINTS[:7]), KDTree.load,
+                        lambda o: o.query(_POINTS[:5], k=3)[1]),
     "LSHIndex": (_lsh, LSHIndex.load, lambda o: o.vectors),
     "Graph": (lambda: _GRAPH, Graph.load, lambda o: o.to_scipy().toarray()),
     "SkipGram": (_skipgram, SkipGram.load, lambda o: o.vectors),
