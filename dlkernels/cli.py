@@ -72,9 +72,9 @@ def _load_module(path: str, trust: bool):
 
     if trust:
         return torch.load(path, map_location="cpu", weights_only=False)
-    from dlkernels.compress.storage import _ARCH
+    from dlkernels.compress._arch import LAYERS
 
-    allowed = [getattr(torch.nn, name) for name in _ARCH]
+    allowed = [getattr(torch.nn, name) for name in LAYERS]
     allowed.append(torch.nn.Sequential)
     with torch.serialization.safe_globals(allowed):
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -105,7 +105,7 @@ def rans_encode(const int64_t[::1] symbols, const int64_t[::1] seg_end,
                 x = ((x // f) << bits) + (x % f) + cum[s]
         for i in range(4):
             ptr -= 1
-            out[ptr] = (x >> (8 * (3 - i))) & 0xFF
+            out[ptr] = (x >> (8 * i)) & 0xFF
     return buf[ptr:].tobytes()
 
 
