@@ -270,12 +270,11 @@ def load_compressed(path, model=None) -> torch.nn.Module:
     Raises
     ------
     dlkernels.FileFormatError
-        (a ``ValueError``) If the file is truncated or corrupt (CRC, magic,
-        lengths), from a newer format, declares more than it holds, or names
-        a layer or argument the format does not allow.
-    ValueError
-        If the file holds no architecture and no ``model`` was given, or does
-        not match ``model``; ``model`` is unchanged then.
+        (a ``ValueError`` naming the file) If the file is truncated or corrupt
+        (CRC, magic, lengths), from a newer format, declares more than it
+        holds, names a layer or argument the format does not allow, holds no
+        architecture and no ``model`` was given, or does not match ``model``;
+        ``model`` is unchanged then.
 
     Notes
     -----
@@ -293,8 +292,8 @@ def load_compressed(path, model=None) -> torch.nn.Module:
         raise FileFormatError(path, f"not a valid compressed model: {exc}") from None
     if model is None:
         if spec is None:
-            raise ValueError(f"{path} holds no architecture (not an nn.Sequential of known "
-                             f"layers): pass a skeleton with model=...")
+            raise FileFormatError(path, "holds no architecture (not an nn.Sequential of known "
+                                        "layers): pass a skeleton with model=...")
         try:
             return _arch.build(spec, state)
         except (_arch.ArchError, RuntimeError, ValueError, TypeError) as exc:
@@ -302,10 +301,11 @@ def load_compressed(path, model=None) -> torch.nn.Module:
     target = model.state_dict()
     if set(target) != set(state):
         missing, extra = sorted(set(target) - set(state)), sorted(set(state) - set(target))
-        raise ValueError(f"model does not match {path}: missing {missing[:5]}, unexpected {extra[:5]}")
+        raise FileFormatError(path, f"model does not match the file: missing {missing[:5]}, "
+                                    f"unexpected {extra[:5]}")
     for name, t in state.items():
         if tuple(target[name].shape) != tuple(t.shape):
-            raise ValueError(f"model does not match {path}: {name} has shape "
-                             f"{tuple(target[name].shape)}, the file {tuple(t.shape)}")
+            raise FileFormatError(path, f"model does not match the file: {name} has shape "
+                                        f"{tuple(target[name].shape)}, the file {tuple(t.shape)}")
     model.load_state_dict(state)
     return model
