@@ -57,8 +57,11 @@ def _gamma_bits(values: np.ndarray) -> np.ndarray:
     return 2 * np.floor(np.log2(values.astype(np.float64) + 1)).astype(np.int64) + 1
 
 
-def _eg_bits(freq: np.ndarray, k: int) -> int:
-    return int(_gamma_bits(freq[:-1] >> k).sum()) + k * (freq.size - 1)
+def _eg_bits(freq: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Bits of the frequency table (all but the last, implied) at each exp-Golomb order ``k``."""
+    shifted = freq[None, :-1] >> k[:, None]
+    gamma = 2 * np.floor(np.log2(shifted + 1.0)).astype(np.int64) + 1
+    return gamma.sum(axis=1) + k * (freq.size - 1)
 
 
 def _normalise(counts: np.ndarray, scale: int) -> np.ndarray:
@@ -89,13 +92,16 @@ def _rans_option(counts: np.ndarray) -> tuple[float, np.ndarray, int, int, int]:
     n_present = int((counts > 0).sum())
     best = None
     lo = max(1, int(np.ceil(np.log2(n_present))))
-    for scale in range(lo, MAX_SCALE + 1):
+    # Past about twice the count's resolution, finer frequencies only grow the table.
+    hi = min(MAX_SCALE, max(lo, int(np.ceil(np.log2(counts.sum()))) + 1))
+    used = counts > 0
+    for scale in range(lo, hi + 1):
         freq = _normalise(counts, scale)
-        used = counts > 0
         data = float((counts[used] * (scale - np.log2(freq[used]))).sum())
-        k, table = min(((k, _eg_bits(freq, k)) for k in range(0, min(scale, 15) + 1)),
-                       key=lambda kt: kt[1])
-        table += 8  # scale and k, 4 bits each
+        orders = np.arange(0, min(scale, 15) + 1)
+        sizes = _eg_bits(freq, orders)
+        k = int(np.argmin(sizes))
+        table = int(sizes[k]) + 8  # plus scale and k, 4 bits each
         total = data + table
         if best is None or total < best[0]:
             best = (total, freq, scale, k, table)

@@ -11,9 +11,11 @@ from sensitivity curves. Here they are chosen from measurements:
    loss increase whose file fits the budget: an exact multiple-choice
    knapsack over the layers' Pareto fronts (size, loss).
 3. **Pruning in steps** toward the chosen shares (the kept share shrinks
-   geometrically), fine-tuning with :func:`fine_tune` after each step; then
-   quantizing at the chosen bits, fine-tuning the codebooks, and rounding them
-   to the fewest mantissa bits that leave the loss where it was
+   geometrically), fine-tuning with :func:`fine_tune` after each step; before
+   each later step, steps 1 and 2 run again on the fine-tuned model (it has
+   adapted, so its sensitivities have changed), with no layer pruned less than
+   it is. Then quantizing at the chosen bits, fine-tuning the codebooks, and
+   rounding them to the fewest mantissa bits that leave the loss where it was
    (:func:`round_codebooks`).
 4. **Check.** The file is encoded; while it is above the budget, the layer
    whose next option saves bytes at the least loss is pruned further and the
@@ -94,8 +96,9 @@ def _loss(model, batches, loss_fn) -> float:
     return total / count
 
 
-def _layer_bytes(weight: torch.Tensor, amount: float, bits: int, mantissa_bits: int) -> tuple:
-    """(section bytes, pruned-and-quantized weight) of one layer under one option."""
+def _layer_bytes(weight: torch.Tensor, amount: float, bits: int, mantissa_bits: int | None) -> tuple:
+    """(section bytes, pruned-and-quantized weight) of one layer under one option; the
+    codebook rounded to ``mantissa_bits`` (None: as k-means leaves it)."""
     from dlkernels.cluster import kmeans_1d
     from dlkernels.compress._format2 import encode_tensor
 
@@ -112,7 +115,9 @@ def _layer_bytes(weight: torch.Tensor, amount: float, bits: int, mantissa_bits: 
     if nz.size:
         k = min(2**bits - 1, np.unique(values[nz]).size)
         res = kmeans_1d(values[nz], k, method="lloyd", init="linear")
-        codebook = _round(np.asarray(res.centers, dtype=np.float64), mantissa_bits)
+        codebook = np.asarray(res.centers, dtype=np.float64)
+        if mantissa_bits is not None:
+            codebook = _round(codebook, mantissa_bits)
         index[nz] = np.asarray(res.labels) + 1
     dtype = weight.dtype
     book = torch.as_tensor(codebook, dtype=dtype)
@@ -195,7 +200,7 @@ def _fixed_bytes(model, chosen, bias_bits) -> int:
 
 
 def choose_bits(model, budget_bytes: int, eval_batches, *, layers=None, bits_options=range(2, 9),
-                bias_bits=None, loss_fn=None, mantissa_bits: int = 7, progress: bool = False) -> dict:
+                bias_bits=None, loss_fn=None, progress: bool = False) -> dict:
     """Index bits per layer for a file of at most ``budget_bytes`` (no pruning), by sensitivity.
 
     Used by :func:`dlkernels.compress.quantize` with ``budget_bytes``.
@@ -209,7 +214,7 @@ def choose_bits(model, budget_bytes: int, eval_batches, *, layers=None, bits_opt
     per_layer = []
     for (name, _), share in zip(chosen, current):
         opts = _options(model, [(name, None)], [share], list(bits_options), eval_batches,
-                        loss_fn, mantissa_bits, progress)[0]
+                        loss_fn, None, progress)[0]
         per_layer.append(opts)
     best = _allocate([[(size, loss, b) for size, loss, _, b in opts] for opts in per_layer],
                      budget_bytes - fixed)
@@ -327,23 +332,43 @@ def compress_to_size(model, batches, *, budget_bytes: int | None = None,
     eval_batches = batches if eval_batches is None else eval_batches
     mantissa_bits = 7
     fixed = _fixed_bytes(model, chosen, bias_bits)
-    per_layer = _options(model, chosen, amounts, bits_options, eval_batches, loss_fn,
-                         mantissa_bits, progress)
-    best = _allocate([[(size, loss, (a, b)) for size, loss, a, b in opts] for opts in per_layer],
-                     int(budget_bytes * (1 - margin)) - fixed)
-    if best is None:
-        smallest = fixed + sum(min(o[0] for o in opts) for opts in per_layer)
-        raise ValueError(f"budget_bytes={budget_bytes} is below the smallest file the options "
-                         f"give ({smallest} bytes): allow larger amounts or fewer bits")
-    plan = dict(zip((name for name, _ in chosen), best[2]))
+    room = int(budget_bytes * (1 - margin)) - fixed
+    names = [name for name, _ in chosen]
+
+    def allocate(floor):
+        """Measure the options on the model as it is now; the best plan, or a ValueError."""
+        grid = [sorted({a for a in amounts if a >= floor[name]} | {floor[name]}) for name in names]
+        per_layer = [_options(model, [(name, None)], g, bits_options, eval_batches, loss_fn,
+                              mantissa_bits, progress)[0] for name, g in zip(names, grid)]
+        best = _allocate([[(size, loss, (a, b)) for size, loss, a, b in opts]
+                          for opts in per_layer], room)
+        if best is None:
+            smallest = fixed + sum(min(o[0] for o in opts) for opts in per_layer)
+            raise ValueError(f"budget_bytes={budget_bytes} is below the smallest file the "
+                             f"options give ({smallest} bytes): allow larger amounts or "
+                             f"fewer bits")
+        return dict(zip(names, best[2])), per_layer, best[1]
+
+    plan, per_layer, predicted = allocate({name: 0.0 for name in names})
     result = Allocation(budget_bytes=budget_bytes, float32_bytes=float32_bytes,
-                        predicted_loss=best[1])
+                        predicted_loss=predicted)
     snapshot = copy.deepcopy(model)
     for round_ in range(max_rounds + 1):
-        if round_:   # start again from the trained model
+        if round_:   # start again from the trained model, with the tightened plan
             _dequantize_and_unmask(model)
             model.load_state_dict(snapshot.state_dict())
-        _prune_in_steps(model, plan, batches, loss_fn, steps, epochs, lr, result, prune_magnitude)
+        for step in range(steps):
+            if step and not round_:
+                # Sensitivities change as the model adapts: measure again, prune no less.
+                plan, per_layer, result.predicted_loss = allocate(_pruned_shares(model, chosen))
+            current = _pruned_shares(model, chosen)
+            for name, (amount, _) in plan.items():
+                # The kept share shrinks geometrically over the remaining steps.
+                kept_now, kept_goal = 1.0 - current[name], 1.0 - amount
+                kept = kept_now * (kept_goal / kept_now) ** (1.0 / (steps - step))
+                if kept < kept_now:
+                    prune_magnitude(model, 1.0 - kept, scope="layer", layers=[name])
+            result.losses += fine_tune(model, batches, loss_fn, epochs=epochs, lr=lr)
         for name, (_, b) in plan.items():
             quantize(model, bits=b, layers=[name], bias_bits=bias_bits)
         result.losses += fine_tune(model, batches, loss_fn, epochs=epochs, lr=codebook_lr)
@@ -361,14 +386,10 @@ def compress_to_size(model, batches, *, budget_bytes: int | None = None,
     return result
 
 
-def _prune_in_steps(model, plan, batches, loss_fn, steps, epochs, lr, result, prune_magnitude):
-    for step in range(1, steps + 1):
-        for name, (amount, _) in plan.items():
-            if amount > 0:
-                # The kept share shrinks geometrically: 1 -> (1 - amount) over the steps.
-                share = 1.0 - (1.0 - amount) ** (step / steps)
-                prune_magnitude(model, share, scope="layer", layers=[name])
-        result.losses += fine_tune(model, batches, loss_fn, epochs=epochs, lr=lr)
+def _pruned_shares(model, chosen) -> dict:
+    """Share of each chosen layer's weights that are zero now."""
+    modules = dict(model.named_modules())
+    return {name: float((modules[name].weight.detach() == 0).float().mean()) for name, _ in chosen}
 
 
 def _round_codebooks(model, eval_batches, loss_fn, round_codebooks) -> int:
