@@ -292,11 +292,12 @@ def compress_to_size(model, batches, *, budget_bytes: int | None = None,
     --------
     >>> import torch
     >>> from dlkernels.compress import compress_to_size
-    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-    <torch._C.Generator object at ...>
-    >>> model = torch.nn.Sequential(torch.nn.Linear(20, 40), torch.nn.ReLU(), torch.nn.Linear(40, 3))
-    >>> X = torch.randn(256, 20); y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long()
-    >>> result = compress_to_size(model, [(X, y)], target_ratio=8, epochs=5)
+    >>> _ = torch.manual_seed(0)
+    >>> X = torch.randn(512, 16)
+    >>> y = (X[:, :3].sum(1) > 0).long()
+    >>> model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+    >>> batches = [(X[i:i + 64], y[i:i + 64]) for i in range(0, 512, 64)]
+    >>> result = compress_to_size(model, batches, target_ratio=8, epochs=3, steps=2)
     >>> result.ratio >= 8
     True
     """
