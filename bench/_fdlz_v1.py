@@ -11,6 +11,8 @@ import zlib
 import numpy as np
 import torch
 
+from dlkernels.compress._arch import describe
+from dlkernels.compress._streams import gap_symbols as _gap_symbols
 from dlkernels.compress.storage import _dense_names
 from dlkernels.huffman import code_lengths, huffman_encode
 
@@ -55,15 +57,6 @@ def _huffman_size(meta: dict) -> int:
 
 
 # -- positions of the kept weights -------------------------------------------------
-def _gap_symbols(positions: np.ndarray, cap: int) -> np.ndarray:
-    gaps = np.diff(positions, prepend=-1) - 1
-    skips = gaps // cap
-    ends = np.cumsum(skips + 1) - 1
-    symbols = np.full(int(ends[-1]) + 1 if ends.size else 0, cap, dtype=np.int64)
-    symbols[ends] = gaps % cap
-    return symbols
-
-
 def _positions(positions: np.ndarray) -> tuple[dict, list[bytes]]:
     best = None
     for cap in _CAPS:
@@ -116,56 +109,6 @@ def _encode_quantized(codebook: torch.Tensor, index: torch.Tensor) -> tuple[dict
     return min(best, plain, key=lambda option: sum(map(len, option[1])))
 
 
-_DTYPES = {str(d).removeprefix("torch."): d for d in (
-    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8,
-    torch.int16, torch.int32, torch.int64, torch.bool)}
-
-
-# -- architecture ------------------------------------------------------------------
-_ARCH = {
-    "Linear": lambda m, bias: {"in_features": m.in_features, "out_features": m.out_features,
-                               "bias": bias},
-    "Conv1d": None, "Conv2d": None,  # filled below
-    "BatchNorm1d": lambda m, bias: {"num_features": m.num_features, "eps": m.eps,
-                                    "momentum": m.momentum, "affine": m.affine,
-                                    "track_running_stats": m.track_running_stats},
-    "ReLU": lambda m, bias: {}, "Tanh": lambda m, bias: {}, "Sigmoid": lambda m, bias: {},
-    "Identity": lambda m, bias: {}, "SiLU": lambda m, bias: {},
-    "GELU": lambda m, bias: {"approximate": m.approximate},
-    "LeakyReLU": lambda m, bias: {"negative_slope": m.negative_slope},
-    "Dropout": lambda m, bias: {"p": m.p},
-    "Flatten": lambda m, bias: {"start_dim": m.start_dim, "end_dim": m.end_dim},
-    "Softmax": lambda m, bias: {"dim": m.dim}, "LogSoftmax": lambda m, bias: {"dim": m.dim},
-    "MaxPool2d": lambda m, bias: {"kernel_size": m.kernel_size, "stride": m.stride,
-                                  "padding": m.padding},
-    "AvgPool2d": lambda m, bias: {"kernel_size": m.kernel_size, "stride": m.stride,
-                                  "padding": m.padding},
-}
-_ARCH["BatchNorm2d"] = _ARCH["BatchNorm1d"]
-_ARCH["Conv1d"] = _ARCH["Conv2d"] = lambda m, bias: {
-    "in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": m.kernel_size,
-    "stride": m.stride, "padding": m.padding, "dilation": m.dilation, "groups": m.groups,
-    "bias": bias, "padding_mode": m.padding_mode}
-
-
-def _architecture(module, prefix: str, names: set):
-    """JSON description of a Sequential of known layers, or None."""
-    kind = type(module).__name__
-    if type(module) is torch.nn.Sequential:
-        children = []
-        for name, child in module.named_children():
-            spec = _architecture(child, f"{prefix}{name}.", names)
-            if spec is None:
-                return None
-            children.append([name, spec])
-        return ["Sequential", children]
-    describe = _ARCH.get(kind)
-    if describe is None or type(module) is not getattr(torch.nn, kind):
-        return None
-    return [kind, describe(module, f"{prefix}bias" in names)]
-
-
-# -- whole models ------------------------------------------------------------------
 def encode_model(model) -> tuple[bytes, int]:
     """The format-1 file for ``model`` and the size of its header (prefix, zlib JSON, CRC)."""
     tensors = _dense_names(model)
@@ -181,7 +124,7 @@ def encode_model(model) -> tuple[bytes, int]:
         meta.update(name=name, shape=list(shape), dtype=str(dtype).removeprefix("torch."))
         payload += parts
         entries.append(meta)
-    header = {"arch": _architecture(model, "", set(tensors)), "tensors": entries}
+    header = {"arch": describe(model, "", set(tensors)), "tensors": entries}
     head = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head + b"".join(payload)
     return body + _CRC.pack(zlib.crc32(body)), _PREFIX.size + len(head) + _CRC.size

@@ -168,19 +168,27 @@ def _crafted(data: bytes):
 @pytest.mark.parametrize("name", sorted(FORMATS))
 def test_crafted_sizes_are_refused_quickly_and_without_allocating(saved, tmp_path, name):
     data, expected = saved[name]
-    for what, crafted in _crafted(data):
-        tracemalloc.start()
-        started = time.perf_counter()
+
+    def attempt(crafted):
         try:
             _load_or_refuse(name, crafted, tmp_path, expected)
         except AssertionError:
             pass  # a legal but different value (a count of 2**40) loads a different object
-        finally:
-            seconds = time.perf_counter() - started
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
+
+    for what, crafted in _crafted(data):
+        _, seconds, peak = _measured(attempt, crafted)
         assert seconds < 1.0, f"{what}: {seconds:.2f} s"
         assert peak < 100 * 2**20, f"{what}: {peak / 2**20:.0f} MB"
+
+
+def _measured(fn, *args):
+    """(result, seconds, peak traced bytes) of ``fn(*args)``."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        return fn(*args), time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
@@ -274,14 +282,7 @@ def test_fdlz_crafted_bytes_are_refused_quickly_and_without_allocating(fdlz_file
         for value in (0x00, 0xFF, body[pos] ^ 0x10):
             crafted = bytearray(body)
             crafted[pos] = value
-            tracemalloc.start()
-            started = time.perf_counter()
-            try:
-                ok = _fdlz_try(_recrc(bytes(crafted)), tmp_path, skeleton)
-            finally:
-                seconds = time.perf_counter() - started
-                peak = tracemalloc.get_traced_memory()[1]
-                tracemalloc.stop()
+            ok, seconds, peak = _measured(_fdlz_try, _recrc(bytes(crafted)), tmp_path, skeleton)
             assert seconds < 1.0, f"byte {pos} = {value}: {seconds:.2f} s"
             assert peak < 100 * 2**20, f"byte {pos} = {value}: {peak / 2**20:.0f} MB"
             loaded += ok
@@ -299,12 +300,7 @@ def test_fdlz_crafted_sizes_are_refused(tmp_path):
         body = b"FDLZ\x02" + header + b"\x01\x00"      # one raw tensor's meta, no values
         path = tmp_path / "s.fdlz"
         path.write_bytes(_recrc(body))
-        tracemalloc.start()
-        started = time.perf_counter()
-        try:
-            with pytest.raises(FileFormatError, match="s.fdlz"):
-                load_compressed(path)
-        finally:
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
-        assert time.perf_counter() - started < 1.0 and peak < 100 * 2**20, shape
+        with pytest.raises(FileFormatError, match="s.fdlz"):
+            _measured(load_compressed, path)
+        _, seconds, peak = _measured(_fdlz_try, _recrc(body), tmp_path, None)
+        assert seconds < 1.0 and peak < 100 * 2**20, shape

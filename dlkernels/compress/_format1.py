@@ -20,6 +20,7 @@ import zlib
 import numpy as np
 
 from dlkernels.compress._bits import ByteReader, Corrupt
+from dlkernels.compress._streams import positions_of
 from dlkernels.huffman import MAX_CODE_LENGTH, huffman_decode
 
 __all__ = ["decode_v1"]
@@ -85,14 +86,7 @@ def _read_positions(meta: dict, n: int, nnz: int, reader: ByteReader) -> np.ndar
     cap = _int(meta, "cap", 2, _MAX_CAP)
     # Each skip symbol stands for `cap` zeros: no more than nnz + n // cap symbols.
     count = _int(meta, "c", 0, nnz + n // cap)
-    symbols = _read_huffman(meta, reader, count)
-    if (symbols > cap).any():
-        raise Corrupt("a gap symbol lies past its cap")
-    step = np.where(symbols == cap, cap, symbols + 1)
-    pos = (np.cumsum(step) - 1)[symbols != cap]
-    if pos.size != nnz or (pos.size and pos[-1] >= n):
-        raise Corrupt("the positions of kept weights do not fit the tensor")
-    return pos
+    return positions_of(_read_huffman(meta, reader, count), cap, n, nnz)
 
 
 def _tensor(meta: dict, reader: ByteReader, dtypes: dict, budget) -> tuple[str, np.ndarray, str]:

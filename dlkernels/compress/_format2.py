@@ -34,7 +34,8 @@ import numpy as np
 
 from dlkernels.compress import _arch
 from dlkernels.compress._bits import BitReader, BitWriter, ByteReader, Corrupt, varint
-from dlkernels.compress._streams import choose, decode_streams, plan, read_table, write_streams, write_table
+from dlkernels.compress._streams import (choose, decode_streams, gap_symbols, plan, positions_of,
+                                         read_table, write_streams, write_table)
 
 __all__ = ["encode_tensor", "encode_header", "decode_v2", "DTYPES", "KINDS"]
 
@@ -103,26 +104,6 @@ def _read_floats(r: BitReader, count: int, storage, layout) -> np.ndarray:
 
 
 # -- positions -----------------------------------------------------------------------
-def _gap_symbols(positions: np.ndarray, cap: int) -> np.ndarray:
-    """Zeros skipped before each kept weight, as symbols < cap, with `cap` = "skip cap"."""
-    gaps = np.diff(positions, prepend=-1) - 1
-    skips = gaps // cap
-    ends = np.cumsum(skips + 1) - 1
-    symbols = np.full(int(ends[-1]) + 1 if ends.size else 0, cap, dtype=np.int64)
-    symbols[ends] = gaps % cap
-    return symbols
-
-
-def _positions_of(symbols: np.ndarray, cap: int, n: int, nnz: int) -> np.ndarray:
-    if (symbols > cap).any() or (symbols < 0).any():
-        raise Corrupt("a gap symbol lies past its cap")
-    step = np.where(symbols == cap, cap, symbols + 1)
-    pos = (np.cumsum(step) - 1)[symbols != cap]
-    if pos.size != nnz or (pos.size and pos[-1] >= n):
-        raise Corrupt("the positions of kept weights do not fit the tensor")
-    return pos
-
-
 def _caps(positions: np.ndarray):
     """Caps worth trying: up to the first one above the longest gap."""
     longest = int(np.diff(positions, prepend=-1).max()) if positions.size else 0
@@ -163,7 +144,7 @@ def _best_positions(positions: np.ndarray):
     """(cap, gap symbols, coder options) of the cap with the fewest bits."""
     best = None
     for cap in _caps(positions):
-        symbols = _gap_symbols(positions, cap)
+        symbols = gap_symbols(positions, cap)
         options = plan(symbols, cap + 1)
         bits = min(s.cost_bits for s in options)
         if best is None or bits < best[3]:
@@ -223,7 +204,7 @@ def _encode_quantized(codebook: np.ndarray, index: np.ndarray, dtype_name: str) 
         for cap in _caps(nz):
             if cap * k + 1 > _MAX_ALPHABET:
                 break
-            gaps = _gap_symbols(nz, cap)
+            gaps = gap_symbols(nz, cap)
             joint = np.full(gaps.size, cap * k, dtype=np.int64)
             kept = gaps != cap
             joint[kept] = gaps[kept] * k + values
@@ -425,7 +406,7 @@ def _decode_tensor(reader: ByteReader, n: int, dtype_code: int) -> np.ndarray:
     huff_bits = sum(s.n_bits for s in streams if s.coder == "huffman")
     symbols = decode_streams(streams, reader.take((huff_bits + 7) // 8), reader.take(rans_len))
     if kind == 1:
-        pos = _positions_of(symbols[0], cap, n, nnz)
+        pos = positions_of(symbols[0], cap, n, nnz)
         flat = np.zeros(n, dtype=storage)
         flat[pos] = np.frombuffer(reader.take(nnz * itemsize), dtype=storage)
         return flat
@@ -434,13 +415,13 @@ def _decode_tensor(reader: ByteReader, n: int, dtype_code: int) -> np.ndarray:
     elif kind == 3:
         index = np.zeros(n, dtype=np.int64)
         if nnz:
-            index[_positions_of(symbols[0], cap, n, nnz)] = symbols[1] + 1
+            index[positions_of(symbols[0], cap, n, nnz)] = symbols[1] + 1
     else:
         joint = symbols[0]
         skip = joint == cap * k
         gaps = np.where(skip, cap, joint // k)
         index = np.zeros(n, dtype=np.int64)
-        index[_positions_of(gaps, cap, n, nnz)] = joint[~skip] % k + 1
+        index[positions_of(gaps, cap, n, nnz)] = joint[~skip] % k + 1
     if index.size and int(index.max()) > k:
         raise Corrupt("an index points past its codebook")
     return np.concatenate([np.zeros(1, dtype=storage), codebook])[index]

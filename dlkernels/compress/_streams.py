@@ -25,7 +25,8 @@ from dlkernels._lib._entropy import (ERR_END, rans_decode, rans_encode)
 from dlkernels.compress._bits import BitReader, BitWriter, Corrupt
 from dlkernels.huffman import MAX_CODE_LENGTH, code_lengths, huffman_decode, huffman_encode
 
-__all__ = ["Stream", "plan", "write_streams", "read_table", "decode_streams", "CODERS"]
+__all__ = ["Stream", "plan", "choose", "write_table", "write_streams", "read_table",
+           "decode_streams", "gap_symbols", "positions_of", "CODERS"]
 
 CODERS = ("one", "huffman", "rans")
 MAX_SCALE = 16            # rANS frequencies sum to 2**scale, scale <= 16 (byte-wise rANS)
@@ -202,6 +203,27 @@ def read_table(r: BitReader, alphabet: int, count: int) -> Stream:
             raise Corrupt("a rANS table with fewer than two symbols")
         s.freq = freq
     return s
+
+
+# -- positions of kept weights ------------------------------------------------------
+def gap_symbols(positions: np.ndarray, cap: int) -> np.ndarray:
+    """Zeros skipped before each kept weight, as symbols < cap, with `cap` = "skip cap"."""
+    gaps = np.diff(positions, prepend=-1) - 1
+    skips = gaps // cap
+    ends = np.cumsum(skips + 1) - 1
+    symbols = np.full(int(ends[-1]) + 1 if ends.size else 0, cap, dtype=np.int64)
+    symbols[ends] = gaps % cap
+    return symbols
+
+
+def positions_of(symbols: np.ndarray, cap: int, n: int, nnz: int) -> np.ndarray:
+    if (symbols > cap).any() or (symbols < 0).any():
+        raise Corrupt("a gap symbol lies past its cap")
+    step = np.where(symbols == cap, cap, symbols + 1)
+    pos = (np.cumsum(step) - 1)[symbols != cap]
+    if pos.size != nnz or (pos.size and pos[-1] >= n):
+        raise Corrupt("the positions of kept weights do not fit the tensor")
+    return pos
 
 
 # -- coding ------------------------------------------------------------------------
