@@ -38,7 +38,8 @@ from dlkernels.compress.fine_tune import fine_tune
 __all__ = ["compress_to_size", "Allocation", "AMOUNTS", "choose_bits"]
 
 # Shares pruned per layer that the allocation chooses among.
-AMOUNTS = (0.0, 0.5, 0.7, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99)
+AMOUNTS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.84, 0.87, 0.89, 0.9, 0.91, 0.92, 0.93, 0.94,
+           0.945, 0.95, 0.955, 0.96, 0.965, 0.97, 0.975, 0.98, 0.985, 0.99)
 _WEIGHTED = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 _MAX_FRONT = 4096      # Pareto points kept while merging layers (the front is rarely this long)
 
