@@ -1,8 +1,8 @@
 """Bit allocation: compress_to_size and quantize(budget_bytes=...)."""
 
+import copy
 import itertools
 
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -96,7 +96,7 @@ def test_bad_requests_leave_the_model_alone():
 
 def test_quantize_to_a_budget(tmp_path):
     model, batches, data = _task(2)
-    small, large = model, __import__("copy").deepcopy(model)
+    small, large = model, copy.deepcopy(model)
     quantize(small, budget_bytes=2000, batches=batches, bias_bits=4)
     quantize(large, budget_bytes=6000, batches=batches, bias_bits=4)
     assert save_compressed(small, tmp_path / "s.fdlz") <= 2000

@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 from dlkernels.compress._bits import BitReader, BitWriter, ByteReader, Corrupt  # noqa: E402
 from dlkernels.compress._format2 import (_decode_tensor, _read_floats, _write_floats,  # noqa: E402
                                          encode_tensor)
-from dlkernels.compress._streams import (_normalise, choose, decode_streams, plan,  # noqa: E402
-                                         read_table, write_streams, write_table)
+from dlkernels.compress._streams import (_normalise, decode_streams, plan, read_table,  # noqa: E402
+                                         write_streams, write_table)
 
 
 def _round_trip(streams):
