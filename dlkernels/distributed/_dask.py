@@ -80,3 +80,16 @@ def check_k(k) -> int:
     if k < 1:
         raise ValueError(f"k must be a positive int, got {k}")
     return int(k)
+
+
+def _identity(x):
+    return x
+
+
+def share(client, x):
+    """``x`` as a future for tasks on many workers: sent to the scheduler once as a task
+    of its own, run on one worker and fetched by the others from it. Unlike a
+    broadcast scatter it survives a worker lost before or during the tasks (the
+    scheduler reruns it), at the price of the scheduler holding ``x``: for small
+    inputs such as queries."""
+    return client.submit(_identity, x, pure=False)

@@ -6,31 +6,34 @@ import numpy as np
 
 from dlkernels._lib.validation import check_bool
 from dlkernels.distributed import _merge
-from dlkernels.distributed._dask import as_dask_rows, check_client, check_k, check_queries, modules
+from dlkernels.distributed._dask import (as_dask_rows, check_client, check_k, check_queries,
+                                         modules, share)
 
 __all__ = ["ShardedKDTree"]
 
 
-def _build(block, kdtree_args):
-    from dlkernels.neighbors import KDTree
+class _Shard:
+    """What a worker keeps for one block: its tree (None if empty) and the block's shape."""
 
-    block = np.asarray(block)
-    if block.shape[0] == 0:
-        return None, block.shape
-    return KDTree(block, **kdtree_args), block.shape
+    def __init__(self, block, kdtree_args):
+        from dlkernels.neighbors import KDTree
 
-
-def _part(pair, i):
-    return pair[i]
+        block = np.asarray(block)
+        self.shape = block.shape
+        self.tree = KDTree(block, **kdtree_args) if block.shape[0] else None
 
 
-def _query(tree, X, k, offset, options):
-    dist, idx = tree.query(X, k, **options)
+def _shape(shard):
+    return shard.shape
+
+
+def _query(shard, X, k, offset, options):
+    dist, idx = shard.tree.query(X, k, **options)
     return dist, np.where(idx >= 0, idx + offset, -1)
 
 
-def _query_radius(tree, X, r, offset, options):
-    ids, dist, offsets = tree.query_radius(X, r, return_distance=True, sort_results=True,
+def _query_radius(shard, X, r, offset, options):
+    ids, dist, offsets = shard.tree.query_radius(X, r, return_distance=True, sort_results=True,
                                            **options)
     return ids + offset, dist, offsets
 
@@ -66,7 +69,8 @@ class ShardedKDTree:
     -----
     Dask's lineage makes the shards fault tolerant: a shard whose worker dies
     is rebuilt from its block and answers as before. Queries (numpy arrays;
-    a dask array of queries is computed first) travel to each worker once.
+    a dask array of queries is computed first) go to the scheduler once, as a
+    task whose result the workers fetch from each other.
     Thread safety: the object never changes after construction.
 
     Examples
@@ -90,10 +94,9 @@ class ShardedKDTree:
         self._client = check_client(client)
         data = as_dask_rows(data, "data")
 
-        pairs = [dask.delayed(_build, pure=True)(block, kdtree_args)
-                 for block in data.to_delayed().ravel()]
-        futures = self._client.compute(pairs)
-        shapes = self._client.gather([self._client.submit(_part, f, 1, pure=False)
+        futures = self._client.compute([dask.delayed(_Shard, pure=False)(block, kdtree_args)
+                                        for block in data.to_delayed().ravel()])
+        shapes = self._client.gather([self._client.submit(_shape, f, pure=False)
                                       for f in futures])
         declared = data.shape[1]
         for i, shape in enumerate(shapes):
@@ -106,8 +109,7 @@ class ShardedKDTree:
             raise ValueError(f"data must hold at least one point, got shape {data.shape}")
         starts = np.concatenate([[0], np.cumsum(rows)])
         # Empty blocks hold no tree and are never asked.
-        self._shards = [(self._client.submit(_part, f, 0, pure=False), int(starts[i]))
-                        for i, f in enumerate(futures) if rows[i]]
+        self._shards = [(f, int(starts[i])) for i, f in enumerate(futures) if rows[i]]
         self.offsets = starts
         self.n = int(starts[-1])
         self.d = int(shapes[0][1])
@@ -121,11 +123,11 @@ class ShardedKDTree:
         return self.offsets.size - 1
 
     def _ask(self, fn, X, extra, options):
-        """``fn(tree, X, extra, offset, options)`` on every non-empty shard."""
+        """``fn(shard, X, extra, offset, options)`` on every non-empty shard."""
         client = check_client(self._client)
-        shared = client.scatter(X, broadcast=True, hash=False)
-        return client.gather([client.submit(fn, tree, shared, extra, offset, options, pure=False)
-                              for tree, offset in self._shards])
+        shared = share(client, X)
+        return client.gather([client.submit(fn, shard, shared, extra, offset, options, pure=False)
+                              for shard, offset in self._shards])
 
     def query(self, X, k: int = 1, *, p=2, distance_upper_bound: float = np.inf,
               n_threads: int | None = None):

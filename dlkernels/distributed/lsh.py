@@ -9,7 +9,8 @@ import numpy as np
 
 from dlkernels._lib.random import check_rng
 from dlkernels.distributed import _merge
-from dlkernels.distributed._dask import as_dask_rows, check_client, check_k, check_queries, modules
+from dlkernels.distributed._dask import (as_dask_rows, check_client, check_k, check_queries,
+                                         modules, share)
 
 __all__ = ["ShardedLSHIndex"]
 
@@ -20,20 +21,20 @@ def _fill(template: bytes, block, first_id: int):
     block = np.asarray(block)
     if block.shape[0]:
         index.add(block, ids=np.arange(first_id, first_id + block.shape[0], dtype=np.int64))
-    return index, block.shape
+    return index
+
+
+def _size(index):
+    return len(index), index.dim
 
 
 def _width(template: bytes, block):
-    return _fill(template, block, 0)[0].bucket_width
+    return _fill(template, block, 0).bucket_width
 
 
 def _unset(width) -> bool:
-    """An l2 width still to be set from the data ("auto"; None in some versions means cosine)."""
+    """An l2 width still to be set from the data (``"auto"``)."""
     return isinstance(width, str)
-
-
-def _part(pair, i):
-    return pair[i]
 
 
 def _query(index, X, k, options):
@@ -137,16 +138,15 @@ class ShardedLSHIndex:
         rows = [int(c) for c in X.chunks[0]]
         if _unset(self.bucket_width) and sum(rows):
             self._set_width(client, blocks[next(i for i, r in enumerate(rows) if r)])
-        template = client.scatter(self._template, broadcast=True, hash=False)
+        template = share(client, self._template)
         first = self._n + np.concatenate([[0], np.cumsum(rows)])
         filled = client.compute([dask.delayed(_fill)(template, block, int(first[i]))
                                  for i, block in enumerate(blocks) if rows[i]])
-        shapes = client.gather([client.submit(_part, f, 1, pure=False) for f in filled])
-        for (n, d), want in zip(shapes, [r for r in rows if r]):
-            if (n, d) != (want, self._dim):
-                raise ValueError(f"a block of X has shape {(n, d)}, but the array declares "
-                                 f"{(want, self._dim)}")
-        self._shards += [client.submit(_part, f, 0, pure=False) for f in filled]
+        sizes = client.gather([client.submit(_size, f, pure=False) for f in filled])
+        for (n, d), want in zip(sizes, [r for r in rows if r]):
+            if n != want:
+                raise ValueError(f"a block of X has {n} rows, but the array declares {want}")
+        self._shards += filled
         self._n += sum(rows)
 
     def _set_width(self, client, block) -> None:
@@ -183,7 +183,7 @@ class ShardedLSHIndex:
             dtype = pickle.loads(self._template).dtype
             return (np.full((X.shape[0], k), np.inf, dtype=dtype),
                     np.full((X.shape[0], k), -1, dtype=np.int64))
-        shared = client.scatter(X, broadcast=True, hash=False)
+        shared = share(client, X)
         answers = client.gather([client.submit(_query, shard, shared, k, query_args, pure=False)
                                  for shard in self._shards])
         return _merge.top_k([d for d, _ in answers], [i for _, i in answers], k)

@@ -18,7 +18,7 @@ import numpy as np
 from dlkernels._lib.random import draw_key
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import as_index_array, check_alloc, check_count
-from dlkernels.distributed._dask import check_client, modules
+from dlkernels.distributed._dask import check_client, modules, share
 from dlkernels.graph.graph import Graph
 from dlkernels.graph.walks import check_start_nodes, check_walk_params, walk_rows
 
@@ -90,7 +90,7 @@ def random_walks(graph, walk_length: int = 80, walks_per_node: int = 10, *, p: f
         As in :func:`dlkernels.graph.random_walks`.
     p, q, start_nodes, rng : keyword-only
         As in :func:`dlkernels.graph.random_walks` (``start_nodes``, if given,
-        is scattered to the workers once). The key of the run is drawn from
+        travels to the scheduler once, as a task the workers fetch). The key of the run is drawn from
         ``rng`` here, as the one-machine call draws it.
     client : distributed.Client or None, keyword-only
         The cluster's client; None: the current one.
@@ -155,7 +155,7 @@ def random_walks(graph, walk_length: int = 80, walks_per_node: int = 10, *, p: f
     if start_nodes is None:
         starts_arg = None
     else:
-        starts_arg = client.scatter(starts, broadcast=True, hash=False)
+        starts_arg = share(client, starts)
     rows = da.arange(n_starts * walks_per_node, chunks=per_chunk, dtype=np.int64)
     return rows.map_blocks(_walk_block, source, starts_arg, walk_length, params["p"],
                            params["q"], key, n_threads, dtype=np.int32, new_axis=1,
