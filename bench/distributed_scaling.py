@@ -118,8 +118,8 @@ def main() -> None:
             for task in local]
     widths = [max(len(r[i]) for r in [columns] + rows) for i in range(len(columns))]
     rule = "  ".join("=" * w for w in widths)
-    table = [rule, "  ".join(c.ljust(w) for c, w in zip(columns, widths)), rule]
-    table += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows] + [rule]
+    table = [rule, "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(), rule]
+    table += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows] + [rule]
     print(load)
     print(sizes)
     print("\n".join(table))

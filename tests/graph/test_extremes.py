@@ -27,6 +27,20 @@ def test_huge_counts_are_value_errors(name, value):
         random_walks(g, **{name: value}, rng=0)
 
 
+def test_graph_constructors_refuse_huge_counts_by_name():
+    for call, name in [(lambda: Graph.from_edges([0], [1], n_nodes=2**64), "n_nodes"),
+                       (lambda: Graph.from_edges([0], [1], n_nodes=2**40), "n_nodes"),
+                       (lambda: Graph.from_edges([0], [2**63]), "dst"),
+                       (lambda: Graph(np.array([0, 2**64 - 1], dtype=np.uint64), [1]),
+                        "indptr")]:
+        with pytest.raises(ValueError, match=name):
+            call()
+    # Thread counts beyond the machine are capped, not overflowed.
+    g = Graph.from_edges([0, 1], [1, 2], weights=[1.0, 2.0], n_threads=2**63)
+    np.testing.assert_array_equal(random_walks(g, 4, 2, rng=0, n_threads=2**63),
+                                  random_walks(g, 4, 2, rng=0, n_threads=1))
+
+
 @pytest.mark.parametrize("p, q, name", [(1e-12, 1.0, "p"), (1.0, 1e12, "q"),
                                          (5e-324, 1.0, "p"), (1.0, 1e300, "q")])
 def test_p_and_q_outside_their_range_are_refused(p, q, name):
