@@ -9,8 +9,13 @@ queries are timed apart.
 
 Parallel efficiency is T(1 worker) / (2 * T(2 workers)); the overhead is
 T(1 worker) / T(one process, one thread). Each figure is the best of
-``--repeat`` runs. The machine's load average is printed before and after:
-on a shared machine other processes take cores from the workers.
+``--repeat`` runs, every case run in turn in each round (both clusters stay
+up), so that a drifting load falls on every column alike. The machine's load
+average is printed before and after: on a shared machine other processes take
+cores from the workers. A reference line gives the two KD-tree shards queried
+in one process: querying two trees of n/2 points costs about twice one tree of
+n (a k-NN query's cost is mostly its descent and its k results), which is the
+price of sharding rather than of Dask.
 
     .venv/bin/python bench/distributed_scaling.py [--quick] [--repeat 3] [--write]
 
@@ -27,55 +32,65 @@ import time
 import numpy as np
 
 
-def best(fn, repeat: int) -> float:
-    times = []
+def interleaved(cases: dict, repeat: int) -> dict:
+    """Best time of each case, the cases run in turn ``repeat`` times: on a shared machine
+    the load drifts, and alternating spreads it over every column alike."""
+    times = {name: [] for name in cases}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
 
 
-def walk_case(args):
-    from dlkernels.graph import Graph, random_walks
+def local_cases(graph, X, Q, shards: int) -> dict:
+    """The one-process calls, and the same sharded search run in one process (the
+    work of querying ``shards`` trees and merging, without Dask)."""
+    from dlkernels.distributed._merge import top_k
+    from dlkernels.graph import random_walks
+    from dlkernels.neighbors import KDTree
 
-    rng = np.random.default_rng(0)
-    g = Graph.from_edges(rng.integers(0, args.nodes, args.edges),
-                         rng.integers(0, args.nodes, args.edges), n_nodes=args.nodes)
-    return g, lambda: random_walks(g, 80, 10, p=0.5, q=2.0, rng=1, n_threads=1)
+    parts = np.array_split(X, shards)
+    offsets = np.cumsum([0] + [p.shape[0] for p in parts])
+    trees = {}
+
+    def sharded_query():
+        answers = [trees["parts"][s].query(Q, 10, n_threads=1) for s in range(shards)]
+        top_k([d for d, _ in answers], [i + offsets[s] for s, (_, i) in enumerate(answers)], 10)
+
+    return {
+        "walks": lambda: random_walks(graph, 80, 10, p=0.5, q=2.0, rng=1, n_threads=1),
+        "KDTree build": lambda: trees.update(one=KDTree(X, leafsize=16, n_threads=1)),
+        "KDTree build (2 shards)": lambda: trees.update(
+            parts=[KDTree(p, leafsize=16, n_threads=1) for p in parts]),
+        "KDTree query": lambda: trees["one"].query(Q, 10, n_threads=1),
+        "KDTree query (2 shards)": sharded_query,
+    }
 
 
-def search_case(args):
-    rng = np.random.default_rng(0)
-    return rng.standard_normal((args.points, 3)), rng.standard_normal((args.queries, 3))
-
-
-def run_dask(n_workers, args, graph, path, X, Q) -> dict:
+def dask_cases(client, graph, path, X, Q, args) -> dict:
     import dask.array as da
-    from distributed import Client, LocalCluster, wait
+    from distributed import wait
 
     from dlkernels.distributed import ShardedKDTree, random_walks
 
-    out = {}
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        def walks(source):
-            arr = random_walks(source, 80, 10, p=0.5, q=2.0, rng=1,
-                               walks_per_chunk=args.walks_per_chunk).persist()
-            wait(arr)
-            del arr
+    def walks(source):
+        arr = client.persist(random_walks(source, 80, 10, p=0.5, q=2.0, rng=1, client=client,
+                                          walks_per_chunk=args.walks_per_chunk))
+        wait(arr)
+        del arr
 
-        walks(path)   # warm: every worker imports dlkernels and maps the graph once
-        out["walks (scattered graph)"] = best(lambda: walks(graph), args.repeat)
-        out["walks (graph file, mmap)"] = best(lambda: walks(path), args.repeat)
-        data = da.from_array(X, chunks=(X.shape[0] // 2, 3))
-        trees = []
-        out["KDTree build"] = best(lambda: trees.append(ShardedKDTree(data, leafsize=16,
-                                                                      n_threads=1)), args.repeat)
-        sharded = trees[-1]
-        out["KDTree query"] = best(lambda: sharded.query(Q, 10, n_threads=1), args.repeat)
-    return out
+    walks(path)   # warm: every worker imports dlkernels and maps the graph once
+    data = da.from_array(X, chunks=(X.shape[0] // 2, 3))
+    trees = [ShardedKDTree(data, client=client, leafsize=16, n_threads=1)]
+    return {
+        "walks (scattered graph)": lambda: walks(graph),
+        "walks (graph file, mmap)": lambda: walks(path),
+        "KDTree build": lambda: trees.append(ShardedKDTree(data, client=client, leafsize=16,
+                                                           n_threads=1)),
+        "KDTree query": lambda: trees[-1].query(Q, 10, n_threads=1),
+    }
 
 
 def main() -> None:
@@ -89,24 +104,34 @@ def main() -> None:
     args.nodes, args.edges = 100_000 // scale, 1_000_000 // scale
     args.points, args.queries = 1_000_000 // scale, 100_000 // scale
 
-    from dlkernels.neighbors import KDTree
+    from distributed import Client, LocalCluster
 
+    from dlkernels.graph import Graph
+
+    rng = np.random.default_rng(0)
+    graph = Graph.from_edges(rng.integers(0, args.nodes, args.edges),
+                             rng.integers(0, args.nodes, args.edges), n_nodes=args.nodes)
+    X, Q = rng.standard_normal((args.points, 3)), rng.standard_normal((args.queries, 3))
     load_before = os.getloadavg()
-    graph, local_walks = walk_case(args)
-    X, Q = search_case(args)
-    local = {"walks (scattered graph)": best(local_walks, args.repeat)}
-    local["walks (graph file, mmap)"] = local["walks (scattered graph)"]
-    tree = []
-    local["KDTree build"] = best(lambda: tree.append(KDTree(X, leafsize=16, n_threads=1)),
-                                 args.repeat)
-    local["KDTree query"] = best(lambda: tree[-1].query(Q, 10, n_threads=1), args.repeat)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "graph.npz")
         graph.save(path)
-        one = run_dask(1, args, graph, path, X, Q)
-        two = run_dask(2, args, graph, path, X, Q)
+        options = dict(threads_per_worker=1, processes=True, host="127.0.0.1",
+                       dashboard_address=None)
+        with LocalCluster(n_workers=1, **options) as c1, Client(c1) as one, \
+                LocalCluster(n_workers=2, **options) as c2, Client(c2) as two:
+            cases = {("1 process", k): v for k, v in local_cases(graph, X, Q, 2).items()}
+            for label, client in (("1 worker", one), ("2 workers", two)):
+                cases.update({(label, k): v for k, v in
+                              dask_cases(client, graph, path, X, Q, args).items()})
+            times = interleaved(cases, args.repeat)
     load_after = os.getloadavg()
-
+    local = {"walks (scattered graph)": times["1 process", "walks"],
+             "walks (graph file, mmap)": times["1 process", "walks"],
+             "KDTree build": times["1 process", "KDTree build"],
+             "KDTree query": times["1 process", "KDTree query"]}
+    one = {k: times["1 worker", k] for k in local}
+    two = {k: times["2 workers", k] for k in local}
     load = (f"{os.cpu_count()} CPUs; load average (1, 5, 15 min) before "
             f"{', '.join(f'{x:.1f}' for x in load_before)}, after "
             f"{', '.join(f'{x:.1f}' for x in load_after)}")
@@ -120,15 +145,19 @@ def main() -> None:
     rule = "  ".join("=" * w for w in widths)
     table = [rule, "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(), rule]
     table += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows] + [rule]
+    note = (f"The same two KD-tree shards in one process (no Dask): built in "
+            f"{times['1 process', 'KDTree build (2 shards)']:.2f} s, queried and merged in "
+            f"{times['1 process', 'KDTree query (2 shards)']:.2f} s")
     print(load)
     print(sizes)
     print("\n".join(table))
+    print(note)
     if args.write:
         path = os.path.join(os.path.dirname(__file__), "..", "docs", "_static",
                             "distributed_table.inc")
         with open(path, "w") as f:
             f.write(f".. Written by bench/distributed_scaling.py. {sizes}.\n\n"
-                    f"{load}.\n\n" + "\n".join(table) + "\n")
+                    f"{load}.\n\n" + "\n".join(table) + f"\n\n{note}.\n")
 
 
 if __name__ == "__main__":
