@@ -37,7 +37,7 @@ class Node2Vec:
     walks_per_node : int, default 10
         Walks started from every node.
     p, q : float, default 1
-        Return and in-out parameters of the walks (``> 0``).
+        Return and in-out parameters of the walks, in ``[1e-9, 1e9]``.
     window : int, default 10
         Skip-gram context size.
     n_negatives, hs, sample, alpha, min_alpha, epochs
@@ -141,8 +141,9 @@ class Node2Vec:
         self._fitted = (model, graph.node_ids)
         return self
 
+    @writes
     def fit_transform(self, graph: Graph, *, walks=None, progress: bool = False) -> np.ndarray:
-        """:meth:`fit`, then return :attr:`vectors`."""
+        """:meth:`fit`, then return :attr:`vectors` (of this fit, whatever other threads do)."""
         return self.fit(graph, walks=walks, progress=progress).vectors
 
     def _state(self):
