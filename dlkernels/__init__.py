@@ -13,10 +13,10 @@ from dlkernels._lib.persist import FileFormatError
 from dlkernels._version import __version__
 
 __all__ = ["__version__", "FileFormatError", "show_config", "config", "sampling", "neighbors", "cluster", "graph",
-           "embed", "debug", "nn", "decoding", "distill", "compress"]
+           "embed", "debug", "nn", "decoding", "distill", "compress", "distributed"]
 
 _SUBPACKAGES = {"sampling", "neighbors", "cluster", "graph", "embed", "debug", "nn", "decoding",
-                "distill", "compress"}
+                "distill", "compress", "distributed"}
 
 
 def __getattr__(name: str) -> types.ModuleType:

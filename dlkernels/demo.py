@@ -481,7 +481,7 @@ def demo_node2vec(rng: np.random.Generator) -> None:
     graph = Graph.from_edges(src, dst)
     walks, walk_secs = _timed(lambda: random_walks(graph, walk_length=40, walks_per_node=10,
                                                    q=0.5, rng=rng), repeat=1)
-    model = SkipGram(dim=64, window=5, negative=5, epochs=2, rng=rng)
+    model = SkipGram(dim=64, window=5, n_negatives=5, epochs=2, rng=rng)
     _, fit_secs = _timed(lambda: model.fit(walks, vocab_size=n), repeat=1)
     # Nearest block centroid of the training half, scored on the other half
     # (numpy only; the tests use a logistic regression).

@@ -189,3 +189,21 @@ class TestNode2VecCommand:
         proc = run_python("-m", "dlkernels", "node2vec", "--input", str(tmp_path / "none.edg"),
                           "--output", str(tmp_path / "o.txt"))
         assert proc.returncode == 2 and "none.edg" in proc.stderr
+
+    def test_walks_too_large_are_refused_at_once(self, run_python, tmp_path):
+        import time
+
+        started = time.perf_counter()
+        proc, out = self.run(run_python, tmp_path, "--walk-length", "2000000000")
+        assert time.perf_counter() - started < 60   # the process itself, not a long walk
+        assert proc.returncode == 2
+        assert "walk_length" in proc.stderr and "more than this machine's memory" in proc.stderr
+        assert "Traceback" not in proc.stderr and not out.exists()
+
+    def test_binary_input_names_the_file(self, run_python, tmp_path):
+        garbage = tmp_path / "garbage.edg"
+        garbage.write_bytes(bytes(range(255, -1, -1)) * 4)
+        proc = run_python("-m", "dlkernels", "node2vec", "--input", str(garbage),
+                          "--output", str(tmp_path / "o.txt"))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert f"{garbage}:1: not UTF-8 text" in proc.stderr

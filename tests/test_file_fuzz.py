@@ -77,6 +77,8 @@ FORMATS = {
                         lambda o: o.query(_POINTS[:5], k=3)[1]),
     "LSHIndex": (_lsh, LSHIndex.load, lambda o: o.vectors),
     "Graph": (lambda: _GRAPH, Graph.load, lambda o: o.to_scipy().toarray()),
+    "Graph (mmap)": (lambda: _GRAPH, lambda p: Graph.load(p, mmap=True),
+                     lambda o: o.to_scipy().toarray()),
     "SkipGram": (_skipgram, SkipGram.load, lambda o: o.vectors),
     "Node2Vec": (_node2vec, Node2Vec.load, lambda o: o.vectors),
 }

@@ -143,14 +143,7 @@ class Archive:
         info = self._info(name)
         with self._zip.open(info) as stream:
             found, found_shape, fortran, nbytes = self._read_header(name, info, stream)
-            allowed = tuple(np.dtype(t) for t in (dtype if isinstance(dtype, tuple) else (dtype,)))
-            if found.newbyteorder("=") not in allowed and found not in allowed:
-                names = " or ".join(t.name for t in allowed)
-                raise self.error(f"{name} has dtype {found}, expected {names}")
-            if shape is not None and (len(found_shape) != len(shape) or any(
-                    want is not None and want != got for want, got in zip(shape, found_shape))):
-                want = tuple("any" if s is None else s for s in shape)
-                raise self.error(f"{name} has shape {found_shape}, expected {want}")
+            self._check_spec(name, found, found_shape, dtype, shape)
             arr = np.empty(found_shape, dtype=found, order="F" if fortran else "C")
             view = memoryview(arr.reshape(-1, order="A")).cast("B")
             filled = 0
@@ -162,6 +155,51 @@ class Archive:
             if stream.read(1):
                 raise self.error(f"{name} is longer than its header says")
         return arr.astype(found.newbyteorder("="), order="C", copy=False)
+
+    def mapped(self, name: str, dtype, shape=None) -> np.ndarray:
+        """Member ``name`` as a read-only array mapped from the file, after the same checks.
+
+        Only members stored uncompressed (as :func:`save_arrays` writes them) can
+        be mapped. The member is read through once so that its CRC is checked;
+        nothing is allocated for it. The file must not change while the array
+        is in use.
+        """
+        info = self._info(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise self.error(f"{name} is compressed and cannot be memory-mapped")
+        with self._zip.open(info) as stream:
+            found, found_shape, fortran, nbytes = self._read_header(name, info, stream)
+            self._check_spec(name, found, found_shape, dtype, shape)
+            start = stream.tell()
+            while stream.read(1 << 24):   # zipfile checks the CRC at the end
+                pass
+        if nbytes == 0:
+            arr = np.empty(found_shape, dtype=found)
+        else:
+            self._zip.fp.seek(info.header_offset)
+            local = self._zip.fp.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise self.error(f"{name} has a damaged local header")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            offset = info.header_offset + 30 + name_len + extra_len + start
+            if offset + nbytes > self._file_bytes:
+                raise self.error(f"{name} runs past the end of the file")
+            arr = np.asarray(np.memmap(self._source, dtype=found, mode="r", offset=offset,
+                                       shape=found_shape, order="F" if fortran else "C"))
+        arr.flags.writeable = False
+        if found.isnative:
+            return arr
+        return arr.astype(found.newbyteorder("="), order="C")
+
+    def _check_spec(self, name, found, found_shape, dtype, shape) -> None:
+        allowed = tuple(np.dtype(t) for t in (dtype if isinstance(dtype, tuple) else (dtype,)))
+        if found.newbyteorder("=") not in allowed and found not in allowed:
+            names = " or ".join(t.name for t in allowed)
+            raise self.error(f"{name} has dtype {found}, expected {names}")
+        if shape is not None and (len(found_shape) != len(shape) or any(
+                want is not None and want != got for want, got in zip(shape, found_shape))):
+            want = tuple("any" if s is None else s for s in shape)
+            raise self.error(f"{name} has shape {found_shape}, expected {want}")
 
     def scalar(self, name: str, kind: type, *, low=None, high=None):
         """Member ``name`` as one Python ``bool``, ``int``, ``float`` or ``str``.
@@ -235,6 +273,7 @@ def read_archive(path, kind: str, versions=(FORMAT_VERSION,)):
     try:
         with raw, zipfile.ZipFile(raw) as zf:
             archive = Archive(shown, zf, os.fstat(raw.fileno()).st_size, kind)
+            archive._source = os.fspath(path)
             if "__kind__" not in archive._infos:
                 raise archive.error(f"a foreign archive, not a {kind} file")
             found = archive.scalar("__kind__", str)
