@@ -18,7 +18,7 @@ from dlkernels.compress._layouts import (Segment, UngroupableError, fixed, merge
                                          split_dim, unify)
 from dlkernels.compress._values import ParamRef, TensorMeta, Value, tensors_in
 
-__all__ = ["Op", "FUNCTIONS", "ATEN", "MODULES", "LEAF_TYPES"]
+__all__ = ["Op", "FUNCTIONS", "ATEN", "LEAF_TYPES", "module_rule"]
 
 
 @dataclass
@@ -590,14 +590,22 @@ ATEN = {k: v for k, v in ATEN.items() if not k.startswith("aten._max_pool")}
 
 # Modules fx does not trace into: their forward branches on tensor shapes.
 LEAF_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
-              nn.MultiheadAttention, nn.RNNBase, nn.EmbeddingBag)
-MODULES = {nn.modules.batchnorm._BatchNorm: batch_norm_module,
-           nn.modules.instancenorm._InstanceNorm: batch_norm_module,
-           nn.MultiheadAttention: attention_module}
+              nn.MultiheadAttention, nn.RNNBase, nn.EmbeddingBag, nn.TransformerEncoderLayer,
+              nn.TransformerDecoderLayer, nn.TransformerEncoder, nn.TransformerDecoder, nn.Transformer)
+
+
+def _rules() -> dict:
+    from dlkernels.compress import _transformer as t
+
+    return {nn.modules.batchnorm._BatchNorm: batch_norm_module,
+            nn.modules.instancenorm._InstanceNorm: batch_norm_module,
+            nn.MultiheadAttention: attention_module,
+            nn.TransformerEncoderLayer: t.encoder_layer, nn.TransformerDecoderLayer: t.decoder_layer,
+            nn.TransformerEncoder: t.encoder, nn.TransformerDecoder: t.decoder, nn.Transformer: t.transformer}
 
 
 def module_rule(module):
-    for kind, rule in MODULES.items():
+    for kind, rule in _rules().items():
         if isinstance(module, kind):
             return rule
     return unknown_module

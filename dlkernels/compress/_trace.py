@@ -244,14 +244,14 @@ def _collapsed(g: Graph, group: list, owner, env: dict, user_outputs: set) -> No
         x = env[inputs[0]]
         op = Op(label, (x, x, x), {}, (describe(outputs[0].meta["val"]), None), path)
         env[outputs[0]] = dispatch(g, op, rule, module)[0]
-    elif len(inputs) == 1 and len(outputs) == 1 or rule is unknown_module:
+    elif len(outputs) == 1 or rule is unknown_module:
         op = Op(label, tuple(env[a] for a in inputs), {}, describe(outputs[0].meta["val"]), path)
         env[outputs[0]] = dispatch(g, op, rule, module)
         for n in outputs[1:]:
             env[n] = fixed_like(describe(n.meta["val"]))
     else:
-        raise UngroupableError(f"{path!r} ({label}): a call with {len(inputs)} inputs and "
-                               f"{len(outputs)} outputs cannot be followed")
+        raise UngroupableError(f"{path!r} ({label}): a call with {len(outputs)} outputs cannot be "
+                               f"followed")
 
 
 def analyse(model: nn.Module, example_inputs=None) -> Graph:
