@@ -14,3 +14,5 @@ class PruningWarning(UserWarning):
     it removes no unit although ``amount > 0``. The message names the layer or
     the reason.
     """
+
+    __module__ = "dlkernels.compress"
