@@ -46,15 +46,19 @@ def test_prune_magnitude_counts(dims, amount, scope, seed):
         assert 0 <= share <= 1
 
 
-@given(sizes, st.floats(0, 0.999), st.sampled_from(["l1", "l2"]), st.integers(0, 99))
-def test_prune_units_shapes_and_outputs(dims, amount, norm, seed):
+@given(sizes, st.floats(0, 0.999), st.sampled_from(["l1", "l2"]), st.sampled_from([1, 2, 8]),
+       st.integers(0, 99))
+def test_prune_units_shapes_and_outputs(dims, amount, importance, round_to, seed):
     model = make(dims, seed)
-    small = prune_units(model, amount, norm=norm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PruningWarning)   # nothing to remove at small amounts
+        small = prune_units(model, amount, importance=importance, round_to=round_to)
     x = torch.randn(3, dims[0])
     assert small(x).shape == (3, dims[-1])
     linears = [m for m in small if isinstance(m, torch.nn.Linear)]
     for m, d in zip(linears[:-1], dims[1:-1]):
-        assert m.out_features == d - min(int(amount * d), d - 1)
+        # floor(amount * d) removed, the rest rounded up to a multiple of round_to (at most d)
+        assert m.out_features == min(d, -(-(d - int(amount * d)) // round_to) * round_to)
 
 
 @given(sizes, st.integers(1, 6), st.sampled_from(["kmeans", "optimal", "ternary"]),
@@ -85,7 +89,9 @@ def test_bad_arguments_leave_model_alone(magnitude_amount, bits, amount):
                  lambda: prune_units(model, amount)):
         before = snapshot(model)
         try:
-            call()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PruningWarning)
+                call()
         except (TypeError, ValueError):
             assert_same_snapshot(before, snapshot(model))
         else:
