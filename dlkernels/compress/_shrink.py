@@ -71,12 +71,12 @@ def cut_tensors(g, kept: dict, inside: dict) -> dict:
         for path, module in g.model.named_modules():
             mask, w = module._buffers.get("weight_mask"), module._parameters.get("weight")
             if mask is not None and w is not None and g.key_of.get(id(w)) in new:
-                key = g.key_of[id(w)]
+                key, mask_key = g.key_of[id(w)], g.key_of[id(mask)]
                 for d in range(w.ndim):
                     layout = g.bound.get((key, d))
                     if _cut(layout, kept):
                         mask = mask.index_select(d, _positions(layout, kept).to(mask.device))
-                new[g.key_of[id(mask)]] = mask
+                new[mask_key] = mask
     return new
 
 

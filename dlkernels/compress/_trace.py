@@ -57,7 +57,8 @@ def _has_tensor(meta) -> bool:
 
 def dispatch(g: Graph, op: Op, rule, *extra):
     inputs = tensors_in(op.args) + tensors_in(op.kwargs)
-    for t in inputs:
+    unpacking = op.name == "getitem" and isinstance(op.args[0], (tuple, list))
+    for t in () if unpacking else inputs:
         if isinstance(t, Value):
             for space in t.taint:
                 space.pin(f"{op.where} uses attention weights averaged over the heads")
@@ -78,6 +79,13 @@ def _pin_outputs(values) -> None:
                 pin_all(lay, "model output")
 
 
+def _fetch(root: nn.Module, target: str):
+    obj = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def _example(example_inputs, gm: fx.GraphModule | None) -> tuple:
     if example_inputs is not None:
         items = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
@@ -86,17 +94,15 @@ def _example(example_inputs, gm: fx.GraphModule | None) -> tuple:
                             f"{type(example_inputs).__name__}")
         return tuple(items)
     placeholders = [] if gm is None else [n for n in gm.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) == 1:
-        users = list(placeholders[0].users)
-        first = users[0] if users else None
-        if first is not None and first.op == "call_function" and getattr(first.target, "__name__", "") == "linear":
-            w = gm.get_parameter(first.args[1].target) if first.args[1].op == "get_attr" else None
-            if w is not None:
-                return (torch.zeros(2, w.shape[1], dtype=w.dtype, device=w.device),)
-        if first is not None and first.op == "call_function" and getattr(first.target, "__name__", "") == "embedding":
-            w = gm.get_parameter(first.args[1].target) if first.args[1].op == "get_attr" else None
-            if w is not None:
-                return (torch.zeros(2, 1, dtype=torch.long, device=w.device),)
+    first = next(iter(placeholders[0].users), None) if len(placeholders) == 1 else None
+    kind = getattr(first.target, "__name__", "") if first is not None and first.op == "call_function" else ""
+    if kind in ("linear", "embedding"):
+        w = first.args[1] if len(first.args) > 1 else first.kwargs.get("weight")
+        w = _fetch(gm, w.target) if isinstance(w, fx.Node) and w.op == "get_attr" else None
+        if isinstance(w, torch.Tensor) and kind == "linear":
+            return (torch.zeros(2, w.shape[1], dtype=w.dtype, device=w.device),)
+        if isinstance(w, torch.Tensor):
+            return (torch.zeros(2, 1, dtype=torch.long, device=w.device),)
     raise TypeError("example_inputs: needed to learn the shapes of this model (pass a batch it accepts); "
                     "only models whose input goes straight into a Linear or Embedding can go without")
 
@@ -132,9 +138,7 @@ def _fx_ops(g: Graph, model: nn.Module, gm: fx.GraphModule, meta: dict) -> None:
             env[node] = Value.fixed(m.shape) if isinstance(m, TensorMeta) else m
             continue
         if node.op == "get_attr":
-            obj = gm
-            for part in node.target.split("."):
-                obj = getattr(obj, part)
+            obj = _fetch(gm, node.target)
             ref = g.ref(obj) if isinstance(obj, torch.Tensor) else None
             env[node] = ref or (Value.fixed(tuple(obj.shape)) if isinstance(obj, torch.Tensor) else obj)
             continue

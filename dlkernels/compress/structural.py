@@ -160,7 +160,7 @@ def prune_units(model, amount, *, example_inputs=None, importance: str = "l1", s
         before, after = (step - 1) / steps, step / steps
 
         def share(a, before=before, after=after):  # of the units left, so step k ends at a * k / steps
-            return 1.0 - (1.0 - a * after) / (1.0 - a * before)
+            return a * after if before == 0 else 1.0 - (1.0 - a * after) / (1.0 - a * before)
         step_amounts = ({k: share(v) for k, v in amounts.items()} if isinstance(amounts, dict)
                         else share(amounts))
         current = _prune_once(current, step_amounts, **options)
@@ -281,7 +281,8 @@ def _plan(g, amounts, *, importance, scope, round_to, restrict, attention):
     scores = {r: unit_scores(g, r, importance, cache) for r in shares}
     keep = {}
     if scope == "layer":
-        keep = {r: r.size - int(a * r.size) for r, a in shares.items()}
+        # (the tolerance keeps a step's share, computed in floats, from missing a whole unit)
+        keep = {r: r.size - int(a * r.size + 1e-9) for r, a in shares.items()}
     elif shares:
         share = next(iter(shares.values()))
         norm = [scores[r] / scores[r].mean() if scores[r].mean() > 0 else scores[r] for r in shares]

@@ -236,3 +236,29 @@ def test_removal_follows_importance_per_block():
     kept = [u for u in range(8) if u not in gone]
     assert torch.equal(small[0].weight, net[0].weight[kept])
     assert sum(u < 4 for u in kept) == 2
+
+
+def test_magnitude_masks_follow_their_weights():
+    from dlkernels.compress import prune_magnitude
+
+    model = mlp((16, 32, 24, 5))
+    prune_magnitude(model, 0.5, scope="layer")
+    small = prune_units(model, 0.5, round_to=1)
+    layers = [m for m in small if isinstance(m, nn.Linear)]
+    assert all(m.weight_mask.shape == m.weight.shape for m in layers)
+    assert all(torch.equal(m.weight == 0, ~m.weight_mask) for m in layers)
+    opt = torch.optim.SGD(small.parameters(), lr=0.5, momentum=0.9)
+    for _ in range(3):   # the masks still hold the pruned weights at zero
+        opt.zero_grad()
+        small(torch.randn(4, 16)).sum().backward()
+        opt.step()
+    assert all(bool((m.weight[~m.weight_mask] == 0).all()) for m in layers)
+
+
+def test_quantized_weights_are_refused_by_name():
+    from dlkernels.compress import quantize
+
+    model = mlp((16, 32, 5))
+    quantize(model, bits=3)
+    with pytest.raises(TypeError, match=r"'0' \(linear\): the weight is computed"):
+        prune_units(model, 0.5)
