@@ -15,7 +15,7 @@ import warnings
 import torch
 from torch import nn
 
-from dlkernels._lib.torch_checks import check_fraction, check_module
+from dlkernels._lib.torch_checks import check_fraction, check_module, named_layers
 from dlkernels._lib.validation import check_choice, check_count
 from dlkernels.compress._attention import tie_sizes
 from dlkernels.compress._importance import IMPORTANCES, unit_scores
@@ -150,7 +150,7 @@ def prune_units(model, amount, *, example_inputs=None, importance: str = "l1", s
         raise TypeError(f"on_step must be callable, got {type(on_step).__name__}")
     if scope == "global" and isinstance(amounts, dict):
         raise ValueError("amount: a dict of per-layer shares needs scope='layer'")
-    protected = _check_names(model, protect, "protect")
+    protected = [] if protect is None else [n for n, _ in named_layers(model, (nn.Module,), protect, "protect")]
     if consumers is not None:
         _check_consumers(model, consumers)
     options = dict(example_inputs=example_inputs, importance=importance, scope=scope, round_to=round_to,
@@ -181,28 +181,6 @@ def _check_amount(model, amount):
             out[k] = check_fraction(v, f"amount[{k!r}]")
         return out
     return check_fraction(amount, "amount")
-
-
-def _check_names(model, items, what: str) -> list[str]:
-    if items is None:
-        return []
-    if isinstance(items, (str, nn.Module)):
-        items = [items]
-    by_name = dict(model.named_modules())
-    by_id = {id(m): n for n, m in by_name.items()}
-    out = []
-    for item in items:
-        if isinstance(item, str):
-            if item not in by_name:
-                raise ValueError(f"{what} names {item!r}, which is not a module of the model")
-            out.append(item)
-        elif isinstance(item, nn.Module):
-            if id(item) not in by_id:
-                raise ValueError(f"{what} holds a {type(item).__name__} that is not part of the model")
-            out.append(by_id[id(item)])
-        else:
-            raise TypeError(f"{what} must hold module names or modules, got {type(item).__name__}")
-    return out
 
 
 def _check_consumers(model, consumers) -> None:
