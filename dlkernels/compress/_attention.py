@@ -22,7 +22,8 @@ import math
 import torch
 
 from dlkernels.compress._layouts import UngroupableError, pin_all
-from dlkernels.compress._values import Value
+from dlkernels.compress._values import Value, val
+from dlkernels.compress.depgraph import AttentionSite
 
 __all__ = ["attention", "tie_sizes", "cut_attention", "resize_attention"]
 
@@ -35,8 +36,6 @@ def _projections(g, m):
 
 
 def _register(g, path, m):
-    from dlkernels.compress.depgraph import AttentionSite
-
     owner = f"the attention {path!r}"
     H, d = m.num_heads, m.head_dim
     heads, dims = g.new_space(H), g.new_space(d)
@@ -59,8 +58,6 @@ def _register(g, path, m):
 
 def attention(g, op, m):
     """The rule for a call of ``nn.MultiheadAttention`` (query, key, value, ...)."""
-    from dlkernels.compress._ops import val
-
     if m.bias_k is not None or m.bias_v is not None:
         raise UngroupableError(f"{op.where}: add_bias_kv=True is not supported")
     q, k, v = (val(g, op.arg(i, n)) for i, n in enumerate(("query", "key", "value")))

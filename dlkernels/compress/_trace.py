@@ -15,9 +15,9 @@ import torch.fx as fx
 from torch import nn
 
 from dlkernels.compress._layouts import UngroupableError, pin_all
-from dlkernels.compress._ops import (ATEN, FUNCTIONS, LEAF_TYPES, Op, carries_units, fixed_like,
-                                     module_rule, unknown_module)
-from dlkernels.compress._values import TensorMeta, Value, tensors_in
+from dlkernels.compress._layer_rules import unknown_module
+from dlkernels.compress._ops import ATEN, FUNCTIONS, LEAF_TYPES, module_rule
+from dlkernels.compress._values import Op, TensorMeta, Value, carries_units, fixed_like, tensors_in
 from dlkernels.compress.depgraph import Graph
 
 __all__ = ["analyse"]
@@ -207,7 +207,8 @@ def _export_ops(g: Graph, model: nn.Module, inputs: tuple) -> None:
         if node.op == "placeholder":
             if node.name in tensors:
                 fqn = tensors[node.name]
-                t = model.get_parameter(fqn) if node.name in sig.inputs_to_parameters else model.get_buffer(fqn)
+                is_param = node.name in sig.inputs_to_parameters
+                t = model.get_parameter(fqn) if is_param else model.get_buffer(fqn)
                 env[node] = g.ref(t)
             else:
                 env[node] = Value.fixed(m.shape) if isinstance(m, TensorMeta) else m
@@ -224,7 +225,8 @@ def _export_ops(g: Graph, model: nn.Module, inputs: tuple) -> None:
         stack = node.meta.get("nn_module_stack") or {}
         path = list(stack.values())[-1][0] if stack else ""
         packet = getattr(node.target, "overloadpacket", None)
-        name = f"aten.{packet.__name__}" if packet is not None else getattr(node.target, "__name__", str(node.target))
+        name = (f"aten.{packet.__name__}" if packet is not None
+                else getattr(node.target, "__name__", str(node.target)))
         env[node] = dispatch(g, Op(name, args, kwargs, m, path), ATEN.get(name))
 
 

@@ -11,8 +11,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from dlkernels.compress._attention import attention
+from dlkernels.compress._layer_rules import layer_norm, linear
 from dlkernels.compress._layouts import UngroupableError
-from dlkernels.compress._values import TensorMeta
+from dlkernels.compress._shape_rules import elementwise, unary
+from dlkernels.compress._values import Op, TensorMeta
 
 __all__ = ["encoder_layer", "decoder_layer", "encoder", "decoder", "transformer"]
 
@@ -30,36 +32,30 @@ class _Replay:
         return f"{self.path}.{name}" if self.path else name
 
     def _op(self, name, args, shape, path=None):
-        from dlkernels.compress._ops import Op
 
         return Op(name, args, {}, TensorMeta(tuple(shape)), path if path is not None else self.path)
 
     def add(self, a, b):
-        from dlkernels.compress._ops import elementwise
 
         return elementwise(self.g, self._op("add", (a, b), a.shape))
 
     def norm(self, x, ln: nn.LayerNorm, name: str):
-        from dlkernels.compress._ops import layer_norm
 
         path = self.at(name)
         args = (x, ln.normalized_shape, self.g.ref_of(ln, "weight"), self.g.ref_of(ln, "bias"))
         return layer_norm(self.g, self._op("layer_norm", args, x.shape, path))
 
     def linear(self, x, lin: nn.Linear, name: str):
-        from dlkernels.compress._ops import linear
 
         args = (x, self.g.ref_of(lin, "weight"), self.g.ref_of(lin, "bias"))
         return linear(self.g, self._op("linear", args, x.shape[:-1] + (lin.out_features,), self.at(name)))
 
     def attend(self, q, kv, m: nn.MultiheadAttention, name: str):
-        from dlkernels.compress._ops import Op
 
         op = Op(type(m).__name__, (q, kv, kv), {}, (TensorMeta(q.shape), None), self.at(name))
         return attention(self.g, op, m)[0]
 
     def feed_forward(self, x, layer):
-        from dlkernels.compress._ops import unary
 
         act = layer.activation
         if not (act in _ACTIVATIONS or isinstance(act, _ACTIVATION_MODULES)):
@@ -96,7 +92,10 @@ def _decoder_layer(g, op, m, path: str, x, memory):
 def _stack(g, op, m, path, x, memory=None):
     for i, layer in enumerate(m.layers):
         sub = _Replay(g, op, path).at(f"layers.{i}")
-        x = _encoder_layer(g, op, layer, sub, x) if memory is None else _decoder_layer(g, op, layer, sub, x, memory)
+        if memory is None:
+            x = _encoder_layer(g, op, layer, sub, x)
+        else:
+            x = _decoder_layer(g, op, layer, sub, x, memory)
     if m.norm is not None:
         x = _Replay(g, op, path).norm(x, m.norm, "norm")
     return x

@@ -11,7 +11,6 @@ addend of a residual ``+``, the input columns of every layer that reads them.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -19,8 +18,7 @@ import torch
 from torch import nn
 
 from dlkernels._lib.torch_checks import check_module
-from dlkernels.compress._layouts import (Space, Segment, UngroupableError, extent, spaces_of, trivial,
-                                         unify)
+from dlkernels.compress._layouts import Space, UngroupableError, extent, spaces_of, trivial, unify
 from dlkernels.compress._values import ParamRef, Value
 
 __all__ = ["unit_groups", "UnitGroup", "Member", "NORM_TYPES"]

@@ -150,7 +150,8 @@ def prune_units(model, amount, *, example_inputs=None, importance: str = "l1", s
         raise TypeError(f"on_step must be callable, got {type(on_step).__name__}")
     if scope == "global" and isinstance(amounts, dict):
         raise ValueError("amount: a dict of per-layer shares needs scope='layer'")
-    protected = [] if protect is None else [n for n, _ in named_layers(model, (nn.Module,), protect, "protect")]
+    protected = [] if protect is None else [n for n, _ in named_layers(model, (nn.Module,), protect,
+                                                                         "protect")]
     if consumers is not None:
         _check_consumers(model, consumers)
     options = dict(example_inputs=example_inputs, importance=importance, scope=scope, round_to=round_to,
@@ -218,7 +219,7 @@ def _restricted(g, consumers: dict) -> set:
 
 
 def _top(scores: torch.Tensor, keep: int, blocks: int) -> torch.Tensor:
-    """Sorted indices of the ``keep`` highest scores, ``keep / blocks`` from each block (ties: lower index goes)."""
+    """Sorted indices of the ``keep`` highest scores, ``keep / blocks`` per block (ties: lower index goes)."""
     n = len(scores)
     per, k = n // blocks, keep // blocks
     kept = []
@@ -277,7 +278,8 @@ def _plan(g, amounts, *, importance, scope, round_to, restrict, attention):
     for s in g.attention:
         n_heads, n_dims = counts.get(s.path, (s.module.num_heads, s.module.head_dim))
         inside[s.path] = tuple(
-            torch.arange(space.size) if k == space.size else _top(unit_scores(g, space.root(), importance, cache), k, 1)
+            torch.arange(space.size) if k == space.size
+            else _top(unit_scores(g, space.root(), importance, cache), k, 1)
             for space, k in ((s.heads, n_heads), (s.head_dims, n_dims)))
     return kept, inside
 

@@ -132,7 +132,8 @@ def masked_copy(model, groups, removed: dict):
         module = masked.get_submodule(owner)
         n = module.weight.shape[0]
         keep = torch.tensor([i for i in range(n) if i not in drop])
-        wrapper = MaskedLayerNorm(module, keep) if isinstance(module, nn.LayerNorm) else MaskedGroupNorm(module, keep)
+        masking = MaskedLayerNorm if isinstance(module, nn.LayerNorm) else MaskedGroupNorm
+        wrapper = masking(module, keep)
         parent, _, child = owner.rpartition(".")
         setattr(masked.get_submodule(parent) if parent else masked, child, wrapper)
     return masked
@@ -150,7 +151,8 @@ def kept_positions(model, groups, removed: dict) -> dict:
             for u in units:
                 for o in range(m.outer):
                     for i in range(m.inner):
-                        drop.setdefault((m.tensor, m.dim), set()).add(m.offset + (o * group.size + u) * m.inner + i)
+                        position = m.offset + (o * group.size + u) * m.inner + i
+                        drop.setdefault((m.tensor, m.dim), set()).add(position)
     return {key: [p for p in range(shapes[key[0]][key[1]]) if p not in d] for key, d in drop.items()}
 
 
@@ -179,7 +181,7 @@ def attention_counts(model, groups, keep: dict, mode: str) -> None:
             q, o = find(proj, 1), find(f"{name}.out_proj.weight", 0)
             heads, dims = find(proj, 0, inner=d, outer=blocks), find(proj, 0, inner=1, outer=blocks * H)
             step = d if mode == "heads" else H
-            e = max(keep.get(q, E) if not groups[q].pinned else E, keep.get(o, E) if not groups[o].pinned else E)
+            e = max(E if groups[q].pinned else keep.get(q, E), E if groups[o].pinned else keep.get(o, E))
             e = min(E, -(-e // step) * step)
             keep[q] = keep[o] = e
             keep[heads], keep[dims] = (e // d, d) if mode == "heads" else (H, e // H)
@@ -217,7 +219,8 @@ def assert_exact(model, x, amount=0.5, *, attention="heads", kind="l1", rtol=1e-
             if (key, d) in positions:
                 t = t.index_select(d, torch.tensor(positions[(key, d)], dtype=torch.long))
         assert t.shape == pruned[key].shape, key
-        rescaled = attention == "head_dims" and key.endswith(("in_proj_weight", "in_proj_bias", "q_proj_weight"))
+        queries = ("in_proj_weight", "in_proj_bias", "q_proj_weight")
+        rescaled = attention == "head_dims" and key.endswith(queries)
         if not rescaled:
             torch.testing.assert_close(pruned[key], t, rtol=0, atol=0, msg=key)
     reference = masked_copy(model, groups, removed)

@@ -112,8 +112,8 @@ class TextTransformer(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
         self.pos = nn.Parameter(torch.randn(1, seq, dim) * 0.02)
-        self.blocks = nn.Sequential(*[nn.TransformerEncoderLayer(dim, heads, ff, dropout=0.0, batch_first=True)
-                                      for _ in range(layers)])
+        self.blocks = nn.Sequential(*[
+            nn.TransformerEncoderLayer(dim, heads, ff, dropout=0.0, batch_first=True) for _ in range(layers)])
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, n_classes)
 

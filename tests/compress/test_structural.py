@@ -65,7 +65,8 @@ def test_amount_per_layer_and_protect():
         prune_units(model, {"0": 0.5}, scope="global")
     residual = shapes.ResNet18(n_classes=4, width=0.125)
     with pytest.raises(ValueError, match="removed together"):
-        prune_units(residual, {"conv1": 0.5, "layer1.0.conv2": 0.25}, example_inputs=torch.randn(1, 3, 16, 16))
+        prune_units(residual, {"conv1": 0.5, "layer1.0.conv2": 0.25},
+                    example_inputs=torch.randn(1, 3, 16, 16))
 
 
 def test_steps_call_back_with_a_growing_share():
@@ -119,7 +120,7 @@ def test_consumers_restrict_and_are_checked_against_the_trace(assert_model_uncha
                                  ({"fc1": ["bn", "fc2", "out"]}, ValueError, "'out'"),  # one too many
                                  ({"fc2": "fc1"}, ValueError, "'fc1'"),               # wrong direction
                                  ({"fc1": ["bn", "fc9"]}, ValueError, "'fc9'"),       # no such module
-                                 ({"bn": "fc2"}, ValueError, "'fc1'"),                # the norm reads fc1's units
+                                 ({"bn": "fc2"}, ValueError, "'fc1'"),     # the norm holds fc1's units
                                  ({"out": "fc2"}, ValueError, "'fc2'"),
                                  (["fc1"], TypeError, "consumers"),
                                  ({"fc1": [3]}, TypeError, "consumers")]:
@@ -216,7 +217,8 @@ def test_original_untouched_in_training_mode():
 
 
 def test_unit_groups_describe_members():
-    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(8 * 6 * 6, 4))
     first, last = unit_groups(net, example_inputs=torch.randn(1, 3, 8, 8))
     assert (first.size, first.modules, first.pinned, first.blocks) == (8, ("0", "1"), (), 1)
     assert set(first.members) == {("0.weight", 0, 0, 1, 1, 1), ("0.bias", 0, 0, 1, 1, 1),
