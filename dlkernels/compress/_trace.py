@@ -33,6 +33,19 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, LEAF_TYPES)
 
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        # fx's own version scans every parameter and inspects a signature per look-up.
+        names = self.__dict__.get("_names")
+        if names is None:
+            names = self._names = {id(t): n for n, t in [*self.root.named_parameters(),
+                                                           *self.root.named_buffers()]}
+        name = names.get(id(attr_val)) if isinstance(attr_val, torch.Tensor) else None
+        if name is None:
+            return attr_val
+        if name not in parameter_proxy_cache:
+            parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
+        return parameter_proxy_cache[name]
+
     def call_module(self, m, forward, args, kwargs):
         self.stack.append((self.path_of_module(m), type(m).__name__))
         out = super().call_module(m, forward, args, kwargs)
@@ -86,19 +99,19 @@ def _fetch(root: nn.Module, target: str):
     return obj
 
 
-def _example(example_inputs, gm: fx.GraphModule | None) -> tuple:
+def _example(example_inputs, root: nn.Module | None, graph: fx.Graph | None) -> tuple:
     if example_inputs is not None:
         items = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
         if not all(isinstance(t, torch.Tensor) for t in items):
             raise TypeError(f"example_inputs must be a tensor or a tuple of tensors, got "
                             f"{type(example_inputs).__name__}")
         return tuple(items)
-    placeholders = [] if gm is None else [n for n in gm.graph.nodes if n.op == "placeholder"]
+    placeholders = [] if graph is None else [n for n in graph.nodes if n.op == "placeholder"]
     first = next(iter(placeholders[0].users), None) if len(placeholders) == 1 else None
     kind = getattr(first.target, "__name__", "") if first is not None and first.op == "call_function" else ""
     if kind in ("linear", "embedding"):
         w = first.args[1] if len(first.args) > 1 else first.kwargs.get("weight")
-        w = _fetch(gm, w.target) if isinstance(w, fx.Node) and w.op == "get_attr" else None
+        w = _fetch(root, w.target) if isinstance(w, fx.Node) and w.op == "get_attr" else None
         if isinstance(w, torch.Tensor) and kind == "linear":
             return (torch.zeros(2, w.shape[1], dtype=w.dtype, device=w.device),)
         if isinstance(w, torch.Tensor):
@@ -108,8 +121,8 @@ def _example(example_inputs, gm: fx.GraphModule | None) -> tuple:
 
 
 class _Recorder(fx.Interpreter):
-    def __init__(self, gm):
-        super().__init__(gm)
+    def __init__(self, root: nn.Module, graph: fx.Graph):
+        super().__init__(root, graph=graph)
         self.meta: dict = {}
 
     def run_node(self, n):
@@ -130,15 +143,15 @@ def _run_once(model: nn.Module, fn):
             m.training = mode
 
 
-def _fx_ops(g: Graph, model: nn.Module, gm: fx.GraphModule, meta: dict) -> None:
+def _fx_ops(g: Graph, root: nn.Module, graph: fx.Graph, meta: dict) -> None:
     env = {}
-    for node in gm.graph.nodes:
+    for node in graph.nodes:
         if node.op == "placeholder":
             m = meta.get(node)
             env[node] = Value.fixed(m.shape) if isinstance(m, TensorMeta) else m
             continue
         if node.op == "get_attr":
-            obj = _fetch(gm, node.target)
+            obj = _fetch(root, node.target)
             ref = g.ref(obj) if isinstance(obj, torch.Tensor) else None
             env[node] = ref or (Value.fixed(tuple(obj.shape)) if isinstance(obj, torch.Tensor) else obj)
             continue
@@ -150,7 +163,7 @@ def _fx_ops(g: Graph, model: nn.Module, gm: fx.GraphModule, meta: dict) -> None:
         stack = node.meta.get("nn_module_stack") or {}
         path = list(stack.values())[-1][0] if stack else ""
         if node.op == "call_module":
-            module = gm.get_submodule(node.target)
+            module = root.get_submodule(node.target)
             op = Op(type(module).__name__, args, kwargs, meta[node], node.target)
             env[node] = dispatch(g, op, module_rule(module), module)
             continue
@@ -162,17 +175,16 @@ def _trace_fx(model: nn.Module, example_inputs):
     tracer = _Tracer()
     try:
         graph = tracer.trace(model)
-        gm = fx.GraphModule(tracer.root, graph)
     except Exception as exc:  # any failure: fall back to torch.export
         where = tracer.stack[-1] if tracer.stack else ("", type(model).__name__)
         return None, where, exc
-    inputs = _example(example_inputs, gm)
-    rec = _Recorder(gm)
+    inputs = _example(example_inputs, tracer.root, graph)
+    rec = _Recorder(tracer.root, graph)
     try:
         _run_once(model, lambda: rec.run(*inputs))
     except Exception as exc:
         return None, ("", type(model).__name__), exc
-    return (gm, rec.meta), None, None
+    return (tracer.root, graph, rec.meta), None, None
 
 
 def _owner(node, model, cache: dict):
@@ -264,12 +276,12 @@ def analyse(model: nn.Module, example_inputs=None) -> Graph:
     g = Graph(model)
     traced, where, fx_error = _trace_fx(model, example_inputs)
     if traced is not None:
-        _fx_ops(g, model, *traced)
+        _fx_ops(g, *traced)
         return g
     if example_inputs is None:
         raise TypeError(f"model: torch.fx cannot trace {where[0] or 'the model'!r} ({where[1]}): "
                         f"{_first_line(fx_error)}; pass example_inputs=... to trace it with torch.export")
-    inputs = _example(example_inputs, None)
+    inputs = _example(example_inputs, None, None)
     try:
         _export_ops(g, model, inputs)
     except UngroupableError:
