@@ -23,7 +23,7 @@ says why.
 from __future__ import annotations
 
 import argparse
-import copy
+import functools
 import os
 import sys
 import time
@@ -32,11 +32,10 @@ import warnings
 import torch
 from torch import nn
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "compress"))
-import shapes  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmarks._compress_peers import prune_with, shapes  # noqa: E402
 
-from dlkernels.compress import prune_units  # noqa: E402
+shapes = shapes()
 
 
 def conv1d_chain():
@@ -58,21 +57,6 @@ MODELS = {
 
 def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def with_dlkernels(model, x, out_name, round_to):
-    return prune_units(model, 0.5, example_inputs=x[:1], round_to=round_to)
-
-
-def with_torch_pruning(model, x, out_name, round_to):
-    import torch_pruning as tp
-
-    model = copy.deepcopy(model)
-    pruner = tp.pruner.MetaPruner(model, x[:1], importance=tp.importance.MagnitudeImportance(p=1),
-                                  pruning_ratio=0.5, ignored_layers=[model.get_submodule(out_name)],
-                                  round_to=None if round_to == 1 else round_to)
-    pruner.step()
-    return model
 
 
 def timed_prune(fn, *args):
@@ -105,7 +89,7 @@ def run(name: str, repeat: int, round_to: int, prune_repeat: int) -> str:
     model = shapes.randomize_norms(build()).eval()
     x = data()
     pruned, prune_s, notes = {}, {}, []
-    impls = {"dlkernels": with_dlkernels, "torch-pruning": with_torch_pruning}
+    impls = {impl: functools.partial(prune_with, impl) for impl in ("dlkernels", "torch-pruning")}
     # The pruning calls, interleaved; the best of prune_repeat + 1 (the first pays one-off warm-up).
     for _ in range(prune_repeat + 1):
         for impl, fn in list(impls.items()):
