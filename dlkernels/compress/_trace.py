@@ -17,6 +17,7 @@ from torch import nn
 from dlkernels.compress._layouts import UngroupableError, pin_all
 from dlkernels.compress._layer_rules import unknown_module
 from dlkernels.compress._ops import ATEN, FUNCTIONS, LEAF_TYPES, module_rule
+from dlkernels.compress._sequential import sequential_ops
 from dlkernels.compress._values import Op, TensorMeta, Value, carries_units, fixed_like, tensors_in
 from dlkernels.compress.depgraph import Graph
 
@@ -274,6 +275,9 @@ def _collapsed(g: Graph, group: list, owner, env: dict, user_outputs: set) -> No
 
 def analyse(model: nn.Module, example_inputs=None) -> Graph:
     g = Graph(model)
+    checked = None if example_inputs is None else _example(example_inputs, None, None)
+    if sequential_ops(g, model, checked, lambda fn: _run_once(model, fn)):
+        return g
     traced, where, fx_error = _trace_fx(model, example_inputs)
     if traced is not None:
         _fx_ops(g, *traced)

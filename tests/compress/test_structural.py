@@ -264,3 +264,33 @@ def test_quantized_weights_are_refused_by_name():
     quantize(model, bits=3)
     with pytest.raises(TypeError, match=r"'0' \(linear\): the weight is computed"):
         prune_units(model, 0.5)
+
+
+@pytest.mark.parametrize("build, x", [
+    (lambda: mlp((6, 8, 5, 2)), torch.randn(2, 6)),
+    (lambda: shapes.cnn((3, 8, 16, 8)), torch.randn(1, 3, 8, 8)),
+    (lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(2, 8), nn.Conv2d(8, 16, 3, groups=2),
+                           nn.PReLU(16), nn.Conv2d(16, 32, 1, groups=16), nn.Softmax(dim=1),
+                           nn.Sequential(nn.Flatten()), nn.Linear(32 * 16, 4)), torch.randn(1, 3, 8, 8)),
+    (lambda: nn.Sequential(nn.Embedding(9, 8), nn.LayerNorm(8), nn.Linear(8, 6), nn.Dropout(),
+                           nn.Linear(6, 3)), torch.randint(0, 9, (2, 4))),
+])
+def test_plain_sequentials_group_as_through_fx(build, x):
+    """A plain Sequential is analysed without fx; wrapped in a module it goes through fx: same groups."""
+    class Wrapped(nn.Module):
+        def __init__(self, seq):
+            super().__init__()
+            self.seq = seq
+
+        def forward(self, x):
+            return self.seq(x)
+
+    seq = build()
+
+    def strip(groups):
+        return [(g.size, tuple(m.removeprefix("seq.") for m in g.modules),
+                 sorted(m._replace(tensor=m.tensor.removeprefix("seq.")) for m in g.members),
+                 tuple(p.replace("'seq.", "'") for p in g.pinned), g.blocks) for g in groups]
+
+    direct, traced = unit_groups(seq, example_inputs=x), unit_groups(Wrapped(seq), example_inputs=x)
+    assert strip(direct) == strip(traced) and len(direct) >= 3
