@@ -14,10 +14,12 @@ without rounding (Torch-Pruning's default; ``--round-to 8`` rounds both):
   missing).
 
 It prints the parameters left, CPU inference time of the unpruned model
-divided by that of each pruned one (interleaved repeats, best of each, torch
-at ``--threads`` threads, no autograd), the time of the pruning call itself (best of interleaved calls),
-and the dlkernels / Torch-Pruning ratios. A row that one library cannot prune
-says why.
+divided by that of each pruned one (interleaved repeats in rotating order,
+best of each, torch at ``--threads`` threads, no autograd), the time of the
+pruning call itself (best of interleaved calls), the dlkernels / Torch-Pruning
+ratios, and whether both pruned models hold tensors of the same shapes (then
+they do the same work, and any difference in their times is noise). A row
+that one library cannot prune says why.
 """
 
 from __future__ import annotations
@@ -113,9 +115,11 @@ def run(name: str, repeat: int, round_to: int, prune_repeat: int) -> str:
         else:
             cells.append(f"{'-':>21}")
     if len(pruned) == 2:
+        same = [p.shape for p in pruned["dlkernels"].parameters()] == \
+            [p.shape for p in pruned["torch-pruning"].parameters()]
         cells.append(f"{times['torch-pruning'] / times['dlkernels']:5.2f}x "
                      f"{n_params(pruned['dlkernels']) / n_params(pruned['torch-pruning']):5.3f} "
-                     f"{prune_s['torch-pruning'] / prune_s['dlkernels']:5.2f}x")
+                     f"{prune_s['torch-pruning'] / prune_s['dlkernels']:5.2f}x  {'yes' if same else 'no'}")
     return " | ".join(cells) + ("" if not notes else "   (" + "; ".join(notes) + ")")
 
 
@@ -132,7 +136,8 @@ def main():
     print(f"50% of units, L1, round_to={args.round_to}, {args.threads} thread(s), inference best of "
           f"{args.repeat}, pruning best of {args.prune_repeat}")
     print("model         | params  | dlkernels: params, speed-up, prune | torch-pruning: same "
-          "| TP time / dlkernels time, dlkernels / TP params, TP prune / dlkernels prune")
+          "| TP time / dlkernels time, dlkernels / TP params, TP prune / dlkernels prune, "
+          "same tensor shapes")
     for name in args.models or MODELS:
         print(run(name, args.repeat, args.round_to, args.prune_repeat), flush=True)
 

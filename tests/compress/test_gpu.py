@@ -39,3 +39,19 @@ def test_prune_units_on_cuda():
     small = prune_units(model, 0.5, round_to=1)
     assert small[0].weight.is_cuda and small[0].out_features == 150
     assert small(torch.randn(4, 64, device="cuda")).shape == (4, 10)
+
+
+@pytest.mark.parametrize("case", ["resnet18", "transformer", "grouped", "export_fallback"])
+def test_prune_units_on_cuda_equals_cpu(case):
+    """The same units go on either device, and the CUDA copy computes what the CPU copy does."""
+    from .test_structural_models import CASES, ready
+
+    build, data = CASES[case]
+    model, x = ready(build()), data()
+    small = prune_units(model, 0.5, example_inputs=x)
+    small_cuda = prune_units(model.cuda(), 0.5, example_inputs=x.cuda())
+    assert all(t.is_cuda for t in small_cuda.state_dict().values())
+    assert {k: v.shape for k, v in small.state_dict().items()} == \
+        {k: v.shape for k, v in small_cuda.state_dict().items()}
+    with torch.no_grad():
+        torch.testing.assert_close(small_cuda(x.cuda()).cpu(), small(x), rtol=1e-4, atol=1e-4)
