@@ -79,8 +79,9 @@ def prune_units(model, amount, *, example_inputs=None, importance: str = "l1", s
     consumers : dict, optional
         ``{producer name: name or list of names}``: prune only these
         producers' groups, and check each against the traced graph: the names
-        must be exactly the modules that read the producer's units (norms
-        included).
+        must be exactly the other modules that hold the producer's units (the
+        layers that read them, the norms in between, and in a residual group
+        the other producers).
     attention : {"heads", "head_dims"}
         ``nn.MultiheadAttention`` keeps ``embed_dim == num_heads * head_dim``
         equal to its query and output features: when those lose units, it
