@@ -48,7 +48,7 @@ def conv1d_chain():
 # name -> (model builder, input builder, output layer name)
 MODELS = {
     "mlp": (lambda: shapes.mlp((784, 1024, 1024, 10)), lambda: torch.randn(256, 784), "4"),
-    "cnn": (lambda: shapes.cnn((3, 64, 128, 256)), lambda: torch.randn(32, 3, 32, 32), "6"),
+    "cnn": (lambda: shapes.cnn((3, 64, 128, 256)), lambda: torch.randn(32, 3, 32, 32), "11"),
     "resnet18": (lambda: shapes.ResNet18(), lambda: torch.randn(2, 3, 224, 224), "fc"),
     "transformer": (lambda: shapes.ProjectedTransformer(features=64, dim=256, heads=8, ff=1024),
                     lambda: torch.randn(16, 64, 64), "head"),
