@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Space", "Segment", "extent", "unify", "merge_dims", "split_dim", "spaces_of",
-           "UngroupableError"]
+__all__ = ["Space", "Segment", "UngroupableError", "union", "fixed", "trivial", "extent", "spaces_of",
+           "normal", "pin_all", "unify", "merge_dims", "split_dim"]
 
 
 class UngroupableError(TypeError):
@@ -32,7 +32,7 @@ class UngroupableError(TypeError):
 class Space:
     """A set of units removed together (a union-find node)."""
 
-    __slots__ = ("size", "_parent", "blocks", "pins", "members", "ties")
+    __slots__ = ("size", "_parent", "blocks", "pins", "members")
 
     def __init__(self, size: int):
         self.size = size
@@ -40,7 +40,6 @@ class Space:
         self.blocks = 1          # units are removed equally from this many equal blocks
         self.pins: list[str] = []  # why no unit may be removed (empty: prunable)
         self.members: list = []  # (tensor key, dim, offset, outer, inner) slices of the units
-        self.ties: list = []     # attention modules whose sizes must match this space's
 
     def root(self) -> "Space":
         node = self
@@ -78,8 +77,7 @@ def union(a: Space, b: Space) -> Space:
     for why in b.pins:
         a.pin(why)
     a.members += b.members
-    a.ties += b.ties
-    b.members, b.ties, b.pins = [], [], []
+    b.members, b.pins = [], []
     return a
 
 

@@ -201,7 +201,7 @@ class Graph:
 
         return [UnitGroup(root.size, tuple(modules.get(id(root), ())), tuple(member(m) for m in root.members),
                           tuple(root.pins), root.blocks)
-                for root in self.roots() if root.members or root.ties]
+                for root in self.roots() if root.members]
 
 
 def trace_graph(model: nn.Module, example_inputs=None) -> Graph:
