@@ -221,6 +221,49 @@ def run_python(tmp_path):
     return run
 
 
+# -- threads ---------------------------------------------------------------------------------
+def run_concurrently(*loops, seconds: float = 1.0, min_rounds: int = 20) -> list:
+    """Run each ``loop(i)`` repeatedly in its own thread, all at once, for ``seconds``.
+
+    Every loop runs at least ``min_rounds`` times. Returns, per loop, the list of
+    what its calls returned; the first exception of any thread is re-raised here.
+    A thread stuck for 60 s (a deadlock) fails the test.
+    """
+    import threading
+    import time
+
+    stop_at = time.monotonic() + seconds
+    results = [[] for _ in loops]
+    errors = []
+    start = threading.Barrier(len(loops), timeout=60)
+
+    def worker(k):
+        try:
+            start.wait()
+            i = 0
+            while i < min_rounds or time.monotonic() < stop_at:
+                results[k].append(loops[k](i))
+                i += 1
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(len(loops))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60 + seconds)
+        assert not t.is_alive(), "a thread did not finish: deadlock?"
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.fixture
+def concurrently():
+    """:func:`run_concurrently` as a fixture: stress an object from several threads."""
+    return run_concurrently
+
+
 # -- torch ---------------------------------------------------------------------------------
 @pytest.fixture
 def one_thread():

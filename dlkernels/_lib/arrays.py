@@ -36,5 +36,7 @@ def like_input(result: np.ndarray, template):
     if is_tensor(template):
         import torch
 
-        return torch.from_numpy(np.ascontiguousarray(result)).to(template.device)
+        # (np.ascontiguousarray would turn a 0-d result into shape (1,).)
+        result = result if result.flags.c_contiguous else result.copy(order="C")
+        return torch.from_numpy(result).to(template.device)
     return result

@@ -7,6 +7,7 @@ names the argument and the offending value.
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -17,17 +18,28 @@ __all__ = [
     "as_array",
     "as_float_array",
     "as_index_array",
+    "check_alloc",
     "check_bool",
     "check_choice",
     "check_count",
     "check_finite_total",
     "check_shape",
+    "check_size",
     "check_real",
 ]
 
 
 def as_array(x, name: str) -> np.ndarray:
-    x = to_numpy(x)
+    """``x`` as a numpy array (a view of a CPU tensor), refusing what numpy would misread."""
+    if isinstance(x, np.ma.MaskedArray):
+        # np.asarray would silently use the masked-out values.
+        raise TypeError(f"{name} must not be a masked array: fill or drop the masked "
+                        f"values first (numpy.ma.filled or .compressed())")
+    try:
+        x = to_numpy(x)
+    except TypeError as exc:  # a tensor dtype numpy lacks (bfloat16, float8, ...)
+        raise TypeError(f"{name} has a dtype numpy cannot hold ({exc}); convert it first, "
+                        f"e.g. with .float()") from None
     try:
         arr = np.asarray(x)
     except (TypeError, ValueError) as exc:  # ragged nested lists and the like
@@ -100,15 +112,37 @@ def check_choice(value, name: str, choices) -> str:
     return value
 
 
-def check_count(n, name: str, minimum: int = 0) -> int:
-    """A Python int ``>= minimum`` (bools refused): a count, a size, a k."""
+def check_count(n, name: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """A Python int in ``[minimum, maximum]`` (bools refused): a count, a size, a k."""
     rule = "a non-negative int" if minimum == 0 else "an int"
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
         raise TypeError(f"{name} must be {rule}, got {type(n).__name__}")
     if n < minimum:
         bound = "a non-negative int" if minimum == 0 else f">= {minimum}"
         raise ValueError(f"{name} must be {bound}, got {n}")
+    if maximum is not None and n > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {n}")
     return int(n)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: assume a large machine
+        return 1 << 40
+
+
+def check_alloc(n_items: int, itemsize: int, name: str) -> None:
+    """Refuse an output of ``n_items`` items that could not fit in this machine's memory.
+
+    Without it a huge ``size`` fails deep inside numpy ("array is too big") or
+    makes the process swap; here the error names the argument that asked for it.
+    """
+    nbytes = int(n_items) * int(itemsize)
+    limit = _physical_memory()
+    if nbytes > limit:
+        raise ValueError(f"{name} asks for {n_items} items ({nbytes / 2**30:.3g} GiB), "
+                         f"more than this machine's memory ({limit / 2**30:.3g} GiB)")
 
 
 def check_shape(shape, name: str = "shape") -> tuple[int, ...]:
@@ -120,6 +154,16 @@ def check_shape(shape, name: str = "shape") -> tuple[int, ...]:
     except TypeError:
         raise TypeError(f"{name} must be an int or a tuple of ints, got {type(shape).__name__}") from None
     return tuple(check_count(d, name) for d in dims)
+
+
+def check_size(size, itemsize: int = 8, name: str = "size") -> tuple[int, ...]:
+    """An output shape (an int or a tuple of ints) whose array fits in memory."""
+    shape = check_shape(size, name)
+    n_items = 1
+    for dim in shape:
+        n_items *= dim
+    check_alloc(n_items, itemsize, name)
+    return shape
 
 
 def check_real(x, name: str, *, low: float | None = None, high: float | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlkernels._lib.persist import load_arrays, save_arrays
+from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.random import check_rng, draw_key
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import check_bool, check_count, check_real
@@ -17,6 +17,10 @@ __all__ = ["SkipGram"]
 # Progress-bar updates per epoch: the kernel returns to Python this many times.
 _PROGRESS_STEPS = 50
 _PARAMS = ("dim", "window", "negative", "hs", "sample", "alpha", "min_alpha", "epochs")
+# How each hyper-parameter is stored in a file.
+PARAM_KINDS = {"dim": int, "window": int, "negative": int, "hs": bool, "sample": float,
+               "alpha": float, "min_alpha": float, "epochs": int}
+_FITTED = ("vectors", "syn1neg", "syn1", "counts", "loss_history", "trained_words")
 
 
 def check_params(dim, window, negative, hs, sample, alpha, min_alpha, epochs) -> dict:
@@ -175,7 +179,7 @@ class SkipGram:
         syn0 = ((gen.random((vocab_size, dim), dtype=np.float32) - np.float32(0.5))
                 / np.float32(dim))
         syn1neg = np.zeros((vocab_size if self.negative else 1, dim), dtype=np.float32)
-        table = NegativeSampler(counts, power=0.75)._alias._table
+        table = NegativeSampler(counts, power=0.75).alias_table
         paths, labels, code_len, syn1 = _hs_arrays(counts, dim, self.hs)
         keep = _keep_probabilities(counts, self.sample)
         key = draw_key(gen)
@@ -325,31 +329,51 @@ class SkipGram:
         Parameters
         ----------
         path : str or os.PathLike
-            A file written by :meth:`SkipGram.save`; any other is refused with a ValueError.
+            A file written by :meth:`SkipGram.save`.
+
+        Raises
+        ------
+        dlkernels.FileFormatError
+            (a ValueError) for any other file, a damaged one, or invalid contents.
         """
-        data = load_arrays(path, "SkipGram")
-        try:
-            params = check_params(*(data[name].item() for name in _PARAMS))
-            vectors = np.ascontiguousarray(data["vectors"], dtype=np.float32)
-            counts = np.asarray(data["counts"], dtype=np.int64)
-            fitted = {"vectors": vectors,
-                      "syn1neg": np.ascontiguousarray(data["syn1neg"], dtype=np.float32),
-                      "syn1": np.ascontiguousarray(data["syn1"], dtype=np.float32),
-                      "counts": counts,
-                      "loss_history": np.asarray(data["loss_history"], dtype=np.float64),
-                      "trained_words": int(data["trained_words"])}
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"path holds an invalid SkipGram: {exc}") from None
-        if vectors.ndim != 2 or vectors.shape[1] != params["dim"] or counts.shape != vectors.shape[:1]:
-            raise ValueError(f"path holds vectors of shape {vectors.shape} for dim={params['dim']} "
-                             f"and {counts.shape} counts")
-        model = cls(**params)
-        model._fitted = fitted
+        with read_archive(path, "SkipGram") as archive:
+            archive.expect(_PARAMS + _FITTED)
+            params = read_params(archive, _PARAMS)
+            model = cls(**params)
+            model._fitted = read_fitted(archive, params)
         return model
 
     def __repr__(self) -> str:
         args = ", ".join(f"{name}={getattr(self, name)!r}" for name in _PARAMS)
         return f"SkipGram({args})"
+
+
+def read_params(archive, names) -> dict:
+    """Hyper-parameters from a file, each of its stored kind, validated as by the constructor."""
+    return check_params(**{name: archive.scalar(name, PARAM_KINDS[name]) for name in names
+                           if name in PARAM_KINDS})
+
+
+def read_fitted(archive, params: dict, prefix: str = "") -> dict:
+    """The trained tables from a file, with shapes that agree with each other and ``params``."""
+    counts = archive.array(prefix + "counts", "int64", (None,))
+    if (counts < 0).any():
+        raise ValueError(f"{prefix}counts holds a negative count")
+    vocab, dim = counts.shape[0], params["dim"]
+    hs_rows = vocab - 1 if params["hs"] and vocab >= 2 else 1
+    fitted = {
+        "vectors": archive.array(prefix + "vectors", "float32", (vocab, dim)),
+        "syn1neg": archive.array(prefix + "syn1neg", "float32",
+                                 (vocab if params["negative"] else 1, dim)),
+        "syn1": archive.array(prefix + "syn1", "float32", (hs_rows, dim)),
+        "counts": counts,
+        "loss_history": archive.array(prefix + "loss_history", "float64", (None,)),
+        "trained_words": archive.scalar(prefix + "trained_words", int, low=0),
+    }
+    for name in ("vectors", "syn1neg", "syn1"):
+        if not np.isfinite(fitted[name]).all():
+            raise ValueError(f"{prefix}{name} holds NaN or infinite values")
+    return fitted
 
 
 def _keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from dlkernels._lib.persist import load_arrays, save_arrays
+from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import (as_array, as_float_array, check_bool, check_count,
                                     check_finite_total)
@@ -561,19 +561,32 @@ class Graph:
 
         Raises
         ------
-        ValueError
-            If the file is not a Graph archive or its arrays are not a valid graph.
+        dlkernels.FileFormatError
+            (a ValueError) if the file is not a Graph file, is damaged, or its
+            arrays are not a valid graph.
         """
-        data = load_arrays(path, "Graph")
-        try:
-            return cls(data["indptr"], data["indices"], data.get("weights"),
-                       directed=bool(data["directed"]), node_ids=data.get("node_ids"),
-                       n_threads=n_threads)
-        except (TypeError, KeyError) as exc:
-            raise ValueError(f"path holds an invalid graph: {exc}") from None
+        with read_archive(path, "Graph") as archive:
+            archive.expect(["indptr", "indices", "directed"], optional=["weights", "node_ids"])
+            indptr = archive.array("indptr", "int64", (None,))
+            if indptr.shape[0] < 1:
+                raise ValueError("indptr is empty")
+            indices = archive.array("indices", "int32", (None,))
+            weights = archive.array("weights", "float64", indices.shape) \
+                if "weights" in archive.members else None
+            node_ids = read_node_ids(archive, indptr.shape[0] - 1) \
+                if "node_ids" in archive.members else None
+            return cls(indptr, indices, weights, directed=archive.scalar("directed", bool),
+                       node_ids=node_ids, n_threads=n_threads)
 
     def __repr__(self) -> str:
         kind = "directed" if self._directed else "undirected"
         weighted = ", weighted" if self.weighted else ""
         return f"Graph(n_nodes={self.n_nodes}, n_edges={self.n_edges}, {kind}{weighted})"
 
+
+def read_node_ids(archive, n_nodes: int) -> np.ndarray:
+    """The ``node_ids`` member of a file: one integer or string label per node."""
+    dtype = archive.header("node_ids")[0]
+    if dtype.kind not in "iuU":
+        raise ValueError(f"node_ids has dtype {dtype}, expected integers or strings")
+    return archive.array("node_ids", dtype, (n_nodes,))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlkernels._lib.persist import load_arrays, save_arrays
+from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.random import check_rng
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import check_bool, check_count, check_real
 from dlkernels.embed import SkipGram
-from dlkernels.embed.skipgram import check_params
-from dlkernels.graph.graph import Graph
+from dlkernels.embed.skipgram import check_params, read_fitted, read_params
+from dlkernels.graph.graph import Graph, read_node_ids
 from dlkernels.graph.walks import random_walks
 
 __all__ = ["Node2Vec"]
@@ -165,20 +165,20 @@ class Node2Vec:
         ----------
         path : str or os.PathLike
         """
-        data = load_arrays(path, "Node2Vec")
-        try:
-            params = {name: data[name].item() for name in _WALK_PARAMS + _SKIPGRAM_PARAMS}
-            model = cls(**params)
-            fitted = {k[len("skipgram_"):]: v for k, v in data.items() if k.startswith("skipgram_")}
-            skipgram = SkipGram(**{name: params[name] for name in _SKIPGRAM_PARAMS})
-            skipgram._fitted = {"vectors": np.ascontiguousarray(fitted["vectors"], dtype=np.float32),
-                                "syn1neg": fitted["syn1neg"], "syn1": fitted["syn1"],
-                                "counts": fitted["counts"], "loss_history": fitted["loss_history"],
-                                "trained_words": int(fitted["trained_words"])}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"path holds an invalid Node2Vec: {exc}") from None
+        with read_archive(path, "Node2Vec") as archive:
+            fitted_names = [f"skipgram_{name}" for name in ("vectors", "syn1neg", "syn1", "counts",
+                                                            "loss_history", "trained_words")]
+            archive.expect(_WALK_PARAMS + _SKIPGRAM_PARAMS + tuple(fitted_names),
+                           optional=["node_ids"])
+            sg_params = read_params(archive, _SKIPGRAM_PARAMS)
+            walk_params = {name: archive.scalar(name, int if name.startswith("walk") else float)
+                           for name in _WALK_PARAMS}
+            model = cls(**walk_params, **sg_params)
+            skipgram = SkipGram(**sg_params)
+            skipgram._fitted = read_fitted(archive, sg_params, prefix="skipgram_")
+            if "node_ids" in archive.members:
+                model.node_ids = read_node_ids(archive, skipgram.vocab_size)
         model.skipgram = skipgram
-        model.node_ids = data.get("node_ids")
         return model
 
     def __repr__(self) -> str:

@@ -9,7 +9,7 @@ import numbers
 import numpy as np
 
 from dlkernels._lib.arrays import is_tensor, like_input
-from dlkernels._lib.persist import load_arrays, save_arrays
+from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.random import check_rng
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import as_array, check_choice, check_count, check_real
@@ -673,8 +673,12 @@ class LSHIndex:
         if np.shape(planes) != (n_tables * n_bits, dim) or np.shape(shifts) != (n_tables * n_bits,) \
                 or np.shape(mult) != (n_tables, n_bits) or np.asarray(mult).dtype != np.uint64:
             problems.append("hash functions of the wrong shape")
-        if not (np.isnan(width) or (np.isfinite(width) and width > 0)):
+        if not (np.isnan(width) or (width > 0 and np.isfinite(1.0 / width))):
             problems.append(f"bucket width {width}")
+        elif not (np.isfinite(planes).all() and np.isfinite(shifts).all()
+                  and ((0 <= shifts) & (shifts < 1)).all() and (np.asarray(mult) & 1).all()):
+            # Finite planes and shifts in [0, 1), odd multipliers: as the constructor draws them.
+            problems.append("invalid hash functions")
         if problems:
             raise ValueError(f"not a valid LSHIndex state: {', '.join(problems)}")
         index._setup(dim, metric, n_tables, n_bits, None if np.isnan(width) else width, dtype,
@@ -707,8 +711,32 @@ class LSHIndex:
 
     @classmethod
     def load(cls, path) -> LSHIndex:
-        """Read an index written by :meth:`save`."""
-        return cls._from_state(load_arrays(path, "LSHIndex"))
+        """Read an index written by :meth:`save`.
+
+        Raises
+        ------
+        dlkernels.FileFormatError
+            (a ValueError) for any other file, a damaged one, or invalid contents.
+        """
+        with read_archive(path, "LSHIndex") as archive:
+            archive.expect(["dim", "metric", "n_tables", "n_bits", "bucket_width", "dtype",
+                            "planes", "shifts", "mult", "vectors", "ids", "next_id"])
+            dim = archive.scalar("dim", int, low=1, high=MAX_DIM)
+            n_tables = archive.scalar("n_tables", int, low=1, high=2**16)
+            n_bits = archive.scalar("n_bits", int, low=1, high=64)
+            dtype = archive.scalar("dtype", str)
+            if dtype not in DTYPES:
+                raise ValueError(f"dtype is {dtype!r}, expected one of {DTYPES}")
+            state = {"dim": dim, "n_tables": n_tables, "n_bits": n_bits, "dtype": dtype,
+                     "metric": archive.scalar("metric", str),
+                     "bucket_width": archive.array("bucket_width", "float64", ()),
+                     "planes": archive.array("planes", "float64", (n_tables * n_bits, dim)),
+                     "shifts": archive.array("shifts", "float64", (n_tables * n_bits,)),
+                     "mult": archive.array("mult", "uint64", (n_tables, n_bits)),
+                     "vectors": archive.array("vectors", dtype, (None, dim)),
+                     "next_id": archive.scalar("next_id", int, low=0)}
+            state["ids"] = archive.array("ids", "int64", (state["vectors"].shape[0],))
+            return cls._from_state(state)
 
 
 def _mix64_torch(z):

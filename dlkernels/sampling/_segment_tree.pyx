@@ -19,7 +19,7 @@ values always give the same tree.
 import numpy as np
 
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, NAN, isfinite, pow
+from libc.math cimport INFINITY, NAN, exp, isfinite, log, pow
 from libc.stdint cimport int64_t, uint64_t
 
 from dlkernels._lib._openmp cimport threads_for
@@ -257,7 +257,7 @@ cdef void find_chunk(const double *sums, const int64_t *offsets, int n_levels,
 cdef void sample_chunk(const double *sums, const int64_t *offsets, int n_levels,
                        int64_t *out, double *weights, Py_ssize_t start, Py_ssize_t stop,
                        Py_ssize_t n, uint64_t key, bint stratified, double total,
-                       double min_positive, double beta) noexcept nogil:
+                       double log_min_positive, double beta) noexcept nogil:
     cdef uint64_t state = stream_start(key, <uint64_t>(start // CHUNK))
     cdef double v[GROUP]
     cdef Py_ssize_t k = start, i, count
@@ -268,8 +268,9 @@ cdef void sample_chunk(const double *sums, const int64_t *offsets, int n_levels,
         descend(sums, offsets, n_levels, v, out + k, count)
         if weights != NULL:
             for i in range(k, k + count):
-                # (N * P(i))^-beta divided by its largest possible value (N * P_min)^-beta.
-                weights[i] = pow(sums[out[i]] / min_positive, -beta)
+                # (N * P(i))^-beta divided by its largest possible value (N * P_min)^-beta,
+                # in logs: the ratio of two values may overflow (1e300 / 1e-300).
+                weights[i] = exp(-beta * (log(sums[out[i]]) - log_min_positive))
         k += count
 
 
@@ -288,8 +289,9 @@ def sample(const double[::1] sums, const double[::1] mins, const int64_t[::1] of
     cdef const int64_t *off = &offsets[0]
     cdef double *w = &weights[0] if weights is not None and n > 0 else NULL
     cdef double tot = tree_total(s, off, n_levels)
-    cdef double smallest = tree_min(s, &mins[0] if mins.shape[0] else NULL, off, n_levels)
+    cdef double log_smallest = log(tree_min(s, &mins[0] if mins.shape[0] else NULL, off,
+                                            n_levels))
     for c in prange(n_chunks, nogil=True, schedule="static",
                     num_threads=threads_for(n_threads, n_chunks, MIN_CHUNKS_PER_THREAD)):
         sample_chunk(s, off, n_levels, &out[0], w, c * CHUNK, min(n, (c + 1) * CHUNK), n,
-                     key, stratified, tot, smallest, beta)
+                     key, stratified, tot, log_smallest, beta)

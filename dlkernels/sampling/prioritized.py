@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from dlkernels._lib.persist import load_arrays, save_arrays
-from dlkernels._lib.validation import as_index_array, check_count, check_real
+from dlkernels._lib.array_types import (ArrayLike, FloatArray, IntArray, PathLike, RngLike, Size,
+                                        Tensor)
+from dlkernels._lib.locks import lock_of, reads, writes
+from dlkernels._lib.persist import read_archive, save_arrays
+from dlkernels._lib.validation import as_index_array, check_real, check_size
 from dlkernels.sampling.segment_tree import SumTree, one_value_per_index
 
 __all__ = ["PrioritizedSampler"]
@@ -28,6 +29,15 @@ class PrioritizedSampler:
     beta : float, default 0.4
         Default importance-sampling exponent, in ``[0, 1]``; usually annealed to 1.
 
+    Notes
+    -----
+    Weights are computed in logarithms, so priorities far apart (1e-300 and
+    1e300) still give positive weights.
+
+    Thread safety: :meth:`sample` calls run concurrently; :meth:`update` runs
+    alone, so a batch never mixes priorities from before and after an update
+    (the sampler and its :attr:`tree` share one lock; see :doc:`/user_guide/safety`).
+
     Examples
     --------
     >>> from dlkernels.sampling import PrioritizedSampler
@@ -38,11 +48,26 @@ class PrioritizedSampler:
     True
     """
 
-    def __init__(self, capacity: int, alpha: float = 0.6, beta: float = 0.4):
-        self.alpha = check_real(alpha, "alpha", low=0.0)
-        self.beta = check_real(beta, "beta", low=0.0, high=1.0)
+    def __init__(self, capacity: int, *, alpha: float = 0.6, beta: float = 0.4) -> None:
+        self._alpha = check_real(alpha, "alpha", low=0.0)
+        self.beta = beta
         self._tree = SumTree(capacity)
         self._max_priority = 1.0
+        self._rwlock = lock_of(self._tree)  # one lock for the sampler and its tree
+
+    @property
+    def alpha(self) -> float:
+        """The prioritization exponent (fixed: the tree stores ``priority**alpha``)."""
+        return self._alpha
+
+    @property
+    def beta(self) -> float:
+        """The default importance-sampling exponent, in ``[0, 1]`` (may be annealed)."""
+        return self._beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        self._beta = check_real(value, "beta", low=0.0, high=1.0)
 
     @property
     def capacity(self) -> int:
@@ -62,7 +87,8 @@ class PrioritizedSampler:
         """Largest priority given so far (1.0 before any): the usual priority for new data."""
         return self._max_priority
 
-    def update(self, indices, priorities) -> None:
+    @writes
+    def update(self, indices: ArrayLike | Tensor, priorities: ArrayLike | Tensor) -> None:
         """Set the priorities of ``indices`` (stored as ``priority**alpha``).
 
         A repeated index takes its last priority. Nothing is written unless the
@@ -89,14 +115,16 @@ class PrioritizedSampler:
         largest = self._tree._write(idx, prio, "priorities", power=self.alpha)
         self._max_priority = max(self._max_priority, largest)
 
-    def sample(self, n: int, beta: float | None = None, rng=None, stratified: bool = True,
-               n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Draw ``n`` slots in proportion to their priority.
+    @reads
+    def sample(self, size: Size, *, beta: float | None = None, rng: RngLike = None,
+               stratified: bool = True,
+               n_threads: int | None = None) -> tuple[IntArray, FloatArray]:
+        """Draw ``size`` slots in proportion to their priority.
 
         Parameters
         ----------
-        n : int
-            Batch size.
+        size : int or tuple of int
+            Batch size, or the shape of the result.
         beta : float or None
             Importance-sampling exponent for this batch (None: ``self.beta``).
         rng : None, int or numpy.random.Generator
@@ -106,39 +134,48 @@ class PrioritizedSampler:
 
         Returns
         -------
-        indices : numpy.ndarray of int64, shape (n,)
-        weights : numpy.ndarray of float64, shape (n,)
+        indices : numpy.ndarray of int64, of shape ``size``
+        weights : numpy.ndarray of float64, of shape ``size``
             Normalised importance weights, in ``(0, 1]``.
         """
-        n = check_count(n, "n")
+        shape = check_size(size, itemsize=16)
         beta = self.beta if beta is None else check_real(beta, "beta", low=0.0, high=1.0)
-        return self._tree._sample_weighted(n, beta, rng, bool(stratified), n_threads)
+        return self._tree._sample_weighted(shape, beta, rng, bool(stratified), n_threads)
 
-    def save(self, path) -> None:
+    @reads
+    def save(self, path: PathLike) -> None:
         """Write priorities and settings to an ``.npz`` file (loading it never runs code).
 
         Parameters
         ----------
         path : str or os.PathLike
-            Where to write; numpy adds ``.npz`` if the name lacks it.
+            Where to write, exactly (no suffix is added).
         """
         save_arrays(path, "PrioritizedSampler", values=self._tree.values, alpha=self.alpha,
                     beta=self.beta, max_priority=self._max_priority)
 
     @classmethod
-    def load(cls, path) -> PrioritizedSampler:
+    def load(cls, path: PathLike) -> PrioritizedSampler:
         """Read a sampler written by :meth:`save`.
 
         Parameters
         ----------
         path : str or os.PathLike
-            A file written by :meth:`PrioritizedSampler.save`; any other is
-            refused with a ValueError.
+            A file written by :meth:`PrioritizedSampler.save`.
+
+        Raises
+        ------
+        dlkernels.FileFormatError
+            (a ValueError) for any other file, a damaged one, or invalid values.
         """
-        data = load_arrays(path, "PrioritizedSampler")
-        sampler = cls(len(data["values"]), float(data["alpha"]), float(data["beta"]))
-        sampler._tree = SumTree.from_weights(data["values"])
-        sampler._max_priority = check_real(float(data["max_priority"]), "max_priority", low=0.0)
+        with read_archive(path, "PrioritizedSampler") as archive:
+            archive.expect(["values", "alpha", "beta", "max_priority"])
+            values = archive.array("values", "float64", (None,))
+            sampler = cls(max(len(values), 1), alpha=archive.scalar("alpha", float),
+                          beta=archive.scalar("beta", float))
+            sampler._tree = SumTree.from_weights(values)
+            sampler._rwlock = lock_of(sampler._tree)
+            sampler._max_priority = archive.scalar("max_priority", float, low=0.0)
         return sampler
 
     def __repr__(self) -> str:

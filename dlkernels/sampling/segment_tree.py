@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import Any, overload
+
 import numpy as np
 
+from dlkernels._lib.array_types import (ArrayLike, FloatArray, IntArray, PathLike, RngLike, Size,
+                                        Tensor)
 from dlkernels._lib.arrays import like_input
-from dlkernels._lib.persist import load_arrays, save_arrays
+from dlkernels._lib.locks import reads, writes
+from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.random import draw_key
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import (
     as_float_array,
     as_index_array,
+    check_alloc,
     check_count,
     check_finite_total,
+    check_size,
 )
 from dlkernels.sampling import _segment_tree
 
 __all__ = ["SumTree"]
 
 
-def one_value_per_index(values, indices: np.ndarray, name: str) -> np.ndarray:
+def one_value_per_index(values: ArrayLike | Tensor, indices: IntArray, name: str) -> FloatArray:
     """``values`` checked (finite, non-negative) as float64, one per index.
 
     A scalar is repeated for every index; anything else must have one value per
@@ -47,6 +55,13 @@ class SumTree:
     capacity : int
         Number of slots, all zero at first. Must be positive.
 
+    Notes
+    -----
+    Thread safety: reads (:meth:`get`, :meth:`find`, :meth:`sample`, :meth:`min`,
+    :attr:`total`, :meth:`save`) run concurrently, with the GIL released in the
+    kernels; :meth:`update` waits for the reads in flight and runs alone, so a
+    read never sees half an update (see :doc:`/user_guide/safety`).
+
     See Also
     --------
     SumTree.from_weights : build from existing values in O(N).
@@ -62,10 +77,9 @@ class SumTree:
     [0, 2, 2]
     """
 
-    def __init__(self, capacity: int):
-        capacity = check_count(capacity, "capacity")
-        if capacity == 0:
-            raise ValueError("capacity must be positive, got 0")
+    def __init__(self, capacity: int) -> None:
+        capacity = check_count(capacity, "capacity", minimum=1)
+        check_alloc(capacity, 3 * 8, "capacity")  # sums and minimums of every level
         self._capacity = capacity
         sizes = _segment_tree.level_sizes(capacity)
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -73,7 +87,7 @@ class SumTree:
         self._mins = np.full(self._offsets[-1] - self._offsets[1], np.inf)
 
     @classmethod
-    def from_weights(cls, weights) -> SumTree:
+    def from_weights(cls, weights: ArrayLike | Tensor) -> SumTree:
         """Build a tree holding ``weights`` in O(N).
 
         Parameters
@@ -108,15 +122,18 @@ class SumTree:
         return self._capacity
 
     @property
+    @reads
     def total(self) -> float:
         """Sum of all values."""
         return _segment_tree.total(self._sums, self._offsets)
 
     @property
-    def values(self) -> np.ndarray:
+    @reads
+    def values(self) -> FloatArray:
         """A copy of all values, in slot order."""
         return self._sums[:self._capacity].copy()
 
+    @reads
     def min(self) -> float:
         """Smallest positive value (for normalising importance weights).
 
@@ -130,7 +147,15 @@ class SumTree:
             raise ValueError("min() of a SumTree with no positive value")
         return smallest
 
-    def get(self, indices):
+    @overload
+    def get(self, indices: int | np.integer[Any]) -> float: ...
+    @overload
+    def get(self, indices: Tensor) -> Tensor: ...
+    @overload
+    def get(self, indices: ArrayLike) -> FloatArray: ...
+
+    @reads
+    def get(self, indices: ArrayLike | Tensor) -> float | FloatArray | Tensor:
         """Values at ``indices``.
 
         Parameters
@@ -142,17 +167,17 @@ class SumTree:
         -------
         float or numpy.ndarray
             A float for an int, else an array of the shape of ``indices`` (a tensor
-            for a tensor).
+            for a tensor; 0-d for a 0-d array).
         """
         idx = as_index_array(indices, "indices", self._capacity, ndim=None)
-        found = self._sums[idx]
-        return float(found) if idx.ndim == 0 else like_input(found, indices)
+        found = np.asarray(self._sums[idx])
+        return float(found) if isinstance(indices, numbers.Integral) else like_input(found, indices)
 
-    def __getitem__(self, indices):
-        return self.get(indices)
+    __getitem__ = get  # tree[indices]
 
     # -- writing ---------------------------------------------------------------
-    def update(self, indices, values) -> None:
+    @writes
+    def update(self, indices: ArrayLike | Tensor, values: ArrayLike | Tensor) -> None:
         """Set ``tree[indices] = values``; O(log N) per index.
 
         A repeated index takes its last value, as numpy's fancy assignment does.
@@ -176,7 +201,7 @@ class SumTree:
         idx = as_index_array(indices, "indices", self._capacity, ndim=None).ravel()
         self._write(idx, one_value_per_index(values, idx, "values"), "values")
 
-    def _write(self, indices: np.ndarray, values: np.ndarray, name: str,
+    def _write(self, indices: IntArray, values: FloatArray, name: str,
                power: float = 1.0) -> float:
         # Checked int64 indices and float64 values: set the leaves to values**power,
         # unless the new total would overflow float64. Returns the largest value.
@@ -192,7 +217,7 @@ class SumTree:
                                            values, power, check_total=False)
         return largest
 
-    def __setitem__(self, indices, values) -> None:
+    def __setitem__(self, indices: ArrayLike | Tensor, values: ArrayLike | Tensor) -> None:
         self.update(indices, values)
 
     # -- sampling --------------------------------------------------------------
@@ -200,7 +225,14 @@ class SumTree:
         if not self.total > 0:
             raise ValueError(f"cannot {what}: the tree's total is 0")
 
-    def find(self, prefix_sums, n_threads: int | None = None):
+    @overload
+    def find(self, prefix_sums: Tensor, *, n_threads: int | None = None) -> Tensor: ...
+    @overload
+    def find(self, prefix_sums: ArrayLike, *, n_threads: int | None = None) -> IntArray: ...
+
+    @reads
+    def find(self, prefix_sums: ArrayLike | Tensor, *,
+             n_threads: int | None = None) -> IntArray | Tensor:
         """Slot ``i`` with ``cumsum[i-1] <= v < cumsum[i]`` for each ``v`` in ``prefix_sums``.
 
         Equivalent to ``numpy.searchsorted(numpy.cumsum(values), v, side="right")``
@@ -234,69 +266,79 @@ class SumTree:
         _segment_tree.find(self._sums, self._offsets, flat, out, check_n_threads(n_threads))
         return like_input(out.reshape(values.shape), prefix_sums)
 
-    def sample(self, n: int, rng=None, stratified: bool = False,
-               n_threads: int | None = None) -> np.ndarray:
-        """Draw ``n`` slots, each with probability value / total, with replacement.
+    @reads
+    def sample(self, size: Size, *, rng: RngLike = None, stratified: bool = False,
+               n_threads: int | None = None) -> IntArray:
+        """Draw ``size`` slots, each with probability value / total, with replacement.
 
         Parameters
         ----------
-        n : int
-            Number of draws.
+        size : int or tuple of int
+            Number of draws, or the shape of the result.
         rng : None, int or numpy.random.Generator
             Source of randomness; the same ``rng`` gives the same draws at any
             ``n_threads``.
         stratified : bool
-            Draw the ``k``-th index from the ``k``-th of ``n`` equal slices of the
-            total mass, as prioritized experience replay does: lower variance,
-            and the result comes out sorted.
+            Draw the ``k``-th index (in C order) from the ``k``-th of ``n`` equal
+            slices of the total mass, as prioritized experience replay does:
+            lower variance, and the result comes out sorted.
         n_threads : int or None
             Threads to use (None: OpenMP's default).
 
         Returns
         -------
-        numpy.ndarray of int64, shape (n,)
+        numpy.ndarray of int64, of shape ``size``
         """
-        n = check_count(n, "n")
+        shape = check_size(size)
         n_threads = check_n_threads(n_threads)
         self._check_mass("sample")
-        out = np.empty(n, dtype=np.int64)
+        out = np.empty(int(np.prod(shape)), dtype=np.int64)
         _segment_tree.sample(self._sums, self._mins, self._offsets, out, draw_key(rng),
                              bool(stratified), n_threads)
-        return out
+        return out.reshape(shape)
 
-    def _sample_weighted(self, n: int, beta: float, rng, stratified: bool,
-                         n_threads) -> tuple[np.ndarray, np.ndarray]:
-        # Used by PrioritizedSampler: indices and (value/min)^-beta in one pass.
+    def _sample_weighted(self, shape: tuple[int, ...], beta: float, rng: RngLike,
+                         stratified: bool, n_threads: int | None) -> tuple[IntArray, FloatArray]:
+        # Used by PrioritizedSampler, under its lock (the tree's): indices and
+        # (value/min)^-beta in one pass.
         n_threads = check_n_threads(n_threads)
         self._check_mass("sample")
+        n = int(np.prod(shape))
         out = np.empty(n, dtype=np.int64)
         weights = np.empty(n, dtype=np.float64)
         _segment_tree.sample(self._sums, self._mins, self._offsets, out, draw_key(rng),
                              stratified, n_threads, weights, beta)
-        return out, weights
+        return out.reshape(shape), weights.reshape(shape)
 
     # -- persistence -----------------------------------------------------------
-    def save(self, path) -> None:
+    @reads
+    def save(self, path: PathLike) -> None:
         """Write the values to an ``.npz`` file (loading it never runs code).
 
         Parameters
         ----------
         path : str or os.PathLike
-            Where to write; numpy adds ``.npz`` if the name lacks it.
+            Where to write, exactly (no suffix is added).
         """
         save_arrays(path, "SumTree", values=self.values)
 
     @classmethod
-    def load(cls, path) -> SumTree:
+    def load(cls, path: PathLike) -> SumTree:
         """Read a tree written by :meth:`save`.
 
         Parameters
         ----------
         path : str or os.PathLike
-            A file written by :meth:`SumTree.save`; any other file is refused
-            with a ValueError.
+            A file written by :meth:`SumTree.save`.
+
+        Raises
+        ------
+        dlkernels.FileFormatError
+            (a ValueError) for any other file, a damaged one, or invalid values.
         """
-        return cls.from_weights(load_arrays(path, "SumTree")["values"])
+        with read_archive(path, "SumTree") as archive:
+            archive.expect(["values"])
+            return cls.from_weights(archive.array("values", "float64", (None,)))
 
     def __repr__(self) -> str:
         return f"SumTree(capacity={self._capacity}, total={self.total!r})"

@@ -107,10 +107,10 @@ def _failing_calls():
         "NegativeSampler.sample exclude n_threads": lambda g: neg.sample((3, 2), rng=g, exclude=[0, 1, 2],
                                                                          n_threads=0),
         "NegativeSampler.sample all excluded": lambda g: neg.sample((1, 2), rng=g, exclude=[[0, 1, 2]]),
-        "NegativeSampler.shared": lambda g: neg.shared(-1, rng=g),
-        "NegativeSampler.pairs ratio": lambda g: neg.pairs([[0, 1]], ratio=-1, rng=g),
-        "NegativeSampler.pairs target": lambda g: neg.pairs([[0, 9]], ratio=1, rng=g),
-        "NegativeSampler.pairs n_threads": lambda g: neg.pairs([[0, 1]], ratio=1, rng=g, n_threads=0),
+        "NegativeSampler.sample size": lambda g: neg.sample(-1, rng=g),
+        "NegativeSampler.pairs n_negatives": lambda g: neg.pairs([[0, 1]], ratio=-1, rng=g),
+        "NegativeSampler.pairs target": lambda g: neg.pairs([[0, 9]], n_negatives=1, rng=g),
+        "NegativeSampler.pairs n_threads": lambda g: neg.pairs([[0, 1]], n_negatives=1, rng=g, n_threads=0),
     }
 
 

@@ -34,11 +34,17 @@ def test_none_honours_omp_num_threads(run_python):
     assert int(proc.stdout) == effective(3)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 64, np.int64(3), np.uint8(2)])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, np.int64(3), np.uint8(2)])
 def test_positive_is_taken_as_is(n):
     got = check_n_threads(n)
     assert type(got) is int
     assert got == effective(int(n))
+
+
+@pytest.mark.parametrize("n", [4 * usable_cores() + 1, 2**31, 2**63, 10**30])
+def test_huge_counts_are_capped_at_four_per_core(n):
+    # No OverflowError on the way to C, and no thousands of OpenMP threads.
+    assert check_n_threads(n) == effective(4 * usable_cores())
 
 
 def test_three_threads_with_openmp():

@@ -52,3 +52,25 @@ class _Custom(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.a = torch.nn.Linear(2, 2)
+
+
+def test_output_into_a_directory_or_missing_folder(tmp_path, run_python):
+    """Issue 13: these printed a traceback after all the work; now a one-line error, exit 2."""
+    torch.save(mlp((4, 3, 2)), tmp_path / "m.pt")
+    for out, words in ((tmp_path, "is a directory"),
+                       (tmp_path / "missing" / "x.fdlz", "does not exist")):
+        proc = run_python("-m", "dlkernels", "compress", str(tmp_path / "m.pt"), "-o", str(out))
+        assert proc.returncode == 2, proc.stderr
+        assert words in proc.stderr and str(out) in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "missing").exists()
+
+
+def test_garbage_input_names_the_file(tmp_path, capsys):
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(bytes(range(256)) * 4)
+    assert main(["compress", str(bad), "-o", str(tmp_path / "x.fdlz")]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "Traceback" not in err
+    assert main(["compress", str(tmp_path / "absent.pt"), "-o", str(tmp_path / "x.fdlz")]) == 1
+    assert "absent.pt" in capsys.readouterr().err

@@ -55,3 +55,21 @@ def test_prune_units_on_cuda_equals_cpu(case):
         {k: v.shape for k, v in small_cuda.state_dict().items()}
     with torch.no_grad():
         torch.testing.assert_close(small_cuda(x.cuda()).cpu(), small(x), rtol=1e-4, atol=1e-4)
+
+
+def test_compress_to_size_on_cuda(tmp_path):
+    from dlkernels.compress import compress_to_size, round_codebooks
+
+    torch.manual_seed(0)
+    model = mlp((16, 32, 3)).cuda()
+    x = torch.randn(256, 16, device="cuda")
+    y = (x[:, 0] > 0).long()
+    result = compress_to_size(model, [(x, y)], target_ratio=6, epochs=2, steps=2,
+                              amounts=(0.0, 0.5, 0.8, 0.9))
+    assert model[0].weight_codebook.is_cuda
+    round_codebooks(model, 5)
+    size = save_compressed(model, tmp_path / "c.fdlz")
+    assert size <= result.budget_bytes
+    loaded = load_compressed(tmp_path / "c.fdlz").cuda()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))

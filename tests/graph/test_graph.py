@@ -233,7 +233,7 @@ class TestConstructorAndPersistence:
         with pytest.raises(ValueError, match="indices"):
             Graph.load(path)
         save_arrays(path, "Graph", indptr=np.array([0, 1, 2]))
-        with pytest.raises(ValueError, match="invalid graph"):
+        with pytest.raises(ValueError, match="Graph file that lacks"):
             Graph.load(path)
         save_arrays(path, "AliasSampler", indptr=np.array([0, 1, 2]))
         with pytest.raises(ValueError, match="not a Graph"):

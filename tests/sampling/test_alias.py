@@ -102,11 +102,15 @@ class TestSample:
         assert isinstance(got, np.ndarray) and got.shape == shape and got.dtype == np.int64
         assert np.isin(got, [0, 2, 3]).all()
 
-    def test_size_none_gives_an_int(self):
+    def test_empty_size_gives_one_draw_as_a_0d_array(self):
         sampler = AliasSampler([1.0, 0.0, 2.0])
-        got = sampler.sample(rng=1)
-        assert type(got) is int and got in (0, 2)
-        assert {sampler.sample(rng=s) for s in range(200)} == {0, 2}
+        got = sampler.sample((), rng=1)
+        assert isinstance(got, np.ndarray) and got.shape == () and got.dtype == np.int64
+        assert {int(sampler.sample((), rng=s)) for s in range(200)} == {0, 2}
+
+    def test_size_is_required(self):
+        with pytest.raises(TypeError, match="size"):
+            AliasSampler([1.0, 2.0]).sample(rng=0)
 
     def test_same_at_any_thread_count(self, rng, seed, assert_thread_invariant):
         sampler = AliasSampler(skewed_weights(rng, 5000))
@@ -140,7 +144,7 @@ class TestTorch:
         p = sampler.probabilities
         assert isinstance(p, torch.Tensor)
         np.testing.assert_allclose(p.numpy(), w / w.sum(), rtol=1e-15)
-        assert type(sampler.sample(rng=seed)) is int
+        assert tuple(sampler.sample((), rng=seed).shape) == ()
 
     def test_tensor_requiring_grad(self, torch):
         w = torch.tensor([1.0, 2.0], requires_grad=True)
@@ -166,8 +170,8 @@ class TestCuda:
         assert isinstance(draws, torch.Tensor) and draws.device.type == "cuda"
         assert draws.dtype == torch.int64 and tuple(draws.shape) == (500, 800)
         assert_chisquare(draws.cpu().numpy(), w)
-        one = sampler.sample(rng=seed)
-        assert type(one) is int and w[one] > 0
+        one = sampler.sample((), rng=seed)
+        assert tuple(one.shape) == () and w[int(one)] > 0
 
     def test_same_rng_same_draws(self, torch, seed):
         sampler = AliasSampler(torch.tensor([1.0, 0.0, 3.0, 2.0], device="cuda"))

@@ -179,7 +179,7 @@ def test_sumtree_bad_construction_and_queries(data):
     n, exc = data.draw(bad_counts)
     assert_raises_named(exc, "capacity", lambda: SumTree(n))
     tree = SumTree.from_weights(w)
-    assert_raises_named(exc, "n must", lambda: tree.sample(n, rng=0))
+    assert_raises_named(exc, "size must", lambda: tree.sample(n, rng=0))
     v = data.draw(st.one_of(st.floats(max_value=0.0, exclude_max=True, allow_nan=False),
                             st.floats(min_value=tree.total), st.just(np.nan)))
     assert_raises_named(ValueError, "prefix_sums", lambda: tree.find([tree.total / 2, v]))
@@ -218,7 +218,7 @@ def test_prioritized_bad_updates_change_nothing(assert_raises_unchanged, data):
         bad, exc = corrupt_floats(data.draw, np.full(idx.size, 3.0))
         assert_raises_unchanged(sampler, lambda: sampler.update(idx, bad), exc, "priorities")
     n, exc = data.draw(bad_counts)
-    assert_raises_unchanged(sampler, lambda: sampler.sample(n, rng=0), exc, "n must")
+    assert_raises_unchanged(sampler, lambda: sampler.sample(n, rng=0), exc, "size must")
     beta = data.draw(st.one_of(st.floats(1, exclude_min=True), st.floats(max_value=0, exclude_max=True),
                                st.just(np.nan)))
     assert_raises_unchanged(sampler, lambda: sampler.sample(4, beta=beta, rng=0), ValueError, "beta")
@@ -227,7 +227,7 @@ def test_prioritized_bad_updates_change_nothing(assert_raises_unchanged, data):
 # -- AliasSampler ---------------------------------------------------------------------------------
 
 @given(w=float_weights(max_size=500, low=1e-300, high=1e300),
-       size=st.one_of(st.none(), st.integers(0, 70_000), hnp.array_shapes(min_dims=0, max_dims=3, max_side=6)),
+       size=st.one_of(st.integers(0, 70_000), hnp.array_shapes(min_dims=0, max_dims=3, max_side=6)),
        seed=st.integers(0, 2**64 - 1))
 def test_alias_probabilities_and_support(assert_thread_invariant, w, size, seed):
     sampler = AliasSampler(w)
@@ -235,10 +235,6 @@ def test_alias_probabilities_and_support(assert_thread_invariant, w, size, seed)
     p = sampler.probabilities
     np.testing.assert_allclose(p, scaled / scaled.sum(), rtol=1e-12, atol=1e-300)
     assert abs(p.sum() - 1) < 1e-12
-    if size is None:
-        one = sampler.sample(rng=seed)
-        assert type(one) is int and w[one] > 0
-        return
     draws = assert_thread_invariant(lambda t: sampler.sample(size, rng=seed, n_threads=t))
     assert draws.shape == ((size,) if isinstance(size, int) else size)
     assert (w[draws] > 0).all()
@@ -252,8 +248,7 @@ def test_alias_bad_input(assert_raises_unchanged, data):
     assert_raises_named(ValueError, "weights", lambda: AliasSampler(np.zeros(w.size)))
     sampler = AliasSampler(w)
     n, exc = data.draw(bad_counts)
-    if n is not None:  # size=None is valid: one draw
-        assert_raises_unchanged(sampler, lambda: sampler.sample(n, rng=0), exc, "size")
+    assert_raises_unchanged(sampler, lambda: sampler.sample(n, rng=0), exc, "size")
     assert_raises_unchanged(sampler, lambda: sampler.sample((2, n), rng=0), exc, "size")
 
 
@@ -286,7 +281,7 @@ def test_negative_pairs(counts, ratio, data):
     assume(positive.size >= 2)
     targets = data.draw(hnp.arrays(np.int64, st.integers(0, 50), elements=st.sampled_from(positive.tolist())))
     pairs = np.stack([np.arange(targets.size), targets], axis=1)
-    inputs, cands, labels = sampler.pairs(pairs, ratio=ratio, rng=data.draw(st.integers(0, 2**32)))
+    inputs, cands, labels = sampler.pairs(pairs, n_negatives=ratio, rng=data.draw(st.integers(0, 2**32)))
     k = 1 + ratio
     np.testing.assert_array_equal(inputs, np.repeat(pairs[:, 0], k))
     np.testing.assert_array_equal(labels, np.tile(np.r_[1.0, np.zeros(ratio)], targets.size))
@@ -308,8 +303,8 @@ def test_negative_bad_input(assert_raises_unchanged, data):
         bad = np.resize(bad, (rows, 1))
     assert_raises_unchanged(sampler, lambda: sampler.sample((rows, 3), rng=0, exclude=bad), exc, "exclude")
     n, exc = data.draw(bad_counts)
-    assert_raises_unchanged(sampler, lambda: sampler.sample((rows, n), rng=0), exc, "shape")
-    assert_raises_unchanged(sampler, lambda: sampler.shared(n, rng=0), exc, "n must")
-    assert_raises_unchanged(sampler, lambda: sampler.pairs([[0, 0]], ratio=n, rng=0), exc, "ratio")
+    assert_raises_unchanged(sampler, lambda: sampler.sample((rows, n), rng=0), exc, "size")
+    assert_raises_unchanged(sampler, lambda: sampler.sample(n, rng=0), exc, "size must")
+    assert_raises_unchanged(sampler, lambda: sampler.pairs([[0, 0]], n_negatives=n, rng=0), exc, "n_negatives")
     ids, exc = corrupt_indices(data.draw, np.arange(counts.size), counts.size)
     assert_raises_unchanged(sampler, lambda: sampler.log_prob(ids), exc, "ids")

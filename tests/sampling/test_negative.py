@@ -72,10 +72,10 @@ class TestDistribution:
 
     def test_shared(self, counts, seed):
         sampler = NegativeSampler(counts)
-        got = sampler.shared(1000, rng=seed)
+        got = sampler.sample(1000, rng=seed)
         assert got.shape == (1000,) and (counts[got] > 0).all()
         np.testing.assert_array_equal(got, sampler.sample(1000, rng=seed))
-        assert sampler.shared(0, rng=0).shape == (0,)
+        assert sampler.sample(0, rng=0).shape == (0,)
 
 
 class TestExclude:
@@ -187,7 +187,7 @@ class TestPairs:
         positive = np.flatnonzero(counts)
         pairs = np.stack([rng.integers(0, 1000, 500), rng.choice(positive, 500)], axis=1)
         ratio = 4
-        inputs, candidates, labels = sampler.pairs(pairs, ratio=ratio, rng=seed)
+        inputs, candidates, labels = sampler.pairs(pairs, n_negatives=ratio, rng=seed)
         m = 500 * (1 + ratio)
         assert inputs.shape == candidates.shape == labels.shape == (m,)
         assert inputs.dtype == candidates.dtype == np.int64 and labels.dtype == np.float32
@@ -200,17 +200,17 @@ class TestPairs:
 
     def test_ratio_zero_and_no_pairs(self, counts):
         sampler = NegativeSampler(counts)
-        inputs, candidates, labels = sampler.pairs([[9, 1], [8, 2]], ratio=0, rng=0)
+        inputs, candidates, labels = sampler.pairs([[9, 1], [8, 2]], n_negatives=0, rng=0)
         np.testing.assert_array_equal(candidates, [1, 2])
         np.testing.assert_array_equal(labels, [1.0, 1.0])
         np.testing.assert_array_equal(inputs, [9, 8])
-        out = sampler.pairs(np.empty((0, 2), np.int64), ratio=3, rng=0)
+        out = sampler.pairs(np.empty((0, 2), np.int64), n_negatives=3, rng=0)
         assert all(x.shape == (0,) for x in out)
 
     def test_same_rng_same_pairs(self, counts):
         sampler = NegativeSampler(counts)
-        a = sampler.pairs([[0, 1], [2, 5]] * 50, ratio=3, rng=4)
-        b = sampler.pairs([[0, 1], [2, 5]] * 50, ratio=3, rng=np.random.default_rng(4))
+        a = sampler.pairs([[0, 1], [2, 5]] * 50, n_negatives=3, rng=4)
+        b = sampler.pairs([[0, 1], [2, 5]] * 50, n_negatives=3, rng=np.random.default_rng(4))
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
         gen = np.random.default_rng(4)
@@ -235,6 +235,8 @@ class TestLogProb:
         got = sampler.log_prob(np.int64(5))
         assert type(got) is float and got == pytest.approx(np.log(noise(counts, 0.75)[5]), rel=1e-12)
         assert sampler.log_prob(3) == -np.inf
+        zero_d = sampler.log_prob(np.array(5))  # an array stays an array, whatever its shape
+        assert isinstance(zero_d, np.ndarray) and zero_d.shape == () and zero_d == got
 
     def test_bad_ids(self, counts, assert_raises_unchanged):
         sampler = NegativeSampler(counts)
@@ -260,7 +262,7 @@ class TestTorch:
 
     def test_tensor_pairs(self, torch, counts):
         sampler = NegativeSampler(counts)
-        out = sampler.pairs(torch.tensor([[0, 1], [5, 2]]), ratio=2, rng=0)
+        out = sampler.pairs(torch.tensor([[0, 1], [5, 2]]), n_negatives=2, rng=0)
         assert all(isinstance(x, torch.Tensor) for x in out)
         assert out[2].tolist() == [1.0, 0.0, 0.0] * 2
 
@@ -280,21 +282,21 @@ class TestBadInput:
             NegativeSampler(**kwargs)
 
     @pytest.mark.parametrize("kwargs, exc, name", [
-        (dict(shape=-1), ValueError, "shape"), (dict(shape=(2, -1)), ValueError, "shape"),
-        (dict(shape=1.5), TypeError, "shape"), (dict(shape=True), TypeError, "shape"),
-        (dict(shape=(3, 2), exclude=[0, 1]), ValueError, "exclude"),
-        (dict(shape=(3, 2), exclude=[[[0]], [[1]], [[2]]]), ValueError, "exclude"),
-        (dict(shape=(), exclude=[0]), ValueError, "shape"),
-        (dict(shape=(3, 2), exclude=[0, 1, 60]), IndexError, "exclude"),
-        (dict(shape=(3, 2), exclude=[0, 1, -2]), IndexError, "exclude"),
-        (dict(shape=(3, 2), exclude=[0.0, 1.0, 2.0]), TypeError, "exclude"),
-        (dict(shape=(3, 2), exclude=[True, False, True]), TypeError, "exclude"),
-        (dict(shape=(3, 2), exclude=["a", "b", "c"]), TypeError, "exclude"),
-        (dict(shape=(3, 2), rng=-1), ValueError, "rng"), (dict(shape=(3, 2), rng="x"), TypeError, "rng"),
-        (dict(shape=(3, 2), exclude=[0, 1, 2], rng=-1), ValueError, "rng"),
-        (dict(shape=(3, 2), n_threads=0), ValueError, "n_threads"),
-        (dict(shape=(3, 2), exclude=[0, 1, 2], n_threads=0), ValueError, "n_threads"),
-        (dict(shape=(3, 2), exclude=[0, 1, 2], n_threads=1.5), TypeError, "n_threads"),
+        (dict(size=-1), ValueError, "size"), (dict(size=(2, -1)), ValueError, "size"),
+        (dict(size=1.5), TypeError, "size"), (dict(size=True), TypeError, "size"),
+        (dict(size=(3, 2), exclude=[0, 1]), ValueError, "exclude"),
+        (dict(size=(3, 2), exclude=[[[0]], [[1]], [[2]]]), ValueError, "exclude"),
+        (dict(size=(), exclude=[0]), ValueError, "size"),
+        (dict(size=(3, 2), exclude=[0, 1, 60]), IndexError, "exclude"),
+        (dict(size=(3, 2), exclude=[0, 1, -2]), IndexError, "exclude"),
+        (dict(size=(3, 2), exclude=[0.0, 1.0, 2.0]), TypeError, "exclude"),
+        (dict(size=(3, 2), exclude=[True, False, True]), TypeError, "exclude"),
+        (dict(size=(3, 2), exclude=["a", "b", "c"]), TypeError, "exclude"),
+        (dict(size=(3, 2), rng=-1), ValueError, "rng"), (dict(size=(3, 2), rng="x"), TypeError, "rng"),
+        (dict(size=(3, 2), exclude=[0, 1, 2], rng=-1), ValueError, "rng"),
+        (dict(size=(3, 2), n_threads=0), ValueError, "n_threads"),
+        (dict(size=(3, 2), exclude=[0, 1, 2], n_threads=0), ValueError, "n_threads"),
+        (dict(size=(3, 2), exclude=[0, 1, 2], n_threads=1.5), TypeError, "n_threads"),
     ])
     def test_sample(self, counts, assert_raises_unchanged, kwargs, exc, name):
         sampler = NegativeSampler(counts)
@@ -304,8 +306,8 @@ class TestBadInput:
         (([[0, 1, 2]], 1), ValueError, "positive_pairs"), (([0, 1], 1), ValueError, "positive_pairs"),
         (([[0, 60]], 1), IndexError, "positive_pairs"), (([[0, -1]], 1), IndexError, "positive_pairs"),
         (([[0.0, 1.0]], 1), TypeError, "positive_pairs"), (([[True, False]], 1), TypeError, "positive_pairs"),
-        (([[0, 1]], -1), ValueError, "ratio"), (([[0, 1]], 1.5), TypeError, "ratio"),
-        (([[0, 1]], True), TypeError, "ratio"),
+        (([[0, 1]], -1), ValueError, "n_negatives"), (([[0, 1]], 1.5), TypeError, "n_negatives"),
+        (([[0, 1]], True), TypeError, "n_negatives"),
     ])
     def test_pairs(self, counts, assert_raises_unchanged, args, exc, name):
         sampler = NegativeSampler(counts)
@@ -314,13 +316,13 @@ class TestBadInput:
     def test_pair_whose_target_holds_all_mass(self, assert_raises_unchanged):
         # pairs() has no `exclude` argument: the message must name the one given.
         sampler = NegativeSampler([0, 7, 0])
-        assert_raises_unchanged(sampler, lambda: sampler.pairs([[0, 1]], ratio=2, rng=0),
+        assert_raises_unchanged(sampler, lambda: sampler.pairs([[0, 1]], n_negatives=2, rng=0),
                                 ValueError, "positive_pairs")
 
     @pytest.mark.parametrize("n, exc", [(-1, ValueError), (1.5, TypeError), (True, TypeError)])
     def test_shared(self, counts, assert_raises_unchanged, n, exc):
         sampler = NegativeSampler(counts)
-        assert_raises_unchanged(sampler, lambda: sampler.shared(n, rng=0), exc, "n must")
+        assert_raises_unchanged(sampler, lambda: sampler.sample(n, rng=0), exc, "size must")
 
 
 class TestPersistence:

@@ -173,12 +173,12 @@ class TestBadInput:
                                 ValueError, "priorities")
 
     @pytest.mark.parametrize("kwargs, exc, name", [
-        (dict(n=-1), ValueError, "n must"), (dict(n=1.0), TypeError, "n must"),
-        (dict(n=True), TypeError, "n must"),
-        (dict(n=3, beta=1.5), ValueError, "beta"), (dict(n=3, beta=-1.0), ValueError, "beta"),
-        (dict(n=3, beta=np.nan), ValueError, "beta"), (dict(n=3, beta="x"), TypeError, "beta"),
-        (dict(n=3, rng=-1), ValueError, "rng"), (dict(n=3, rng=1.5), TypeError, "rng"),
-        (dict(n=3, n_threads=0), ValueError, "n_threads"), (dict(n=3, n_threads=2.5), TypeError, "n_threads"),
+        (dict(size=-1), ValueError, "size must"), (dict(size=1.0), TypeError, "size must"),
+        (dict(size=True), TypeError, "size must"),
+        (dict(size=3, beta=1.5), ValueError, "beta"), (dict(size=3, beta=-1.0), ValueError, "beta"),
+        (dict(size=3, beta=np.nan), ValueError, "beta"), (dict(size=3, beta="x"), TypeError, "beta"),
+        (dict(size=3, rng=-1), ValueError, "rng"), (dict(size=3, rng=1.5), TypeError, "rng"),
+        (dict(size=3, n_threads=0), ValueError, "n_threads"), (dict(size=3, n_threads=2.5), TypeError, "n_threads"),
     ])
     def test_sample(self, per, assert_raises_unchanged, kwargs, exc, name):
         sampler, _ = per

@@ -108,6 +108,8 @@ class TestReadWrite:
         assert got.shape == (4, 5)
         np.testing.assert_array_equal(got, w[idx])
         assert tree.get([]).shape == (0,)
+        zero_d = tree.get(np.array(17))  # an array stays an array, whatever its shape
+        assert isinstance(zero_d, np.ndarray) and zero_d.shape == () and zero_d == w[17]
 
     @pytest.mark.parametrize("capacity", [1, 9, 100, 4099])
     def test_update_last_repeat_wins(self, rng, capacity):
@@ -398,13 +400,13 @@ class TestBadInput:
         assert_raises_unchanged(tree, lambda: tree.find(prefix_sums), exc, "prefix_sums")
 
     @pytest.mark.parametrize("kwargs, exc, name", [
-        (dict(n=-1), ValueError, "n must"), (dict(n=2.0), TypeError, "n must"),
-        (dict(n=True), TypeError, "n must"), (dict(n="3"), TypeError, "n must"),
-        (dict(n=3, rng=-1), ValueError, "rng"), (dict(n=3, rng="x"), TypeError, "rng"),
-        (dict(n=3, rng=np.random.RandomState(0)), TypeError, "rng"),
-        (dict(n=3, n_threads=0), ValueError, "n_threads"),
-        (dict(n=3, n_threads=1.5), TypeError, "n_threads"),
-        (dict(n=3, n_threads=True), TypeError, "n_threads"),
+        (dict(size=-1), ValueError, "size must"), (dict(size=2.0), TypeError, "size must"),
+        (dict(size=True), TypeError, "size must"), (dict(size="3"), TypeError, "size must"),
+        (dict(size=3, rng=-1), ValueError, "rng"), (dict(size=3, rng="x"), TypeError, "rng"),
+        (dict(size=3, rng=np.random.RandomState(0)), TypeError, "rng"),
+        (dict(size=3, n_threads=0), ValueError, "n_threads"),
+        (dict(size=3, n_threads=1.5), TypeError, "n_threads"),
+        (dict(size=3, n_threads=True), TypeError, "n_threads"),
     ])
     def test_sample(self, tree, assert_raises_unchanged, kwargs, exc, name):
         assert_raises_unchanged(tree, lambda: tree.sample(**kwargs), exc, name)
