@@ -11,6 +11,7 @@ addend of a residual ``+``, the input columns of every layer that reads them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -69,9 +70,9 @@ class UnitGroup:
     """
 
     size: int
-    modules: tuple
-    members: tuple
-    pinned: tuple
+    modules: tuple[str, ...]
+    members: tuple[Member, ...]
+    pinned: tuple[str, ...]
     blocks: int
 
 
@@ -204,7 +205,8 @@ class Graph:
                 for root in self.roots() if root.members]
 
 
-def trace_graph(model: nn.Module, example_inputs=None) -> Graph:
+def trace_graph(model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None
+                ) -> Graph:
     """Trace ``model`` and build its :class:`Graph` (the model is not modified)."""
     from dlkernels.compress._trace import analyse
 
@@ -212,7 +214,8 @@ def trace_graph(model: nn.Module, example_inputs=None) -> Graph:
     return analyse(model, example_inputs)
 
 
-def unit_groups(model, *, example_inputs=None) -> list[UnitGroup]:
+def unit_groups(model: nn.Module, *,
+                example_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None) -> list[UnitGroup]:
     """The groups of units of ``model`` that structural pruning removes together.
 
     Parameters

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
+from collections.abc import Sequence
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
@@ -90,7 +91,9 @@ def _weight_of(name: str, module) -> torch.Tensor:
     return weight
 
 
-def prune_magnitude(model, amount: float, *, scope: str = "global", layers=None) -> dict[str, float]:
+def prune_magnitude(model: torch.nn.Module, amount: float, *, scope: str = "global",
+                    layers: Sequence[str | torch.nn.Module] | str | torch.nn.Module | None = None
+                    ) -> dict[str, float]:
     """Zero the smallest-magnitude weights and keep them at zero while training.
 
     Parameters

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -29,9 +30,12 @@ _SCOPES = ("layer", "global")
 _ATTENTION = ("heads", "head_dims")
 
 
-def prune_units(model, amount, *, example_inputs=None, importance: str = "l1", scope: str = "layer",
-                round_to: int = 8, protect=None, consumers: dict | None = None, attention: str = "heads",
-                steps: int = 1, on_step=None) -> nn.Module:
+def prune_units(model: nn.Module, amount: float | dict[str, float], *,
+                example_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None,
+                importance: str = "l1", scope: str = "layer", round_to: int = 8,
+                protect: str | nn.Module | Sequence[str | nn.Module] | None = None,
+                consumers: dict[str, str | Sequence[str]] | None = None, attention: str = "heads",
+                steps: int = 1, on_step: Callable[[nn.Module, int], object] | None = None) -> nn.Module:
     """A smaller copy of ``model`` without the weakest units (channels, features, heads).
 
     The model is traced into groups of units that must be removed together
