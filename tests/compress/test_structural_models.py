@@ -86,6 +86,23 @@ class Cross(nn.Module):
         return self.out(a + q).mean(1)
 
 
+class EncoderDecoder(nn.Module):
+    """torch's encoder (pre-norm) and decoder layers: self- and cross-attention, all traced by rules."""
+
+    def __init__(self):
+        super().__init__()
+        self.src, self.tgt = nn.Linear(6, 16), nn.Linear(5, 16)
+        self.encoder = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, batch_first=True, norm_first=True), 1,
+            norm=nn.LayerNorm(16), enable_nested_tensor=False)
+        self.decoder = nn.TransformerDecoderLayer(16, 2, 24, dropout=0.0, batch_first=True,
+                                                  activation="gelu")
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, src, tgt):
+        return self.head(self.decoder(self.tgt(tgt), self.encoder(self.src(src))))
+
+
 class Branchy(nn.Module):
     """Python control flow on a shape: fx cannot follow it, torch.export can."""
 
@@ -114,6 +131,7 @@ CASES = {
     "grouped": (grouped, lambda: torch.randn(2, 3, 6, 6)),
     "tied_embedding": (Tied, lambda: torch.randint(0, 30, (2, 7))),
     "cross_attention": (Cross, lambda: (torch.randn(2, 5, 8), torch.randn(2, 9, 6))),
+    "encoder_decoder": (EncoderDecoder, lambda: (torch.randn(2, 7, 6), torch.randn(2, 4, 5))),
     "conv1d_chain": (lambda: nn.Sequential(nn.Conv1d(3, 16, 3), nn.ReLU(), nn.Conv1d(16, 24, 3), nn.ReLU(),
                                            nn.Conv1d(24, 4, 3)), lambda: torch.randn(2, 3, 20)),
     "conv3d_chain": (lambda: nn.Sequential(nn.Conv3d(2, 8, 2), nn.BatchNorm3d(8), nn.ReLU(),
