@@ -52,6 +52,10 @@ TARGETS = [
     # prune_units removing 50% of the hidden units: >= 1.6x faster inference.
     ("units_infer", "unpruned", 1.6),
     ("units_infer", "torch-prune", 1.6),
+    # prune_units against Torch-Pruning, 50% of all channels of resnet18: the same architecture,
+    # so inference runs as fast (0.95: timing noise); the pruning call no slower.
+    ("prune_infer_resnet18", "torch-pruning", 0.95),
+    ("prune_call_resnet18", "torch-pruning", 1.0),
     # k-means at the asv sizes (bench/kmeans_compare.py runs the sizes and inertias).
     ("kmeans_1d", "sklearn", 50.0),
     ("kmeans_1d", "faiss", 1.0),

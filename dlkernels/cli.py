@@ -115,8 +115,8 @@ def _compress(args) -> int:
               f"torch.nn.Module (a state_dict alone has no architecture)", file=sys.stderr)
         return 1
     try:
-        if args.sparsity:
-            prune_magnitude(model, args.sparsity, scope=args.scope)
+        if args.amount:
+            prune_magnitude(model, args.amount, scope=args.scope)
         if args.bits:
             quantize(model, bits=args.bits, bias_bits=args.bias_bits)
         size = save_compressed(model, args.output)
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compress", help="prune, quantize and Huffman-code a saved torch model")
     comp.add_argument("input", help="a torch.save(model, path) file of a full nn.Module")
     comp.add_argument("--output", "-o", required=True, help="the compressed file (.fdlz)")
-    comp.add_argument("--sparsity", type=float, default=0.0,
+    comp.add_argument("--amount", type=float, default=0.0,
                       help="share of weights to prune by magnitude, in [0, 1) (default 0)")
     comp.add_argument("--scope", choices=("global", "layer"), default="global",
                       help="prune with one threshold for the model or per layer")

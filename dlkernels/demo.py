@@ -336,8 +336,8 @@ def digits_compression(torch: types.ModuleType, seed: int = 0, *, train_steps: i
     start = time.perf_counter()
     train(train_steps, 1e-3)
     base = accuracy()
-    for sparsity in schedule:
-        prune_magnitude(model, sparsity)
+    for amount in schedule:
+        prune_magnitude(model, amount)
         train(tune_steps, 1e-3)
     pruned = accuracy()
     quantize(model, bits=bits, bias_bits=bias_bits)

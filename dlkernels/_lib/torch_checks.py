@@ -58,7 +58,7 @@ def check_module(model, name: str = "model"):
 
 
 def check_fraction(x, name: str) -> float:
-    """A real number in ``[0, 1)``: a sparsity, a share of units to remove."""
+    """A real number in ``[0, 1)``: a share of weights or units to remove."""
     from dlkernels._lib.validation import check_real
 
     x = check_real(x, name, low=0.0)

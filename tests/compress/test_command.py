@@ -17,7 +17,7 @@ def test_compress_command(tmp_path, run_python):
     torch.save(model, tmp_path / "model.pt")
     out = tmp_path / "model.fdlz"
     proc = run_python("-m", "dlkernels", "compress", str(tmp_path / "model.pt"), "--output", str(out),
-                      "--sparsity", "0.9", "--bits", "4", "--report")
+                      "--amount", "0.9", "--bits", "4", "--report")
     assert proc.returncode == 0, proc.stderr
     assert "0.weight" in proc.stdout and "header, magic, CRC" in proc.stdout
     size = int(re.search(r"wrote .*: (\d+) bytes", proc.stdout).group(1))
@@ -40,9 +40,9 @@ def test_refuses_state_dict_and_foreign_classes(tmp_path, capsys):
     assert not (tmp_path / "x.fdlz").exists()
 
 
-def test_bad_sparsity_and_bits(tmp_path, capsys):
+def test_bad_amount_and_bits(tmp_path, capsys):
     torch.save(mlp((4, 3, 2)), tmp_path / "m.pt")
-    for flags, word in ((["--sparsity", "1.5"], "sparsity"), (["--bits", "17"], "bits")):
+    for flags, word in ((["--amount", "1.5"], "amount"), (["--bits", "17"], "bits")):
         assert main(["compress", str(tmp_path / "m.pt"), "-o", str(tmp_path / "x.fdlz"), *flags]) == 1
         assert word in capsys.readouterr().err
     assert not (tmp_path / "x.fdlz").exists()
