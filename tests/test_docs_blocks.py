@@ -31,7 +31,6 @@ KNOWN_BROKEN = {
     "docs/user_guide/compress.rst": "undefined model (line 30)",
     "docs/user_guide/debug.rst": "undefined model (line 27)",
     "docs/user_guide/embed.rst": "reads karate.edgelist, which it does not write (line 143)",
-    "docs/user_guide/neighbors.rst": "undefined x (line 67)",
     "docs/user_guide/nn.rst": "undefined word_counts (line 76)",
     "docs/user_guide/sampling.rst": "undefined pos (line 101)",
 }
@@ -42,6 +41,13 @@ SLOW = {"docs/user_guide/cluster.rst"}
 _TORCH = re.compile(r"^\s*(import torch|from torch\b|from dlkernels\.(nn|compress|distill|decoding|"
                     r"debug)\b|#\s*requires:\s*torch)", re.M)
 _CUDA = re.compile(r"^\s*#\s*requires:\s*cuda\b", re.M)
+# Any other optional package a block needs: ``# requires: dask_ml`` skips it where absent.
+_REQUIRES = re.compile(r"^\s*#\s*requires:\s*(\w+)", re.M)
+
+
+def _missing_packages(code: str) -> list[str]:
+    return [name for name in _REQUIRES.findall(code)
+            if name not in ("cuda", "torch") and importlib.util.find_spec(name) is None]
 
 
 def markdown_blocks(text: str) -> list[tuple[int, str]]:
@@ -162,7 +168,7 @@ def test_page_runs(page, tmp_path):
     for line, code in page_blocks(page):
         needs_cuda, needs_torch = bool(_CUDA.search(code)), bool(_TORCH.search(code))
         run = (have_torch or not (needs_torch or needs_cuda)) and (
-            not needs_cuda or _cuda_available())
+            not needs_cuda or _cuda_available()) and not _missing_packages(code)
         blocks.append({"page": page, "line": line, "code": code, "run": run})
     if not any(b["run"] for b in blocks):
         pytest.skip("every block needs torch or CUDA")

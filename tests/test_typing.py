@@ -33,7 +33,6 @@ NEEDS_TORCH = {"readme_debug.py", "readme_decoding_distill.py", "readme_nn.py",
 KNOWN_UNTYPED = {
     "readme_cluster.py": "KMeansResult.centers is typed object (cluster)",
     "readme_nn.py": "SampledSoftmaxLoss takes n_samples, not n_negatives (nn vocabulary)",
-    "readme_graph.py": "SkipGram takes negative and topn, not n_negatives and k (embed vocabulary)",
 }
 # pyright --verifytypes completeness of the installed package; issue 12 asks for
 # 0.95, reached once nn, neighbors, graph, embed, compress, cluster and huffman are

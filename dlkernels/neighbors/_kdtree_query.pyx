@@ -145,28 +145,37 @@ cdef void knn_leaf(const TreeView *t, Search *s, Py_ssize_t leaf, floating rd) n
     cdef Py_ssize_t k = s.k, d = s.d, lo, m, i, j
     cdef floating bound = kth(kd, k, s.heap)
     cdef floating dist
+    cdef int64_t idx, last
     cdef const floating *box = (<const floating *> t.boxes) + leaf * 2 * d
-    if box_distance(box, x, d, s.p) >= bound:
+    # A point as far as the k-th best still enters when its id is lower (ties are
+    # broken by id), so only a leaf strictly beyond the bound is skipped.
+    if box_distance(box, x, d, s.p) > bound:
         return
     lo = t.leaf_start[leaf]
     m = t.leaf_start[leaf + 1] - lo
     leaf_distances((<const floating *> t.points) + lo * d, m, x, d, s.p, acc)
     for i in range(m):
         dist = acc[i]
-        if dist < bound:
-            if s.heap:
-                # The root (the k-th best so far) makes way for a closer point.
-                heap_sift_down(kd, ki, k, 0, dist, t.perm[lo + i] + t.id_offset)
-                bound = kd[0]
-            else:
-                j = k - 1
-                while j > 0 and kd[j - 1] > dist:
-                    kd[j] = kd[j - 1]
-                    ki[j] = ki[j - 1]
-                    j -= 1
-                kd[j] = dist
-                ki[j] = t.perm[lo + i] + t.id_offset
-                bound = kd[k - 1]
+        if dist > bound:
+            continue
+        idx = t.perm[lo + i] + t.id_offset
+        last = ki[0] if s.heap else ki[k - 1]
+        # Padding is (bound, -1): a point at exactly the caller's strict bound never enters.
+        if dist == bound and (last < 0 or idx > last):
+            continue
+        if s.heap:
+            # The root (the k-th best so far) makes way for a better point.
+            heap_sift_down(kd, ki, k, 0, dist, idx)
+            bound = kd[0]
+        else:
+            j = k - 1
+            while j > 0 and (kd[j - 1] > dist or (kd[j - 1] == dist and ki[j - 1] > idx)):
+                kd[j] = kd[j - 1]
+                ki[j] = ki[j - 1]
+                j -= 1
+            kd[j] = dist
+            ki[j] = idx
+            bound = kd[k - 1]
 
 
 cdef inline bint may_hold(Search *s, floating rd) noexcept nogil:
@@ -175,7 +184,8 @@ cdef inline bint may_hold(Search *s, floating rd) noexcept nogil:
     cdef floating low = rd * <floating> s.shrink - <floating> s.tiny
     if s.radius:
         return low <= <floating> s.r
-    return low < kth(<floating *> s.kd, s.k, s.heap)
+    # <=: a cell at exactly the k-th distance may hold a tie with a lower id.
+    return low <= kth(<floating *> s.kd, s.k, s.heap)
 
 
 cdef void search_node(const TreeView *t, Search *s, Py_ssize_t node, floating rd) noexcept nogil:

@@ -52,9 +52,6 @@ def test_query_equals_one_tree(client, dtype, chunks):
     np.testing.assert_array_equal(i1, tree.query(Q[0], 3)[1])
 
 
-@pytest.mark.xfail(strict=True, reason="KDTree (neighbors/kdtree.py) does not yet return equally "
-                   "distant points by increasing id as its docs say; each shard inherits it. "
-                   "The merge itself orders ties by id; remove this mark once KDTree does.")
 @pytest.mark.parametrize("p", [1, 2, np.inf])
 def test_ties_are_broken_by_id(client, p):
     # Integer coordinates on a small grid: most neighbours tie with others.

@@ -179,3 +179,22 @@ class TestExtremeValues:
         for call in (lambda: tree.query(masked), lambda: tree.add(masked)):
             assert_raises_unchanged(tree, call, TypeError, "X must not be a masked array")
 
+
+
+@pytest.mark.parametrize("p", [1, 2, np.inf])
+@pytest.mark.parametrize("k", [1, 4, 30, 60])
+def test_ties_on_a_grid_come_in_id_order(p, k):
+    # Integer coordinates: most distances tie exactly. Among equally distant
+    # points the lower ids must be kept and come first, whatever the leaf order,
+    # and across the trees of a forest.
+    rng = np.random.default_rng(11)
+    X = rng.integers(-4, 5, size=(1200, 3)).astype(np.float64)
+    Q = rng.integers(-4, 5, size=(150, 3)) + 0.5 * (rng.random((150, 3)) < 0.3)
+    tree = KDTree(X[:700], leafsize=4)
+    tree.add(X[700:])
+    dist, ids = tree.query(Q, k, p=p)
+    diff = np.abs(Q[:, None, :] - X[None, :, :])
+    full = diff.max(-1) if p == np.inf else (diff.sum(-1) if p == 1 else np.sqrt((diff ** 2).sum(-1)))
+    order = np.lexsort((np.broadcast_to(np.arange(len(X)), full.shape), full), axis=1)[:, :k]
+    np.testing.assert_array_equal(ids, order)
+    np.testing.assert_array_equal(dist, np.take_along_axis(full, order, axis=1))
