@@ -22,10 +22,12 @@ if TYPE_CHECKING:
 else:  # the name must exist to be imported; annotations are never evaluated at run time
     Tensor = Any
 
-__all__ = ["ArrayLike", "Tensor", "NDArray", "FloatArray", "IntArray", "Out", "RngLike", "Size",
-           "PathLike"]
+__all__ = ["ArrayLike", "Tensor", "NDArray", "FloatArray", "FloatingArray", "IntArray", "Out",
+           "RngLike", "Size", "PathLike"]
 
 FloatArray = npt.NDArray[np.float64]
+# float32 or float64, whichever the data was kept in (a tree's points, their distances).
+FloatingArray = npt.NDArray[np.floating[Any]]
 IntArray = npt.NDArray[np.int64]
 # The kind of array an object returns: numpy arrays, or tensors when built from a tensor.
 Out = TypeVar("Out", npt.NDArray[Any], "Tensor")

@@ -9,7 +9,8 @@ from typing import Any, Generic, Literal, overload
 
 import numpy as np
 
-from dlkernels._lib.array_types import ArrayLike, IntArray, NDArray, Out, PathLike, Tensor
+from dlkernels._lib.array_types import (ArrayLike, FloatingArray, IntArray, NDArray, Out, PathLike,
+                                        Tensor)
 from dlkernels._lib.arrays import is_tensor, like_input
 from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
@@ -23,10 +24,11 @@ __all__ = ["KDTree"]
 _P_CODES = {1: 1, 2: 2, np.inf: 0}
 _ARRAY_NAMES = ("points", "perm", "dims", "vals", "boxes")
 _MAX_LEAFSIZE = 2**31 - 1
-# Distances come in the tree's dtype: float32 or float64.
-Distances = NDArray[np.floating[Any]]
 # read(key, dtype, shape): one stored array, checked before use.
 _Reader = Callable[[str, Any, tuple[int, ...]], NDArray[Any]]
+# What the query kernels take of one tree: (points, perm, dims, vals, boxes, leaf_start, offset).
+_View = tuple[FloatingArray, IntArray, NDArray[np.int32], FloatingArray, FloatingArray, IntArray,
+              int]
 
 
 def _coordinate_bound(dtype: np.dtype[Any] | type[np.floating[Any]], d: int) -> float:
@@ -42,7 +44,7 @@ def _coordinate_bound(dtype: np.dtype[Any] | type[np.floating[Any]], d: int) -> 
 
 
 def _as_points(X: ArrayLike | Tensor, name: str, dtype: np.dtype[Any] | None = None,
-               d: int | None = None) -> Distances:
+               d: int | None = None) -> FloatingArray:
     """A C-contiguous 2-D float32/float64 array of finite values within the
     coordinate bound.
 
@@ -118,11 +120,11 @@ def _check_radius(r: ArrayLike, name: str, m: int, one_point: bool) -> NDArray[n
 class _Tree:
     """One static tree of the forest: flat arrays, no Python object per node."""
 
-    points: Distances
+    points: FloatingArray
     perm: IntArray
     dims: NDArray[np.int32]
-    vals: Distances
-    boxes: Distances
+    vals: FloatingArray
+    boxes: FloatingArray
     leaf_start: IntArray
     n: int
     d: int
@@ -133,7 +135,7 @@ class _Tree:
                  "offset")
 
     @classmethod
-    def build(cls, data: Distances, leafsize: int, offset: int, n_threads: int) -> _Tree:
+    def build(cls, data: FloatingArray, leafsize: int, offset: int, n_threads: int) -> _Tree:
         n, d = data.shape
         tree = cls._empty(n, d, leafsize, offset, data.dtype)
         _kdtree_build.build(data, tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
@@ -198,12 +200,11 @@ class _Tree:
     def max_leaf(self) -> int:
         return int(np.max(np.diff(self.leaf_start)))
 
-    def view(self) -> tuple[Distances, IntArray, NDArray[np.int32], Distances, Distances,
-                            IntArray, int]:
+    def view(self) -> _View:
         return (self.points, self.perm, self.dims, self.vals, self.boxes, self.leaf_start,
                 self.offset)
 
-    def original(self) -> Distances:
+    def original(self) -> FloatingArray:
         """The points in id order, shape (n, d)."""
         out = np.empty((self.n, self.d), dtype=self.points.dtype)
         _kdtree_build.extract(self.points, self.perm, self.leaf_start, out)
@@ -312,7 +313,7 @@ class KDTree(Generic[Out]):
         self._dtype = points.dtype
         self._trees = [_Tree.build(points, leafsize, 0, n_threads)]
         self._n = points.shape[0]
-        self._data: Distances | None = None
+        self._data: FloatingArray | None = None
 
     # -- reading ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -357,13 +358,12 @@ class KDTree(Generic[Out]):
         return self._data
 
     # -- queries -----------------------------------------------------------------------
-    def _queries(self, X: ArrayLike | Tensor) -> tuple[Distances, bool]:
+    def _queries(self, X: ArrayLike | Tensor) -> tuple[FloatingArray, bool]:
         arr = as_array(X, "X")
         one = arr.ndim == 1
         return _as_points(arr, "X", dtype=self._dtype, d=self._d), one
 
-    def _common(self) -> tuple[list[tuple[Distances, IntArray, NDArray[np.int32], Distances,
-                                           Distances, IntArray, int]], int, int]:
+    def _common(self) -> tuple[list[_View], int, int]:
         trees = self._trees  # read once: views, depth and leaf size of one forest
         depth = max(tree.depth for tree in trees)
         max_leaf = max(tree.max_leaf for tree in trees)
@@ -376,12 +376,12 @@ class KDTree(Generic[Out]):
     @overload
     def query(self, X: ArrayLike, k: int = 1, *, p: float = 2,
               distance_upper_bound: float = np.inf,
-              n_threads: int | None = None) -> tuple[Distances, IntArray]: ...
+              n_threads: int | None = None) -> tuple[FloatingArray, IntArray]: ...
 
     @reads
     def query(self, X: ArrayLike | Tensor, k: int = 1, *, p: float = 2,
               distance_upper_bound: float = np.inf,
-              n_threads: int | None = None) -> tuple[Distances | Tensor, IntArray | Tensor]:
+              n_threads: int | None = None) -> tuple[FloatingArray | Tensor, IntArray | Tensor]:
         """The ``k`` nearest points to each query point.
 
         Parameters
@@ -466,7 +466,7 @@ class KDTree(Generic[Out]):
     @overload
     def query_radius(self, X: ArrayLike, r: ArrayLike, *, return_distance: Literal[True],
                      sort_results: bool = False, p: float = 2,
-                     n_threads: int | None = None) -> tuple[IntArray, Distances, IntArray]: ...
+                     n_threads: int | None = None) -> tuple[IntArray, FloatingArray, IntArray]: ...
     @overload
     def query_radius(self, X: ArrayLike | Tensor, r: ArrayLike, *, return_distance: bool,
                      sort_results: bool = False, p: float = 2, n_threads: int | None = None
