@@ -27,7 +27,6 @@ CANDIDATES = ["README.md", "docs/index.rst", *sorted(
 # Pages whose blocks do not run yet (issue 12, section 2: the lead rewrites them
 # after the merges). xfail is strict: remove a page here as soon as it runs.
 KNOWN_BROKEN = {
-    "README.md": "undefined model, hidden, points (line 57 on)",
     "docs/user_guide/compress.rst": "undefined model (line 30)",
     "docs/user_guide/debug.rst": "undefined model (line 27)",
     "docs/user_guide/embed.rst": "reads karate.edgelist, which it does not write (line 143)",

@@ -32,7 +32,6 @@ NEEDS_TORCH = {"readme_debug.py", "readme_decoding_distill.py", "readme_nn.py",
 # when its script passes (xfail is strict: a pass fails the run until then).
 KNOWN_UNTYPED = {
     "readme_cluster.py": "KMeansResult.centers is typed object (cluster)",
-    "readme_nn.py": "SampledSoftmaxLoss takes n_samples, not n_negatives (nn vocabulary)",
 }
 # pyright --verifytypes completeness of the installed package; issue 12 asks for
 # 0.95, reached once nn, neighbors, graph, embed, compress, cluster and huffman are
