@@ -24,15 +24,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = ["README.md", "docs/index.rst", *sorted(
     str(p.relative_to(REPO)) for p in (REPO / "docs" / "user_guide").glob("*.rst"))]
-# Pages whose blocks do not run yet (issue 12, section 2: the lead rewrites them
-# after the merges). xfail is strict: remove a page here as soon as it runs.
-KNOWN_BROKEN = {
-    "docs/user_guide/compress.rst": "undefined model (line 30)",
-    "docs/user_guide/debug.rst": "undefined model (line 27)",
-    "docs/user_guide/embed.rst": "reads karate.edgelist, which it does not write (line 143)",
-    "docs/user_guide/nn.rst": "undefined word_counts (line 76)",
-    "docs/user_guide/sampling.rst": "undefined pos (line 101)",
-}
+# Pages whose blocks do not run yet, with the reason (none today). xfail is strict:
+# remove a page here as soon as it runs.
+KNOWN_BROKEN: dict[str, str] = {}
 TIMEOUT = {"default": 300}
 # Pages that take more than half a minute here: in the slow run only.
 SLOW = {"docs/user_guide/cluster.rst"}
