@@ -168,6 +168,16 @@ def ratio_bars(ax, y, values, height, notes=None, **kwargs) -> None:
     ax.axvline(1, color="grey", lw=0.8)
 
 
+def finish_ratio_plot(fig, ax, y, labels, *, xlim, legend: str, title: str, name: str) -> None:
+    """Axis labels, title and legend of a plot of ratio_bars, then save it."""
+    ax.set_xlim(*xlim)
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlabel("peer time / dlkernels time (log scale): right of 1x dlkernels is faster")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc=legend)
+    save(fig, name)
+
+
 def label_bars(ax, bars, fmt: str = "{:g}x") -> None:
     for bar in bars:
         width = bar.get_width()
@@ -188,12 +198,9 @@ def sampling() -> None:
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(rows) + 1.2))
     ratio_bars(ax, y + 0.2, one, 0.4, color=OURS, label="1 thread")
     ratio_bars(ax, y - 0.2, two, 0.4, color="tab:cyan", label="2 threads")
-    ax.set_xlim(0.1, 200)
-    ax.set_yticks(y, labels, fontsize=7)
-    ax.set_xlabel("peer time / dlkernels time (log scale): right of 1x dlkernels is faster")
-    ax.set_title("Weighted sampling against its peers, same run", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
-    save(fig, "bench_sampling.png")
+    finish_ratio_plot(fig, ax, y, labels, xlim=(0.1, 200), legend="lower right",
+                      title="Weighted sampling against its peers, same run",
+                      name="bench_sampling.png")
 
 
 def kdtree() -> None:
@@ -211,12 +218,9 @@ def kdtree() -> None:
         if not ratios(r[1]):
             ax.annotate("pykdtree has no radius search", (1.05, yy + 0.2), va="center", fontsize=7,
                         color="grey")
-    ax.set_xlim(0.8, 40)
-    ax.set_yticks(y, labels, fontsize=7)
-    ax.set_xlabel("speed-up: peer time / dlkernels time (2 threads each)")
-    ax.set_title("Exact KD-tree, 1e6 points, 1e5 queries, same run", fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
-    save(fig, "bench_kdtree.png")
+    finish_ratio_plot(fig, ax, y, labels, xlim=(0.8, 40), legend="upper right",
+                      title="Exact KD-tree, 1e6 points, 1e5 queries, 2 threads each, same run",
+                      name="bench_kdtree.png")
 
 
 def compress() -> None:
