@@ -453,7 +453,7 @@ def demo_compress(rng: np.random.Generator) -> None:
         torch.set_num_threads(threads)
     print(f"compress: 64-300-100-10 MLP on {res['data']}, pruned to "
           f"{sum(r.kept * r.weights for r in res['report'].layers) / sum(r.weights for r in res['report'].layers):.1%} "
-          f"of its weights, 4-bit shared weights and biases, Huffman coded "
+          f"of its weights, 4-bit shared weights and biases, entropy coded "
           f"({res['seconds']:.1f} s in all)")
     print(f"  {res['float32_bytes']} float32 bytes -> {res['bytes']} bytes in the file "
           f"({res['ratio']:.1f}x smaller); test accuracy {res['base']:.2%} -> {res['final']:.2%}")
