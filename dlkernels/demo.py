@@ -382,8 +382,9 @@ def _digits_model(torch, seed: int):
             data, gen)
 
 
-def digits_to_size(torch, seed: int = 0, *, target_ratio: float = 40, bits: int | None = 5,
-                   train_steps: int = 1500, epochs: int = 60, path=None) -> dict:
+def digits_to_size(torch: types.ModuleType, seed: int = 0, *, target_ratio: float = 40,
+                   bits: int | None = 5, train_steps: int = 1500, epochs: int = 60,
+                   path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The digits MLP trained as in :func:`digits_compression`, then compressed to
     ``target_ratio`` by :func:`dlkernels.compress.compress_to_size` (each layer's pruned
     share, and its bits when ``bits`` is None, chosen by measured sensitivity).

@@ -28,9 +28,12 @@ Tie-breaking (deterministic)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from dlkernels._lib._entropy import ERR_END, ERR_NO_CODE, huffman_decode_canonical
+from dlkernels._lib.array_types import ArrayLike, IntArray, NDArray, Tensor
 from dlkernels._lib.validation import as_float_array, as_index_array, check_count
 
 __all__ = ["CodeTree", "huffman_tree", "balanced_tree", "code_lengths", "canonical_codes",
@@ -73,7 +76,15 @@ class CodeTree:
     ``max_length`` reach about 1,500 for float64 counts.
     """
 
-    def __init__(self, children: np.ndarray, n_symbols: int):
+    n_symbols: int
+    children: IntArray
+    parent: IntArray
+    depth: IntArray
+    lengths: IntArray
+    paths: IntArray
+    bits: NDArray[np.int8]
+
+    def __init__(self, children: ArrayLike, n_symbols: int) -> None:
         self.n_symbols = int(n_symbols)
         self.children = np.ascontiguousarray(children, dtype=np.int64).reshape(-1, 2)
         self._derive()
@@ -114,7 +125,7 @@ class CodeTree:
         self.paths, self.bits = paths, bits
 
     @staticmethod
-    def _levels(internal_parent: np.ndarray):
+    def _levels(internal_parent: IntArray) -> Iterator[tuple[int, int]]:
         """(start, stop) of each level after the root, from breadth-first parents."""
         start = 1
         size = internal_parent.size
@@ -146,7 +157,7 @@ class CodeTree:
         """Every symbol's code, in symbol order."""
         return [self.code(s) for s in range(self.n_symbols)]
 
-    def expected_length(self, counts) -> float:
+    def expected_length(self, counts: ArrayLike | Tensor) -> float:
         """Mean code length under ``counts`` (``sum(counts * lengths) / sum(counts)``)."""
         counts = as_float_array(counts, "counts", nonnegative=True)
         if counts.shape != (self.n_symbols,):
@@ -156,18 +167,18 @@ class CodeTree:
             raise ValueError("counts must have at least one positive value, got all zeros")
         return float(counts @ self.lengths / total)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return (isinstance(other, CodeTree) and other.n_symbols == self.n_symbols
                 and np.array_equal(other.children, self.children))
 
     def __repr__(self) -> str:
         return f"CodeTree(n_symbols={self.n_symbols}, max_length={self.max_length})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[CodeTree], tuple[IntArray, int]]:
         return (CodeTree, (self.children, self.n_symbols))
 
 
-def huffman_tree(counts) -> CodeTree:
+def huffman_tree(counts: ArrayLike | Tensor) -> CodeTree:
     """The Huffman tree of ``counts``: an optimal prefix code (minimum expected length).
 
     Parameters
@@ -291,7 +302,7 @@ def balanced_tree(n_symbols: int) -> CodeTree:
 # the table a file stores; :func:`canonical_codes` rebuilds the codes from it.
 
 
-def code_lengths(counts, *, max_length: int = MAX_CODE_LENGTH) -> np.ndarray:
+def code_lengths(counts: ArrayLike, *, max_length: int = MAX_CODE_LENGTH) -> IntArray:
     """Huffman code length of each symbol of ``counts``; 0 for symbols that never occur.
 
     Unlike ``huffman_tree(counts).lengths``, absent symbols get no code at all,
@@ -346,7 +357,7 @@ def code_lengths(counts, *, max_length: int = MAX_CODE_LENGTH) -> np.ndarray:
     return lengths
 
 
-def _package_merge(weights: np.ndarray, max_length: int) -> np.ndarray:
+def _package_merge(weights: NDArray[np.float64], max_length: int) -> IntArray:
     """Optimal code lengths of at most ``max_length`` bits (package-merge).
 
     Each symbol is a coin of face value ``2**-l`` for l = 1..max_length; the
@@ -381,7 +392,7 @@ def _package_merge(weights: np.ndarray, max_length: int) -> np.ndarray:
     return out
 
 
-def _check_lengths(lengths) -> np.ndarray:
+def _check_lengths(lengths: ArrayLike) -> IntArray:
     lengths = np.asarray(lengths)
     if lengths.ndim != 1 or lengths.size == 0:
         raise ValueError(f"lengths must be a non-empty 1-dimensional array, got shape {lengths.shape}")
@@ -400,7 +411,7 @@ def _check_lengths(lengths) -> np.ndarray:
     return lengths
 
 
-def canonical_codes(lengths) -> np.ndarray:
+def canonical_codes(lengths: ArrayLike) -> IntArray:
     """The canonical prefix code with the given code lengths.
 
     Symbols are ordered by (length, symbol) and take consecutive code values,
@@ -433,7 +444,7 @@ def canonical_codes(lengths) -> np.ndarray:
     return _canonical(lengths)
 
 
-def _canonical(lengths: np.ndarray) -> np.ndarray:
+def _canonical(lengths: IntArray) -> IntArray:
     codes = np.zeros(lengths.size, dtype=np.int64)
     order = np.lexsort((np.arange(lengths.size), lengths))
     order = order[lengths[order] > 0]
@@ -453,7 +464,7 @@ def _canonical(lengths: np.ndarray) -> np.ndarray:
     return codes
 
 
-def huffman_encode(symbols, lengths) -> tuple[np.ndarray, int]:
+def huffman_encode(symbols: ArrayLike, lengths: ArrayLike) -> tuple[NDArray[np.uint8], int]:
     """Bit-pack ``symbols`` with the canonical code of ``lengths``.
 
     Parameters
@@ -511,7 +522,7 @@ def huffman_encode(symbols, lengths) -> tuple[np.ndarray, int]:
     return np.packbits(flat), int(flat.size)
 
 
-def huffman_decode(data, n_bits: int, lengths, count: int) -> np.ndarray:
+def huffman_decode(data: ArrayLike, n_bits: int, lengths: ArrayLike, count: int) -> IntArray:
     """Decode ``count`` symbols from a stream written by :func:`huffman_encode`.
 
     A compiled loop reads the stream bit by bit (the codes of one length are

@@ -13,18 +13,21 @@ from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
+# Imported, not assigned (``NDArray = npt.NDArray``): mypy takes an assigned alias
+# for one without type parameters, so ``NDArray[np.float32]`` would mean any array.
+from numpy.typing import ArrayLike, NDArray
 
 if TYPE_CHECKING:
     from torch import Tensor
 else:  # the name must exist to be imported; annotations are never evaluated at run time
     Tensor = Any
 
-__all__ = ["ArrayLike", "Tensor", "NDArray", "FloatArray", "IntArray", "Out", "RngLike", "Size",
-           "PathLike"]
+__all__ = ["ArrayLike", "Tensor", "NDArray", "FloatArray", "FloatingArray", "IntArray", "Out",
+           "RngLike", "Size", "PathLike"]
 
-ArrayLike = npt.ArrayLike
-NDArray = npt.NDArray
 FloatArray = npt.NDArray[np.float64]
+# float32 or float64, whichever the data was kept in (a tree's points, their distances).
+FloatingArray = npt.NDArray[np.floating[Any]]
 IntArray = npt.NDArray[np.int64]
 # The kind of array an object returns: numpy arrays, or tensors when built from a tensor.
 Out = TypeVar("Out", npt.NDArray[Any], "Tensor")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
-from typing import Any, NamedTuple
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
 
+from dlkernels._lib.array_types import FloatArray, IntArray, RngLike, Tensor
 from dlkernels._lib.arrays import like_input
 from dlkernels._lib.exceptions import ConvergenceWarning
 from dlkernels._lib.random import check_rng, draw_key
@@ -15,10 +17,20 @@ from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import as_array, check_choice, check_count, check_real
 from dlkernels.cluster import _kmeans
 
+if sys.version_info >= (3, 11):
+    from typing import NamedTuple
+else:  # a generic NamedTuple needs Python 3.11, or typing_extensions' back-port
+    from typing_extensions import NamedTuple
+
 __all__ = ["ConvergenceWarning", "KMeansResult", "kmeans"]
 
+# The types of a result's centres and labels: numpy arrays (float32 centres for
+# float32 data, else float64; int64 labels), or tensors for a tensor input.
+Centers = TypeVar("Centers")
+Labels = TypeVar("Labels")
 
-class KMeansResult(NamedTuple):
+
+class KMeansResult(NamedTuple, Generic[Centers, Labels]):
     """What a k-means call returns.
 
     Attributes
@@ -36,8 +48,8 @@ class KMeansResult(NamedTuple):
         Lloyd iterations run (0 for the exact 1-D method, which has none).
     """
 
-    centers: npt.NDArray[np.floating[Any]]
-    labels: npt.NDArray[np.int64]
+    centers: Centers
+    labels: Labels
     inertia: float
     n_iter: int
 
@@ -142,10 +154,26 @@ def _lloyd(points: np.ndarray, xnorm: np.ndarray, centers: np.ndarray, max_iter:
     return centers, labels, n_iter, converged
 
 
+@overload
+def kmeans(X: Tensor, n_clusters: int, *, init: str | npt.ArrayLike = "k-means++",
+           max_iter: int = 300, tol: float = 1e-4, max_points_per_centroid: int | None = None,
+           rng: RngLike = None, n_threads: int | None = None) -> KMeansResult[Tensor, Tensor]: ...
+@overload
+def kmeans(X: npt.NDArray[np.float32], n_clusters: int, *,
+           init: str | npt.ArrayLike = "k-means++", max_iter: int = 300, tol: float = 1e-4,
+           max_points_per_centroid: int | None = None, rng: RngLike = None,
+           n_threads: int | None = None) -> KMeansResult[npt.NDArray[np.float32], IntArray]: ...
+@overload
 def kmeans(X: npt.ArrayLike, n_clusters: int, *, init: str | npt.ArrayLike = "k-means++",
            max_iter: int = 300, tol: float = 1e-4, max_points_per_centroid: int | None = None,
-           rng: int | np.random.Generator | None = None,
-           n_threads: int | None = None) -> KMeansResult:
+           rng: RngLike = None,
+           n_threads: int | None = None) -> KMeansResult[FloatArray, IntArray]: ...
+
+
+def kmeans(X: npt.ArrayLike | Tensor, n_clusters: int, *,
+           init: str | npt.ArrayLike = "k-means++", max_iter: int = 300, tol: float = 1e-4,
+           max_points_per_centroid: int | None = None, rng: RngLike = None,
+           n_threads: int | None = None) -> KMeansResult[Any, Any]:
     """Lloyd's k-means on the rows of ``X``, in parallel and deterministic.
 
     Each iteration assigns every point to its nearest centre, then recomputes

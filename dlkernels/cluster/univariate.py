@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
 
+from dlkernels._lib.array_types import FloatArray, IntArray, RngLike, Tensor
 from dlkernels._lib.arrays import like_input, to_numpy
 from dlkernels._lib.exceptions import ConvergenceWarning
 from dlkernels._lib.random import check_rng, draw_key
@@ -110,10 +112,26 @@ def _init(init: str, u: np.ndarray, w: np.ndarray, k: int, rng, n_threads: int) 
     return np.sort(centers)
 
 
+@overload
+def kmeans_1d(x: Tensor, n_clusters: int, *, method: str = "optimal", init: str = "binned",
+              sample_weight: npt.ArrayLike | None = None, max_iter: int = 10_000,
+              rng: RngLike = None,
+              n_threads: int | None = None) -> KMeansResult[Tensor, Tensor]: ...
+@overload
+def kmeans_1d(x: npt.NDArray[np.float32], n_clusters: int, *, method: str = "optimal",
+              init: str = "binned", sample_weight: npt.ArrayLike | None = None,
+              max_iter: int = 10_000, rng: RngLike = None, n_threads: int | None = None
+              ) -> KMeansResult[npt.NDArray[np.float32], IntArray]: ...
+@overload
 def kmeans_1d(x: npt.ArrayLike, n_clusters: int, *, method: str = "optimal", init: str = "binned",
               sample_weight: npt.ArrayLike | None = None, max_iter: int = 10_000,
-              rng: int | np.random.Generator | None = None,
-              n_threads: int | None = None) -> KMeansResult:
+              rng: RngLike = None, n_threads: int | None = None
+              ) -> KMeansResult[FloatArray, IntArray]: ...
+
+
+def kmeans_1d(x: npt.ArrayLike | Tensor, n_clusters: int, *, method: str = "optimal",
+              init: str = "binned", sample_weight: npt.ArrayLike | None = None,
+              max_iter: int = 10_000, rng: RngLike = None, n_threads: int | None = None) -> KMeansResult[Any, Any]:
     """Cluster 1-D values into ``n_clusters`` groups: the exact optimum, or Lloyd's method.
 
     Both methods sort the values once (duplicates are merged into one weighted

@@ -19,10 +19,12 @@ are never removed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Union
 
-__all__ = ["Space", "Segment", "UngroupableError", "union", "fixed", "trivial", "extent", "spaces_of",
-           "normal", "pin_all", "unify", "merge_dims", "split_dim"]
+__all__ = ["Space", "Segment", "Layout", "UngroupableError", "union", "fixed", "trivial", "extent",
+           "spaces_of", "normal", "pin_all", "unify", "merge_dims", "split_dim"]
 
 
 class UngroupableError(TypeError):
@@ -34,12 +36,13 @@ class Space:
 
     __slots__ = ("size", "_parent", "blocks", "pins", "members")
 
-    def __init__(self, size: int):
-        self.size = size
-        self._parent = None
-        self.blocks = 1          # units are removed equally from this many equal blocks
+    def __init__(self, size: int) -> None:
+        self.size: int = size
+        self._parent: Space | None = None
+        self.blocks: int = 1     # units are removed equally from this many equal blocks
         self.pins: list[str] = []  # why no unit may be removed (empty: prunable)
-        self.members: list = []  # (tensor key, dim, offset, outer, inner) slices of the units
+        # (tensor key, dim, offset, outer, inner) slices of the units
+        self.members: list[tuple[str, int, int, int, int]] = []
 
     def root(self) -> "Space":
         node = self
@@ -93,6 +96,10 @@ class Segment:
         return self.outer * self.n * self.inner
 
 
+# The units along one tensor dimension: segments laid end to end, or None (fixed).
+Layout = Union[tuple[Segment, ...], None]
+
+
 def fixed(size: int) -> tuple[Segment, ...]:
     return (Segment(None, 1, size, 1),)
 
@@ -101,25 +108,25 @@ def trivial(space: Space) -> tuple[Segment, ...]:
     return (Segment(space, 1, space.size, 1),)
 
 
-def extent(layout) -> int:
+def extent(layout: Sequence[Segment]) -> int:
     return sum(s.extent for s in layout)
 
 
-def spaces_of(layout) -> list[Space]:
+def spaces_of(layout: Sequence[Segment] | None) -> list[Space]:
     return [] if layout is None else [s.space for s in layout if s.space is not None]
 
 
-def normal(layout):
+def normal(layout: Sequence[Segment] | None) -> Layout:
     """``None`` for a layout without units."""
     return None if layout is None or not spaces_of(layout) else tuple(layout)
 
 
-def pin_all(layout, why: str) -> None:
+def pin_all(layout: Layout, why: str) -> None:
     for space in spaces_of(layout):
         space.pin(why)
 
 
-def unify(a, b, why: str):
+def unify(a: Layout, b: Layout, why: str) -> Layout:
     """The layout of a dimension that must hold the same units in ``a`` and ``b``.
 
     A fixed side pins the other side's units (they meet values that are never
@@ -138,7 +145,7 @@ def unify(a, b, why: str):
     return a
 
 
-def merge_dims(sizes, layouts, why: str):
+def merge_dims(sizes: Sequence[int], layouts: Sequence[Layout], why: str) -> Layout:
     """The layout of one dimension made of dimensions ``sizes`` (row-major), e.g. a flatten."""
     carrying = [i for i, lay in enumerate(layouts) if lay is not None]
     if not carrying:
@@ -153,9 +160,9 @@ def merge_dims(sizes, layouts, why: str):
     return tuple(Segment(s.space, s.outer * before, s.n, s.inner * after) for s in layout)
 
 
-def split_dim(layout, sizes, why: str):
+def split_dim(layout: Layout, sizes: Sequence[int], why: str) -> list[Layout]:
     """Layouts of dimensions ``sizes`` that one dimension of ``layout`` is viewed as."""
-    out = [None] * len(sizes)
+    out: list[Layout] = [None] * len(sizes)
     if layout is None:
         return out
     for r, size in enumerate(sizes):

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,14 +70,14 @@ class Allocation:
         Mean training loss of each fine-tuning epoch, in order.
     """
 
-    amounts: dict = field(default_factory=dict)
-    bits: dict = field(default_factory=dict)
+    amounts: dict[str, float] = field(default_factory=dict)
+    bits: dict[str, int] = field(default_factory=dict)
     mantissa_bits: int = 0
     file_bytes: int = 0
     float32_bytes: int = 0
     budget_bytes: int = 0
     predicted_loss: float = 0.0
-    losses: list = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -200,8 +202,11 @@ def _fixed_bytes(model, chosen, bias_bits) -> int:
     return len(data) - sum(e["bytes"] for e in entries if e["name"] in weights)
 
 
-def choose_bits(model, budget_bytes: int, eval_batches, *, layers=None, bits_options=range(2, 9),
-                bias_bits=None, loss_fn=None, progress: bool = False) -> dict:
+def choose_bits(model: torch.nn.Module, budget_bytes: int, eval_batches: Iterable[tuple[Any, Any]], *,
+                layers: Sequence[str | torch.nn.Module] | str | torch.nn.Module | None = None,
+                bits_options: Iterable[int] = range(2, 9), bias_bits: int | None = None,
+                loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+                progress: bool = False) -> dict[str, int]:
     """Index bits per layer for a file of at most ``budget_bytes`` (no pruning), by sensitivity.
 
     Used by :func:`dlkernels.compress.quantize` with ``budget_bytes``.
@@ -226,12 +231,15 @@ def choose_bits(model, budget_bytes: int, eval_batches, *, layers=None, bits_opt
     return {name: b for (name, _), b in zip(chosen, best[2])}
 
 
-def compress_to_size(model, batches, *, budget_bytes: int | None = None,
-                     target_ratio: float | None = None, bits: int | None = 5,
-                     bias_bits: int | None = 4, eval_batches=None, loss_fn=None, steps: int = 3,
+def compress_to_size(model: torch.nn.Module, batches: Iterable[tuple[Any, Any]], *,
+                     budget_bytes: int | None = None, target_ratio: float | None = None,
+                     bits: int | None = 5, bias_bits: int | None = 4,
+                     eval_batches: Iterable[tuple[Any, Any]] | None = None,
+                     loss_fn: Callable[[Any, Any], torch.Tensor] | None = None, steps: int = 3,
                      epochs: int = 1, lr: float = 1e-3, codebook_lr: float = 3e-4,
-                     amounts=AMOUNTS, bits_options=range(2, 9), margin: float = 0.02,
-                     max_rounds: int = 3, progress: bool = False) -> Allocation:
+                     amounts: Sequence[float] = AMOUNTS, bits_options: Iterable[int] = range(2, 9),
+                     margin: float = 0.02, max_rounds: int = 3,
+                     progress: bool = False) -> Allocation:
     """Prune and quantize ``model`` (in place) so that its file fits a size, losing least.
 
     The share pruned of each layer, and its bits when ``bits`` is None, are

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from dlkernels._lib.torch_checks import check_module
-from dlkernels.compress._layouts import Space, UngroupableError, extent, spaces_of, trivial, unify
+from dlkernels.compress._layouts import (Layout, Space, UngroupableError, extent, spaces_of, trivial,
+                                         unify)
 from dlkernels.compress._values import ParamRef, Value
 
 __all__ = ["unit_groups", "UnitGroup", "Member", "NORM_TYPES"]
@@ -91,8 +92,8 @@ class AttentionSite:
 class Graph:
     """The state of the analysis: spaces, and how each tensor dimension is laid out on them."""
 
-    def __init__(self, model: nn.Module):
-        self.model = model
+    def __init__(self, model: nn.Module) -> None:
+        self.model: nn.Module = model
         self.tensors: dict[str, torch.Tensor] = {}
         self.key_of: dict[int, str] = {}
         self.owner: dict[str, str] = {}
@@ -106,30 +107,33 @@ class Graph:
             self.tensors[name] = tensor
             self.owner[name] = name.rpartition(".")[0]
             self.is_param[name] = is_param
-        self.bound: dict[tuple[str, int], tuple | None] = {}
+        self.bound: dict[tuple[str, int], Layout] = {}
         self.managed: dict[tuple[str, int], str] = {}
         self.producers: dict[str, list[Space]] = {}
         self.attention: list[AttentionSite] = []
         self.grouped: dict[str, tuple[int, Space]] = {}   # weight key -> (groups, input space)
         self.depthwise: dict[str, int] = {}               # conv path -> channel multiplier
-        self.norm_shapes: dict[str, list] = {}            # norm path -> layouts of its normalized dims
+        self.norm_shapes: dict[str, list[Layout]] = {}    # norm path -> layouts of its normalized dims
         self.spaces: list[Space] = []
 
     # -- tensors ---------------------------------------------------------------------------
     def ref(self, tensor: torch.Tensor) -> ParamRef | None:
+        """``tensor`` as a parameter or buffer of the model, or None if it is neither."""
         key = self.key_of.get(id(tensor))
         return None if key is None else ParamRef(key, tuple(tensor.shape))
 
     def ref_of(self, module: nn.Module, attr: str) -> ParamRef | None:
+        """The parameter or buffer ``module.attr``, or None where there is none."""
         tensor = getattr(module, attr, None)
         return None if tensor is None else self.ref(tensor)
 
     def new_space(self, size: int) -> Space:
+        """A new space of ``size`` units."""
         space = Space(size)
         self.spaces.append(space)
         return space
 
-    def bind(self, ref: ParamRef | None, dim: int, layout, why: str):
+    def bind(self, ref: ParamRef | None, dim: int, layout: Layout, why: str) -> Layout:
         """Lay ``dim`` of a parameter out as ``layout``; unify with an earlier use."""
         if ref is None:
             return layout
@@ -149,7 +153,7 @@ class Graph:
             offset += seg.extent
         return layout
 
-    def produce(self, ref: ParamRef, dim: int):
+    def produce(self, ref: ParamRef, dim: int) -> Layout:
         """The layout of ``dim`` of a weight whose positions are new units (a layer's outputs)."""
         key = (ref.key, dim)
         if key in self.bound and key not in self.managed:
@@ -158,7 +162,7 @@ class Graph:
 
     def materialize(self, ref: ParamRef) -> Value:
         """A parameter used as data: each dimension of more than one entry holds units."""
-        layouts = []
+        layouts: list[Layout] = []
         for d, size in enumerate(ref.shape):
             if (ref.key, d) in self.managed:
                 raise UngroupableError(f"{ref.key!r} is used directly, and also by "
@@ -167,6 +171,7 @@ class Graph:
         return Value(ref.shape, layouts)
 
     def manage(self, ref: ParamRef | None, dim: int, owner: str) -> None:
+        """Let ``owner`` alone rearrange ``dim`` of a parameter (no other use may bind it)."""
         if ref is None:
             return
         key = (ref.key, dim)
@@ -174,14 +179,16 @@ class Graph:
             raise UngroupableError(f"{owner}: {ref.key!r} is also used elsewhere")
         self.managed[key] = owner
 
-    def produced(self, path: str, layout) -> None:
+    def produced(self, path: str, layout: Layout) -> None:
         """Record that module ``path`` outputs the units of ``layout``."""
         spaces = self.producers.setdefault(path, [])
         spaces += [s for s in spaces_of(layout) if s not in spaces]
 
     # -- results ---------------------------------------------------------------------------
     def roots(self) -> list[Space]:
-        seen, out = set(), []
+        """One space per group (the union-find roots), in the order they were made."""
+        seen: set[int] = set()
+        out: list[Space] = []
         for space in self.spaces:
             root = space.root()
             if id(root) not in seen:
@@ -190,13 +197,14 @@ class Graph:
         return out
 
     def groups(self) -> list[UnitGroup]:
+        """The groups of units, each with every tensor slice it owns."""
         modules: dict[int, list[str]] = {}
         for path, spaces in self.producers.items():
             for s in spaces:
                 names = modules.setdefault(id(s.root()), [])
                 if path not in names:
                     names.append(path)
-        def member(m):
+        def member(m: tuple[str, int, int, int, int]) -> Member:
             grouped = m[1] == 1 and m[0] in self.grouped
             return Member(*m, groups=self.grouped[m[0]][0] if grouped else 1)
 

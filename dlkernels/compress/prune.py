@@ -198,7 +198,7 @@ def _attach(module, weight: torch.nn.Parameter, mask: torch.Tensor) -> None:
     _ensure_hooked(module)
 
 
-def remove_pruning(model) -> int:
+def remove_pruning(model: torch.nn.Module) -> int:
     """Drop the masks and hooks of :func:`prune_magnitude`; the zeros stay.
 
     Parameters

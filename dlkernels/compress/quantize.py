@@ -19,10 +19,13 @@ rule, so any optimizer over ``model.parameters()`` (created *after*
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from dlkernels._lib.array_types import RngLike
 from dlkernels._lib.random import check_rng
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.torch_checks import check_finite, check_module, named_layers
@@ -106,10 +109,13 @@ def _codebook(values: np.ndarray, n_codes: int, method: str, init: str, rng, n_t
     return np.asarray(result.centers, dtype=np.float64), index
 
 
-def quantize(model, bits=None, init: str = "linear", method: str = "kmeans", *, layers=None,
-             bias_bits: int | None = None, budget_bytes: int | None = None, batches=None,
-             loss_fn=None, rng=None, n_threads: int | None = None,
-             progress: bool = False) -> dict[str, int]:
+def quantize(model: torch.nn.Module, bits: int | Mapping[str, int] | None = None,
+             init: str = "linear", method: str = "kmeans", *,
+             layers: Sequence[str | torch.nn.Module] | str | torch.nn.Module | None = None,
+             bias_bits: int | None = None,
+             budget_bytes: int | None = None, batches: Iterable[tuple[Any, Any]] | None = None,
+             loss_fn: Callable[[Any, Any], torch.Tensor] | None = None, rng: RngLike = None,
+             n_threads: int | None = None, progress: bool = False) -> dict[str, int]:
     """Share the weights of each layer among a few values (in place).
 
     Parameters
@@ -257,10 +263,10 @@ def _mark(module, attr: str) -> None:
     _settle(module)
 
 
-def quantized_tensors(model) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def quantized_tensors(model: torch.nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Tensor name -> ``(codebook, index)`` of every quantized tensor of ``model``."""
     check_module(model)
-    out = {}
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for mname, module in model.named_modules():
         for attr in getattr(module, "_dlkernels_quantized", ()):
             key = f"{mname}.{attr}" if mname else attr
@@ -268,7 +274,7 @@ def quantized_tensors(model) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return out
 
 
-def dequantize(model) -> int:
+def dequantize(model: torch.nn.Module) -> int:
     """Turn quantized tensors back into plain parameters holding the shared values.
 
     After fine-tuning, this gives a model of ordinary layers (same outputs).
@@ -304,7 +310,7 @@ def dequantize(model) -> int:
     return count
 
 
-def round_codebooks(model, mantissa_bits: int) -> dict[str, int]:
+def round_codebooks(model: torch.nn.Module, mantissa_bits: int) -> dict[str, int]:
     """Round every codebook value to ``mantissa_bits`` bits of mantissa (in place).
 
     A codebook is stored in the file with only the mantissa bits it uses
@@ -352,7 +358,7 @@ def round_codebooks(model, mantissa_bits: int) -> dict[str, int]:
         if mantissa_bits > limit:
             raise ValueError(f"mantissa_bits must be at most {limit} for {name} "
                              f"({codebook.dtype}), got {mantissa_bits}")
-    out = {}
+    out: dict[str, int] = {}
     with torch.no_grad():
         for name, (codebook, _) in found.items():
             mantissa, exponent = torch.frexp(codebook)      # mantissa in [0.5, 1)
@@ -363,7 +369,7 @@ def round_codebooks(model, mantissa_bits: int) -> dict[str, int]:
     return out
 
 
-def refresh(model) -> None:
+def refresh(model: torch.nn.Module) -> None:
     """Rebuild every quantized tensor of ``model`` from its codebook (after editing one)."""
     for module in model.modules():
         if getattr(module, "_dlkernels_quantized", ()):

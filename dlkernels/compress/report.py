@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from dlkernels.compress.storage import _STORAGE, _dense_names, encode_model
 
@@ -76,7 +77,7 @@ class CompressionReport:
         ``float32_bytes / file_bytes``.
     """
 
-    layers: list = field(default_factory=list)
+    layers: list[LayerReport] = field(default_factory=list)
     file_bytes: int = 0
     float32_bytes: int = 0
 
@@ -106,7 +107,7 @@ class CompressionReport:
         return "\n".join(lines)
 
 
-def compression_report(model) -> CompressionReport:
+def compression_report(model: torch.nn.Module) -> CompressionReport:
     """Per tensor: weights, share kept, bits per weight and per index, bytes, ratio.
 
     The figures are those of the file :func:`save_compressed` would write (the
@@ -158,6 +159,6 @@ def compression_report(model) -> CompressionReport:
     return CompressionReport(rows, len(data), 4 * sum(r.weights for r in rows))
 
 
-def _ratio_text(row) -> str:
+def _ratio_text(row: LayerReport) -> str:
     # A tensor pruned away entirely takes no bytes: no finite ratio to print.
     return f"{row.ratio:>8.1f}x" if row.bytes else f"{'all 0':>9}"

@@ -27,10 +27,12 @@ import os
 import struct
 import tempfile
 import zlib
+from typing import Any
 
 import numpy as np
 import torch
 
+from dlkernels._lib.array_types import PathLike
 from dlkernels._lib.persist import FileFormatError
 from dlkernels._lib.torch_checks import check_module
 from dlkernels._lib.validation import _physical_memory
@@ -69,13 +71,14 @@ class _Budget:
 
 
 # -- writing -------------------------------------------------------------------------
-def _dense_names(model) -> dict[str, object]:
+def _dense_names(model: torch.nn.Module
+                 ) -> dict[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
     """state_dict name -> tensor, or -> (codebook, index) for quantized tensors."""
     from dlkernels.compress.quantize import quantized_tensors
 
     state = model.state_dict(keep_vars=True)
     quant = quantized_tensors(model)
-    out = {}
+    out: dict[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]] = {}
     for name, t in state.items():
         if name.endswith("_codebook") and name[:-9] in quant:
             out[name[:-9]] = quant[name[:-9]]
@@ -93,7 +96,7 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
-def encode_model(model) -> tuple[bytes, list[dict]]:
+def encode_model(model: torch.nn.Module) -> tuple[bytes, list[dict[str, Any]]]:
     """The file contents for ``model`` and, per tensor, how it was coded and what it cost.
 
     Used by :func:`save_compressed` and :func:`dlkernels.compress.compression_report`
@@ -161,7 +164,7 @@ def _stream_bits(s) -> float:
     return float(s.cost_bits - s.table_bits) if s.coder == "rans" else 0.0
 
 
-def save_compressed(model, path) -> int:
+def save_compressed(model: torch.nn.Module, path: PathLike) -> int:
     """Write ``model`` (pruned, quantized or neither) to a compressed file.
 
     Parameters
@@ -248,7 +251,7 @@ def _decode(data: bytes):
     return spec, state
 
 
-def load_compressed(path, model=None) -> torch.nn.Module:
+def load_compressed(path: PathLike, model: torch.nn.Module | None = None) -> torch.nn.Module:
     """Read a file written by :func:`save_compressed`; no code is executed.
 
     Parameters

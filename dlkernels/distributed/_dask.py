@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import numbers
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from dlkernels._lib.array_types import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from dask.array import Array as DaskArray
+    from distributed import Client, Future
 
 HINT = 'dlkernels.distributed needs Dask: pip install "dlkernels[dask]"'
 
 
-def modules():
+def modules() -> tuple[ModuleType, ModuleType]:
     """``(dask.array, distributed)``, or an ImportError that says what to install."""
     try:
         import dask.array
@@ -19,7 +27,7 @@ def modules():
     return dask.array, distributed
 
 
-def check_client(client):
+def check_client(client: Client | None) -> Client:
     """A running ``distributed.Client``: ``client`` itself, or the current one if None."""
     _, distributed = modules()
     if client is None:
@@ -37,7 +45,7 @@ def check_client(client):
     return client
 
 
-def as_dask_rows(data, name: str):
+def as_dask_rows(data: DaskArray, name: str) -> DaskArray:
     """``data`` as a 2-D dask array cut into blocks of whole rows (one block per shard)."""
     da, _ = modules()
     if not isinstance(data, da.Array):
@@ -52,7 +60,7 @@ def as_dask_rows(data, name: str):
     return data
 
 
-def check_queries(X, d: int, name: str = "X") -> tuple[np.ndarray, bool]:
+def check_queries(X: ArrayLike, d: int, name: str = "X") -> tuple[NDArray[Any], bool]:
     """Query points as a finite 2-D float array of width ``d`` (and whether one 1-D point)."""
     da, _ = modules()
     if isinstance(X, da.Array):
@@ -74,7 +82,7 @@ def check_queries(X, d: int, name: str = "X") -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(arr), one
 
 
-def check_k(k) -> int:
+def check_k(k: int) -> int:
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
         raise TypeError(f"k must be a positive int, got {type(k).__name__}")
     if k < 1:
@@ -82,11 +90,11 @@ def check_k(k) -> int:
     return int(k)
 
 
-def _identity(x):
+def _identity(x: object) -> object:
     return x
 
 
-def share(client, x):
+def share(client: Client, x: object) -> Future:
     """``x`` as a future for tasks on many workers: sent to the scheduler once as a task
     of its own, run on one worker and fetched by the others from it. Unlike a
     broadcast scatter it survives a worker lost before or during the tasks (the

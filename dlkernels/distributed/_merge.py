@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from dlkernels._lib.array_types import FloatingArray, IntArray
+
 _LAST = np.iinfo(np.int64).max
 
 
-def top_k(dists: list[np.ndarray], ids: list[np.ndarray], k: int):
+def top_k(dists: list[FloatingArray], ids: list[IntArray],
+          k: int) -> tuple[FloatingArray, IntArray]:
     """The ``k`` smallest (distance, id) pairs per row of the shards' ``(m, k_s)`` results.
 
     Padding (``inf``, ``-1``) sorts after every real neighbour and stays padding.
@@ -23,7 +26,8 @@ def top_k(dists: list[np.ndarray], ids: list[np.ndarray], k: int):
     return np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
 
 
-def radius(parts: list[tuple], m: int, sort_results: bool):
+def radius(parts: list[tuple[IntArray, FloatingArray, IntArray]], m: int,
+           sort_results: bool) -> tuple[IntArray, FloatingArray, IntArray]:
     """One CSR result ``(ids, distances, offsets)`` from each shard's ``(ids, dist, offsets)``."""
     counts = np.zeros(m, dtype=np.int64)
     query, ids, dist = [], [], []

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, overload
+
 import numpy as np
 
+from dlkernels._lib.array_types import ArrayLike, FloatingArray, IntArray
 from dlkernels._lib.validation import check_bool
 from dlkernels.distributed import _merge
 from dlkernels.distributed._dask import (as_dask_rows, check_client, check_k, check_queries,
                                          modules, share)
+
+if TYPE_CHECKING:
+    from dask.array import Array as DaskArray
+    from distributed import Client, Future
+
+    from dlkernels.neighbors import KDTree
 
 __all__ = ["ShardedKDTree"]
 
@@ -15,24 +25,26 @@ __all__ = ["ShardedKDTree"]
 class _Shard:
     """What a worker keeps for one block: its tree (None if empty) and the block's shape."""
 
-    def __init__(self, block, kdtree_args):
+    def __init__(self, block: ArrayLike, kdtree_args: dict[str, Any]) -> None:
         from dlkernels.neighbors import KDTree
 
         block = np.asarray(block)
-        self.shape = block.shape
-        self.tree = KDTree(block, **kdtree_args) if block.shape[0] else None
+        self.shape: tuple[int, ...] = block.shape
+        self.tree: KDTree[Any] | None = KDTree(block, **kdtree_args) if block.shape[0] else None
 
 
-def _shape(shard):
+def _shape(shard: _Shard) -> tuple[int, ...]:
     return shard.shape
 
 
-def _query(shard, X, k, offset, options):
+def _query(shard: Any, X: FloatingArray, k: int, offset: int,
+           options: dict[str, Any]) -> tuple[FloatingArray, IntArray]:
     dist, idx = shard.tree.query(X, k, **options)
     return dist, np.where(idx >= 0, idx + offset, -1)
 
 
-def _query_radius(shard, X, r, offset, options):
+def _query_radius(shard: Any, X: FloatingArray, r: ArrayLike, offset: int,
+                  options: dict[str, Any]) -> tuple[IntArray, FloatingArray, IntArray]:
     ids, dist, offsets = shard.tree.query_radius(X, r, return_distance=True, sort_results=True,
                                            **options)
     return ids + offset, dist, offsets
@@ -87,7 +99,12 @@ class ShardedKDTree:
     True
     """
 
-    def __init__(self, data, client=None, **kdtree_args):
+    n: int
+    d: int
+    offsets: IntArray
+
+    def __init__(self, data: DaskArray, client: Client | None = None,
+                 **kdtree_args: Any) -> None:
         modules()
         import dask
 
@@ -109,7 +126,8 @@ class ShardedKDTree:
             raise ValueError(f"data must hold at least one point, got shape {data.shape}")
         starts = np.concatenate([[0], np.cumsum(rows)])
         # Empty blocks hold no tree and are never asked.
-        self._shards = [(f, int(starts[i])) for i, f in enumerate(futures) if rows[i]]
+        self._shards: list[tuple[Future, int]] = [
+            (f, int(starts[i])) for i, f in enumerate(futures) if rows[i]]
         self.offsets = starts
         self.n = int(starts[-1])
         self.d = int(shapes[0][1])
@@ -122,15 +140,17 @@ class ShardedKDTree:
         """Number of blocks of ``data`` (empty ones included)."""
         return self.offsets.size - 1
 
-    def _ask(self, fn, X, extra, options):
+    def _ask(self, fn: Callable[..., Any], X: FloatingArray, extra: Any,
+             options: dict[str, Any]) -> list[Any]:
         """``fn(shard, X, extra, offset, options)`` on every non-empty shard."""
         client = check_client(self._client)
         shared = share(client, X)
         return client.gather([client.submit(fn, shard, shared, extra, offset, options, pure=False)
                               for shard, offset in self._shards])
 
-    def query(self, X, k: int = 1, *, p=2, distance_upper_bound: float = np.inf,
-              n_threads: int | None = None):
+    def query(self, X: ArrayLike, k: int = 1, *, p: float = 2,
+              distance_upper_bound: float = np.inf,
+              n_threads: int | None = None) -> tuple[FloatingArray, IntArray]:
         """The ``k`` nearest points to each query, as :meth:`KDTree.query
         <dlkernels.neighbors.KDTree.query>` over all the rows gives them.
 
@@ -157,8 +177,24 @@ class ShardedKDTree:
         dist, ids = _merge.top_k([d for d, _ in answers], [i for _, i in answers], k)
         return (dist[0], ids[0]) if one else (dist, ids)
 
-    def query_radius(self, X, r, *, return_distance: bool = False, sort_results: bool = False,
-                     p=2, n_threads: int | None = None):
+    @overload
+    def query_radius(self, X: ArrayLike, r: ArrayLike, *,
+                     return_distance: Literal[False] = False, sort_results: bool = False,
+                     p: float = 2, n_threads: int | None = None) -> tuple[IntArray, IntArray]: ...
+    @overload
+    def query_radius(self, X: ArrayLike, r: ArrayLike, *,
+                     return_distance: Literal[True], sort_results: bool = False, p: float = 2,
+                     n_threads: int | None = None
+                     ) -> tuple[IntArray, FloatingArray, IntArray]: ...
+    @overload
+    def query_radius(self, X: ArrayLike, r: ArrayLike, *, return_distance: bool,
+                     sort_results: bool = False, p: float = 2, n_threads: int | None = None
+                     ) -> tuple[IntArray, IntArray] | tuple[IntArray, FloatingArray, IntArray]: ...
+
+    def query_radius(self, X: ArrayLike, r: ArrayLike, *,
+                     return_distance: bool = False, sort_results: bool = False, p: float = 2,
+                     n_threads: int | None = None
+                     ) -> tuple[IntArray, IntArray] | tuple[IntArray, FloatingArray, IntArray]:
         """All points within ``r`` of each query (CSR layout), as ``KDTree.query_radius``.
 
         With ``sort_results=True`` the result equals one tree's bit for bit;

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import copy
 import pickle
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dlkernels._lib.array_types import ArrayLike, FloatingArray, IntArray
 from dlkernels._lib.random import check_rng
 from dlkernels.distributed import _merge
 from dlkernels.distributed._dask import (as_dask_rows, check_client, check_k, check_queries,
                                          modules, share)
 
+if TYPE_CHECKING:
+    from dask.array import Array as DaskArray
+    from distributed import Client, Future
+
 __all__ = ["ShardedLSHIndex"]
 
 
-def _fill(template: bytes, block, first_id: int):
+def _fill(template: bytes, block: ArrayLike, first_id: int) -> Any:
     """A copy of the empty template index holding ``block`` under ids ``first_id ..``."""
     index = pickle.loads(template)
     block = np.asarray(block)
@@ -24,20 +30,21 @@ def _fill(template: bytes, block, first_id: int):
     return index
 
 
-def _size(index):
+def _size(index: Any) -> tuple[int, int]:
     return len(index), index.dim
 
 
-def _width(template: bytes, block):
+def _width(template: bytes, block: ArrayLike) -> float | str | None:
     return _fill(template, block, 0).bucket_width
 
 
-def _unset(width) -> bool:
+def _unset(width: float | str | None) -> bool:
     """An l2 width still to be set from the data (``"auto"``)."""
     return isinstance(width, str)
 
 
-def _query(index, X, k, options):
+def _query(index: Any, X: FloatingArray, k: int,
+           options: dict[str, Any]) -> tuple[FloatingArray, IntArray]:
     return index.query(X, k=k, **options)
 
 
@@ -80,7 +87,7 @@ class ShardedLSHIndex:
     [0, 1, 2]
     """
 
-    def __init__(self, dim: int, client=None, **lsh_args):
+    def __init__(self, dim: int, client: Client | None = None, **lsh_args: Any) -> None:
         modules()
         from dlkernels.neighbors import LSHIndex
 
@@ -91,7 +98,7 @@ class ShardedLSHIndex:
         template = LSHIndex(dim, rng=gen, **lsh_args)
         self._dim = template.dim
         self._template = pickle.dumps(template)
-        self._shards = []
+        self._shards: list[Future] = []
         self._n = 0
 
     @property
@@ -99,7 +106,7 @@ class ShardedLSHIndex:
         return self._dim
 
     @property
-    def bucket_width(self):
+    def bucket_width(self) -> float | str | None:
         """The l2 bucket width shared by the shards (as ``LSHIndex.bucket_width``)."""
         return pickle.loads(self._template).bucket_width
 
@@ -110,7 +117,7 @@ class ShardedLSHIndex:
     def __len__(self) -> int:
         return self._n
 
-    def add(self, X) -> None:
+    def add(self, X: DaskArray) -> None:
         """Add the rows of a dask array, each block as a new shard, under ids ``len(self) ..``.
 
         Parameters
@@ -149,7 +156,7 @@ class ShardedLSHIndex:
         self._shards += filled
         self._n += sum(rows)
 
-    def _set_width(self, client, block) -> None:
+    def _set_width(self, client: Client, block: Any) -> None:
         import dask
 
         from dlkernels.neighbors import LSHIndex
@@ -159,7 +166,8 @@ class ShardedLSHIndex:
                             **{**self._args, "bucket_width": width})
         self._template = pickle.dumps(template)
 
-    def query(self, X, k: int = 10, **query_args):
+    def query(self, X: ArrayLike, k: int = 10,
+              **query_args: Any) -> tuple[FloatingArray, IntArray]:
         """The ``k`` nearest stored vectors among each query's candidates in every shard.
 
         Parameters

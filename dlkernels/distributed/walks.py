@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dlkernels._lib.array_types import ArrayLike, IntArray, NDArray, PathLike, RngLike, Tensor
 from dlkernels._lib.random import draw_key
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import as_index_array, check_alloc, check_count
@@ -22,18 +24,22 @@ from dlkernels.distributed._dask import check_client, modules, share
 from dlkernels.graph.graph import Graph
 from dlkernels.graph.walks import check_start_nodes, check_walk_params, walk_rows
 
+if TYPE_CHECKING:
+    from dask.array import Array as DaskArray
+    from distributed import Client, Future
+
 __all__ = ["random_walks", "write_walks"]
 
 # Rows per block when walks_per_chunk is not given: 16 MB of int32 at 80 nodes a walk.
 DEFAULT_WALKS_PER_CHUNK = 1 << 16
 
 # Graphs loaded from files, per worker process: {(path, size, mtime): Graph}.
-_GRAPHS: dict = {}
+_GRAPHS: dict[tuple[str, int, int], Graph] = {}
 _GRAPHS_LOCK = threading.Lock()
 _GRAPHS_KEPT = 4
 
 
-def _graph_from(source) -> Graph:
+def _graph_from(source: Graph | PathLike) -> Graph:
     """The graph a task walks on: a scattered Graph, or the file's (loaded once per process)."""
     if isinstance(source, Graph):
         return source
@@ -49,11 +55,13 @@ def _graph_from(source) -> Graph:
     return graph
 
 
-def _graph_size(source) -> int:
+def _graph_size(source: Graph | PathLike) -> int:
     return _graph_from(source).n_nodes
 
 
-def _walk_block(rows, source, starts, walk_length, p, q, key, n_threads):
+def _walk_block(rows: IntArray, source: Graph | PathLike, starts: IntArray | None,
+                walk_length: int, p: float, q: float, key: int,
+                n_threads: int | None) -> NDArray[np.int32]:
     """The walks of rows ``rows`` (a block of a dask arange) of the run."""
     graph = _graph_from(source)
     if rows.size == 0:
@@ -66,9 +74,10 @@ def _walk_block(rows, source, starts, walk_length, p, q, key, n_threads):
                      check_n_threads(n_threads))
 
 
-def random_walks(graph, walk_length: int = 80, walks_per_node: int = 10, *, p: float = 1.0,
-                 q: float = 1.0, start_nodes=None, rng=None, client=None,
-                 walks_per_chunk: int | None = None, n_threads: int | None = 1):
+def random_walks(graph: Graph | PathLike, walk_length: int = 80, walks_per_node: int = 10, *,
+                 p: float = 1.0, q: float = 1.0, start_nodes: ArrayLike | Tensor | None = None,
+                 rng: RngLike = None, client: Client | None = None,
+                 walks_per_chunk: int | None = None, n_threads: int | None = 1) -> DaskArray:
     """node2vec walks computed on a Dask cluster, as a lazy ``dask.array.Array``.
 
     Row for row and bit for bit the walks of
@@ -153,7 +162,7 @@ def random_walks(graph, walk_length: int = 80, walks_per_node: int = 10, *, p: f
     n_starts = n_nodes if starts is None else starts.size
     key = draw_key(rng)
     if start_nodes is None:
-        starts_arg = None
+        starts_arg: Future | None = None
     else:
         starts_arg = share(client, starts)
     rows = da.arange(n_starts * walks_per_node, chunks=per_chunk, dtype=np.int64)
@@ -163,7 +172,8 @@ def random_walks(graph, walk_length: int = 80, walks_per_node: int = 10, *, p: f
                            meta=np.empty((0, walk_length), dtype=np.int32))
 
 
-def _write_block(walks, directory, width, block_info=None):
+def _write_block(walks: NDArray[np.int32], directory: str, width: int,
+                 block_info: dict[Any, Any] | None = None) -> IntArray:
     index = block_info[0]["chunk-location"][0]
     final = Path(directory) / f"walks-{index:0{width}d}.npy"
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
@@ -173,9 +183,11 @@ def _write_block(walks, directory, width, block_info=None):
     return np.array([walks.shape[0]], dtype=np.int64)
 
 
-def write_walks(graph, directory, walk_length: int = 80, walks_per_node: int = 10, *,
-                p: float = 1.0, q: float = 1.0, start_nodes=None, rng=None, client=None,
-                walks_per_chunk: int | None = None, n_threads: int | None = 1) -> list[str]:
+def write_walks(graph: Graph | PathLike, directory: PathLike, walk_length: int = 80,
+                walks_per_node: int = 10, *, p: float = 1.0, q: float = 1.0,
+                start_nodes: ArrayLike | Tensor | None = None, rng: RngLike = None,
+                client: Client | None = None, walks_per_chunk: int | None = None,
+                n_threads: int | None = 1) -> list[str]:
     """Compute walks on the cluster and write them as ``.npy`` shards, without gathering them.
 
     Each task writes its block of rows to ``directory/walks-<block>.npy``

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+from dlkernels._lib.array_types import (ArrayLike, FloatArray, IntArray, NDArray, PathLike,
+                                        RngLike, Tensor)
 from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.random import check_rng, draw_key
@@ -12,6 +17,9 @@ from dlkernels._lib.validation import check_bool, check_count, check_real
 from dlkernels.embed import _corpus, _skipgram
 from dlkernels.huffman import huffman_tree
 from dlkernels.sampling import NegativeSampler
+
+if TYPE_CHECKING:
+    from dlkernels._lib.persist import Archive
 
 __all__ = ["SkipGram"]
 
@@ -33,7 +41,8 @@ MAX_EPOCHS = 1 << 31
 MAX_ALPHA = float(np.finfo(np.float32).max)
 
 
-def check_params(*, dim, window, n_negatives, hs, sample, alpha, min_alpha, epochs) -> dict:
+def check_params(*, dim: int, window: int, n_negatives: int, hs: bool, sample: float,
+                 alpha: float, min_alpha: float, epochs: int) -> dict[str, Any]:
     """The validated hyper-parameters of :class:`SkipGram` (shared with Node2Vec)."""
     hs = check_bool(hs, "hs")
     params = {
@@ -140,10 +149,21 @@ class SkipGram:
     True
     """
 
+    dim: int
+    window: int
+    n_negatives: int
+    hs: bool
+    sample: float
+    alpha: float
+    min_alpha: float
+    epochs: int
+    rng: RngLike
+    n_threads: int | None
+
     def __init__(self, *, dim: int = 128, window: int = 5, n_negatives: int = 5,
                  hs: bool = False, sample: float = 1e-3, alpha: float = 0.025,
-                 min_alpha: float = 1e-4, epochs: int = 1, rng=None,
-                 n_threads: int | None = None):
+                 min_alpha: float = 1e-4, epochs: int = 1, rng: RngLike = None,
+                 n_threads: int | None = None) -> None:
         params = check_params(dim=dim, window=window, n_negatives=n_negatives, hs=hs,
                               sample=sample, alpha=alpha, min_alpha=min_alpha, epochs=epochs)
         check_n_threads(n_threads)
@@ -153,12 +173,12 @@ class SkipGram:
             setattr(self, name, value)
         self.rng = rng
         self.n_threads = n_threads
-        self._fitted = None
+        self._fitted: dict[str, Any] | None = None
 
     # -- training ------------------------------------------------------------------
     @writes
-    def fit(self, sequences, *, vocab_size: int | None = None,
-            progress: bool = False) -> SkipGram:
+    def fit(self, sequences: ArrayLike | Tensor | Iterable[ArrayLike | Tensor] | PathLike, *,
+            vocab_size: int | None = None, progress: bool = False) -> SkipGram:
         """Train vectors on ``sequences`` (from scratch) and return the model.
 
         Parameters
@@ -207,7 +227,8 @@ class SkipGram:
         self._fitted = self._train(corpus, summary, gen, n_threads, progress)
         return self
 
-    def _train(self, corpus, summary, gen, n_threads, progress) -> dict:
+    def _train(self, corpus: _corpus.Corpus, summary: _corpus.Summary, gen: np.random.Generator,
+               n_threads: int, progress: bool) -> dict[str, Any]:
         dim, counts, total = self.dim, summary.counts, summary.n_tokens
         vocab_size, n_chunks = counts.size, summary.n_chunks
         # word2vec's initialisation: inputs uniform in +-0.5/dim, outputs zero.
@@ -221,7 +242,7 @@ class SkipGram:
         loss = np.zeros(n_chunks)
         pairs = np.zeros(n_chunks, dtype=np.int64)
         words = np.zeros(n_chunks, dtype=np.int64)
-        history = []
+        history: list[float] = []
         trained_words = 0
         bar = _progress_bar(self.epochs * total) if progress else None
         try:
@@ -254,26 +275,26 @@ class SkipGram:
                 "loss_history": np.array(history), "trained_words": trained_words}
 
     # -- results -------------------------------------------------------------------
-    def _state(self) -> dict:
+    def _state(self) -> dict[str, Any]:
         if self._fitted is None:
             raise ValueError("this SkipGram is not fitted yet: call fit(sequences) first")
         return self._fitted
 
     @property
     @reads
-    def vectors(self) -> np.ndarray:
+    def vectors(self) -> NDArray[np.float32]:
         """The trained vectors, float32 of shape ``(vocab_size, dim)``."""
         return self._state()["vectors"]
 
     @property
     @reads
-    def counts(self) -> np.ndarray:
+    def counts(self) -> IntArray:
         """Occurrences of each id in the training sequences."""
         return self._state()["counts"]
 
     @property
     @reads
-    def loss_history(self) -> np.ndarray:
+    def loss_history(self) -> FloatArray:
         """Mean loss per (context, centre) pair, one value per epoch."""
         return self._state()["loss_history"]
 
@@ -290,7 +311,7 @@ class SkipGram:
         return self._state()["vectors"].shape[0]
 
     @reads
-    def most_similar(self, id: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def most_similar(self, id: int, k: int = 10) -> tuple[IntArray, FloatArray]:
         """The ``k`` ids whose vectors have the largest cosine similarity to ``id``'s.
 
         Parameters
@@ -321,7 +342,7 @@ class SkipGram:
         return order.astype(np.int64), sims[order]
 
     @reads
-    def save_word2vec_format(self, path, *, words=None) -> None:
+    def save_word2vec_format(self, path: PathLike, *, words: Sequence[str] | None = None) -> None:
         """Write the vectors in word2vec's text format (read by gensim and the C tool).
 
         The first line is ``"<vocab_size> <dim>"``; then one line per id: its
@@ -354,7 +375,7 @@ class SkipGram:
 
     # -- persistence -----------------------------------------------------------------
     @reads
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Write the hyper-parameters and the trained tables to an ``.npz`` file.
 
         Parameters
@@ -369,7 +390,7 @@ class SkipGram:
                     trained_words=state["trained_words"])
 
     @classmethod
-    def load(cls, path) -> SkipGram:
+    def load(cls, path: PathLike) -> SkipGram:
         """Read a model written by :meth:`save` (``rng`` and ``n_threads`` are defaults).
 
         Parameters
@@ -394,13 +415,13 @@ class SkipGram:
         return f"SkipGram({args})"
 
 
-def read_params(archive, names, prefix: str = "") -> dict:
+def read_params(archive: Archive, names: Iterable[str], prefix: str = "") -> dict[str, Any]:
     """Hyper-parameters from a file, each of its stored kind, validated as by the constructor."""
     return check_params(**{name: archive.scalar(prefix + FILE_NAMES[name], PARAM_KINDS[name])
                            for name in names})
 
 
-def read_fitted(archive, params: dict, prefix: str = "") -> dict:
+def read_fitted(archive: Archive, params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """The trained tables from a file, with shapes that agree with each other and ``params``."""
     counts = archive.array(prefix + "counts", "int64", (None,))
     if (counts < 0).any():
@@ -422,7 +443,7 @@ def read_fitted(archive, params: dict, prefix: str = "") -> dict:
     return fitted
 
 
-def _keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
+def _keep_probabilities(counts: IntArray, sample: float) -> NDArray[np.float32]:
     """word2vec's subsampling: keep an id of count c with (sqrt(c/t) + 1) * t/c, t = sample * total.
 
     Computed as sqrt(t/c) + t/c, which neither overflows for a tiny ``sample``
@@ -438,7 +459,9 @@ def _keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
     return keep
 
 
-def _hs_arrays(counts: np.ndarray, dim: int, hs: bool):
+def _hs_arrays(counts: IntArray, dim: int, hs: bool
+               ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int32],
+                          NDArray[np.float32]]:
     """Huffman paths (int32), their labels 1 - bit (float32), code lengths and syn1."""
     if not hs or counts.size < 2:
         # The kernel needs non-empty arrays; lengths 0 mean "nothing to train".

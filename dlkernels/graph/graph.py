@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dlkernels._lib.array_types import ArrayLike, FloatArray, IntArray, NDArray, PathLike
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import (as_array, as_float_array, check_bool, check_count,
@@ -13,19 +15,24 @@ from dlkernels._lib.validation import (as_array, as_float_array, check_bool, che
 from dlkernels.graph import _walks
 from dlkernels.sampling.alias import TABLE_DTYPE
 
+if TYPE_CHECKING:
+    from scipy.sparse import csr_array, sparray, spmatrix
+
+    from dlkernels._lib.persist import Archive
+
 __all__ = ["Graph", "MAX_NODES"]
 
 # Node ids are stored as int32 (half the memory of int64 for the edges and the walks).
 MAX_NODES = 2**31 - 1
 
 
-def _check_options(n_threads, **flags) -> tuple:
+def _check_options(n_threads: int | None, **flags: bool) -> tuple[Any, ...]:
     """The bool flags (in the order given), then the resolved thread count."""
     return (*(check_bool(value, name) for name, value in flags.items()),
             check_n_threads(n_threads))
 
 
-def _node_array(x, name: str, n_nodes: int | None) -> np.ndarray:
+def _node_array(x: ArrayLike, name: str, n_nodes: int | None) -> IntArray:
     """Edge endpoints: a 1-D int64 array of ids in [0, n_nodes) (or >= 0 if n_nodes is None)."""
     arr = as_array(x, name)
     if arr.ndim != 1:
@@ -48,7 +55,9 @@ def _node_array(x, name: str, n_nodes: int | None) -> np.ndarray:
     return arr
 
 
-def _csr_from_edges(src, dst, weights, n_nodes: int, directed: bool, self_loops: bool):
+def _csr_from_edges(src: IntArray, dst: IntArray, weights: FloatArray | None, n_nodes: int,
+                    directed: bool, self_loops: bool
+                    ) -> tuple[IntArray, NDArray[np.int32], FloatArray | None]:
     """Sorted, merged CSR arrays from validated edge arrays (weights None: unweighted)."""
     if not self_loops:
         keep = src != dst
@@ -86,7 +95,9 @@ def _csr_from_edges(src, dst, weights, n_nodes: int, directed: bool, self_loops:
     return indptr, indices, merged
 
 
-def _check_csr(indptr, indices, weights, directed: bool, node_ids):
+def _check_csr(indptr: ArrayLike, indices: ArrayLike, weights: ArrayLike | None, directed: bool,
+               node_ids: ArrayLike | None
+               ) -> tuple[IntArray, NDArray[np.int32], FloatArray | None, NDArray[Any] | None]:
     """CSR arrays checked as a graph, converted to the stored dtypes (views where they
     already have them): ``(indptr int64, indices int32, weights float64 or None, node_ids)``."""
     indptr = as_array(indptr, "indptr")
@@ -204,8 +215,9 @@ class Graph:
     [0, 2]
     """
 
-    def __init__(self, indptr, indices, weights=None, *, directed: bool = False, node_ids=None,
-                 n_threads: int | None = None):
+    def __init__(self, indptr: ArrayLike, indices: ArrayLike, weights: ArrayLike | None = None, *,
+                 directed: bool = False, node_ids: ArrayLike | None = None,
+                 n_threads: int | None = None) -> None:
         directed = check_bool(directed, "directed")
         n_threads = check_n_threads(n_threads)
         arrays = _check_csr(indptr, indices, weights, directed, node_ids)
@@ -213,7 +225,8 @@ class Graph:
         own = [None if a is None else np.array(a) for a in arrays]
         self._set(*own[:3], directed, own[3], n_threads)
 
-    def _set(self, indptr, indices, weights, directed, node_ids, n_threads):
+    def _set(self, indptr: IntArray, indices: NDArray[np.int32], weights: FloatArray | None,
+             directed: bool, node_ids: NDArray[Any] | None, n_threads: int) -> None:
         # Everything below is derived and cannot fail on checked arrays, so the
         # object is complete or never made. Every array is read-only from here on:
         # a Graph never changes, so threads share it without a lock.
@@ -231,14 +244,16 @@ class Graph:
                 arr.flags.writeable = False
 
     @classmethod
-    def _trusted(cls, indptr, indices, weights, directed, node_ids, n_threads) -> Graph:
+    def _trusted(cls, indptr: IntArray, indices: NDArray[np.int32], weights: FloatArray | None,
+                 directed: bool, node_ids: NDArray[Any] | None, n_threads: int) -> Graph:
         graph = cls.__new__(cls)
         graph._set(indptr, indices, weights, directed, node_ids, n_threads)
         return graph
 
     @classmethod
-    def _merged(cls, src, dst, weights, n_nodes, directed, self_loops, node_ids,
-                n_threads) -> Graph:
+    def _merged(cls, src: IntArray, dst: IntArray, weights: FloatArray | None, n_nodes: int,
+                directed: bool, self_loops: bool, node_ids: NDArray[Any] | None,
+                n_threads: int) -> Graph:
         # Checked edge arrays -> a graph. Merging can only add weights up (an
         # undirected graph doubles the total), so the sum is checked once more.
         indptr, indices, merged = _csr_from_edges(src, dst, weights, n_nodes, directed, self_loops)
@@ -249,7 +264,8 @@ class Graph:
     # -- constructors ---------------------------------------------------------------
 
     @classmethod
-    def from_edges(cls, src, dst, weights=None, *, directed: bool = False,
+    def from_edges(cls, src: ArrayLike, dst: ArrayLike, weights: ArrayLike | None = None, *,
+                   directed: bool = False,
                    n_nodes: int | None = None, self_loops: bool = False,
                    n_threads: int | None = None) -> Graph:
         """A graph from edge arrays: edge ``i`` goes from ``src[i]`` to ``dst[i]``.
@@ -318,8 +334,9 @@ class Graph:
         return cls._merged(src, dst, weights, n_nodes, directed, self_loops, None, n_threads)
 
     @classmethod
-    def from_scipy(cls, matrix, *, directed: bool = False, weighted: bool = True,
-                   self_loops: bool = False, n_threads: int | None = None) -> Graph:
+    def from_scipy(cls, matrix: sparray | spmatrix, *, directed: bool = False,
+                   weighted: bool = True, self_loops: bool = False,
+                   n_threads: int | None = None) -> Graph:
         """A graph from a square scipy sparse matrix: entry ``(i, j)`` is edge ``i -> j``.
 
         Parameters
@@ -394,7 +411,7 @@ class Graph:
                            self_loops, None, n_threads)
 
     @classmethod
-    def read_edgelist(cls, path, *, weighted: bool = False, directed: bool = False,
+    def read_edgelist(cls, path: PathLike, *, weighted: bool = False, directed: bool = False,
                       self_loops: bool = False, n_threads: int | None = None) -> Graph:
         """Read a text edge list: one ``src dst [weight]`` per line.
 
@@ -480,49 +497,49 @@ class Graph:
         return self._weights is not None
 
     @property
-    def indptr(self) -> np.ndarray:
+    def indptr(self) -> IntArray:
         """CSR row pointers, int64, shape (n_nodes + 1,) (read-only)."""
         return self._indptr
 
     @property
-    def indices(self) -> np.ndarray:
+    def indices(self) -> NDArray[np.int32]:
         """Out-neighbours, int32, sorted within each row (read-only)."""
         return self._indices
 
     @property
-    def weights(self) -> np.ndarray | None:
+    def weights(self) -> FloatArray | None:
         """Edge weights aligned with :attr:`indices` (read-only), or None if unweighted."""
         return self._weights
 
     @property
-    def node_ids(self) -> np.ndarray | None:
+    def node_ids(self) -> NDArray[Any] | None:
         """The original label of each node (from :meth:`read_edgelist`), or None."""
         return self._node_ids
 
-    def degree(self) -> np.ndarray:
+    def degree(self) -> IntArray:
         """Out-degree of every node (int64)."""
         return np.diff(self._indptr)
 
-    def _check_node(self, v) -> int:
+    def _check_node(self, v: int) -> int:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
             raise TypeError(f"v must be an int node id, got {type(v).__name__}")
         if not 0 <= v < self.n_nodes:
             raise IndexError(f"v must lie in [0, {self.n_nodes}), got {v}")
         return int(v)
 
-    def neighbors(self, v: int) -> np.ndarray:
+    def neighbors(self, v: int) -> NDArray[np.int32]:
         """Out-neighbours of node ``v`` in increasing order (a read-only view)."""
         v = self._check_node(v)
         return self._indices[self._indptr[v]:self._indptr[v + 1]]
 
-    def edge_weights(self, v: int) -> np.ndarray:
+    def edge_weights(self, v: int) -> FloatArray:
         """Weights of the out-edges of ``v``, aligned with :meth:`neighbors` (ones if unweighted)."""
         v = self._check_node(v)
         if self._weights is None:
             return np.ones(int(self._indptr[v + 1] - self._indptr[v]))
         return self._weights[self._indptr[v]:self._indptr[v + 1]]
 
-    def to_scipy(self):
+    def to_scipy(self) -> csr_array:
         """The adjacency as a ``scipy.sparse.csr_array`` (weights, or ones if unweighted)."""
         import scipy.sparse
 
@@ -533,11 +550,11 @@ class Graph:
 
     # -- persistence ----------------------------------------------------------------
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return {"indptr": self._indptr, "indices": self._indices, "weights": self._weights,
                 "directed": self._directed, "node_ids": self._node_ids}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickles are trusted (unpickling runs code anyway); the derived alias
         # tables are rebuilt rather than stored.
         arrays = {k: (None if v is None else np.array(v)) for k, v in state.items()
@@ -545,7 +562,7 @@ class Graph:
         self._set(arrays["indptr"], arrays["indices"], arrays["weights"], state["directed"],
                   arrays["node_ids"], check_n_threads(None))
 
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Write the graph to an ``.npz`` file (loading it never runs code).
 
         Parameters
@@ -562,7 +579,7 @@ class Graph:
         save_arrays(path, "Graph", **arrays)
 
     @classmethod
-    def load(cls, path, *, mmap: bool = False, n_threads: int | None = None) -> Graph:
+    def load(cls, path: PathLike, *, mmap: bool = False, n_threads: int | None = None) -> Graph:
         """Read a graph written by :meth:`save`; every array is checked as by the constructor.
 
         Parameters
@@ -607,7 +624,7 @@ class Graph:
         return f"Graph(n_nodes={self.n_nodes}, n_edges={self.n_edges}, {kind}{weighted})"
 
 
-def read_node_ids(archive, n_nodes: int) -> np.ndarray:
+def read_node_ids(archive: Archive, n_nodes: int) -> NDArray[Any]:
     """The ``node_ids`` member of a file: one integer or string label per node."""
     dtype = archive.header("node_ids")[0]
     if dtype.kind not in "iuU":

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
+from dlkernels._lib.array_types import ArrayLike, NDArray, PathLike, RngLike, Tensor
 from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.random import check_rng
@@ -76,11 +80,26 @@ class Node2Vec:
     [1, 2]
     """
 
+    dim: int
+    walk_length: int
+    walks_per_node: int
+    p: float
+    q: float
+    window: int
+    n_negatives: int
+    hs: bool
+    sample: float
+    alpha: float
+    min_alpha: float
+    epochs: int
+    rng: RngLike
+    n_threads: int | None
+
     def __init__(self, *, dim: int = 128, walk_length: int = 80, walks_per_node: int = 10,
                  p: float = 1.0, q: float = 1.0, window: int = 10, n_negatives: int = 5,
                  hs: bool = False, sample: float = 1e-3, alpha: float = 0.025,
-                 min_alpha: float = 1e-4, epochs: int = 1, rng=None,
-                 n_threads: int | None = None):
+                 min_alpha: float = 1e-4, epochs: int = 1, rng: RngLike = None,
+                 n_threads: int | None = None) -> None:
         params = check_params(dim=dim, window=window, n_negatives=n_negatives, hs=hs,
                               sample=sample, alpha=alpha, min_alpha=min_alpha, epochs=epochs)
         params.update(check_walk_params(walk_length, walks_per_node, p, q, minimum_walks=1))
@@ -91,10 +110,12 @@ class Node2Vec:
             setattr(self, name, value)
         self.rng = rng
         self.n_threads = n_threads
-        self._fitted = None   # (SkipGram, node_ids): swapped in whole by fit
+        # (SkipGram, node_ids): swapped in whole by fit
+        self._fitted: tuple[SkipGram, NDArray[Any] | None] | None = None
 
     @writes
-    def fit(self, graph: Graph, *, walks=None, progress: bool = False) -> Node2Vec:
+    def fit(self, graph: Graph, *, walks: ArrayLike | Tensor | Iterable[ArrayLike | Tensor] | PathLike | None = None,
+            progress: bool = False) -> Node2Vec:
         """Walk ``graph`` and train the node vectors; returns the model.
 
         Parameters
@@ -142,11 +163,13 @@ class Node2Vec:
         return self
 
     @writes
-    def fit_transform(self, graph: Graph, *, walks=None, progress: bool = False) -> np.ndarray:
+    def fit_transform(self, graph: Graph, *,
+                      walks: ArrayLike | Tensor | Iterable[ArrayLike | Tensor] | PathLike | None = None,
+                      progress: bool = False) -> NDArray[np.float32]:
         """:meth:`fit`, then return :attr:`vectors` (of this fit, whatever other threads do)."""
         return self.fit(graph, walks=walks, progress=progress).vectors
 
-    def _state(self):
+    def _state(self) -> tuple[SkipGram, NDArray[Any] | None]:
         if self._fitted is None:
             raise ValueError("this Node2Vec is not fitted yet: call fit(graph) first")
         return self._fitted
@@ -159,18 +182,18 @@ class Node2Vec:
 
     @property
     @reads
-    def node_ids(self) -> np.ndarray | None:
+    def node_ids(self) -> NDArray[Any] | None:
         """The graph's node labels, or None (or not fitted yet)."""
         return None if self._fitted is None else self._fitted[1]
 
     @property
     @reads
-    def vectors(self) -> np.ndarray:
+    def vectors(self) -> NDArray[np.float32]:
         """Node vectors, float32 of shape ``(n_nodes, dim)``."""
         return self._state()[0].vectors
 
     @reads
-    def save_word2vec_format(self, path) -> None:
+    def save_word2vec_format(self, path: PathLike) -> None:
         """Write the vectors in word2vec's text format, one line per node, named by
         its label in :attr:`node_ids` (or its index)."""
         skipgram, node_ids = self._state()
@@ -178,7 +201,7 @@ class Node2Vec:
         skipgram.save_word2vec_format(path, words=words)
 
     @reads
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Write the parameters, node labels and trained tables to an ``.npz`` file.
 
         Parameters
@@ -194,7 +217,7 @@ class Node2Vec:
                     **{f"skipgram_{k}": v for k, v in state.items()}, **extra)
 
     @classmethod
-    def load(cls, path) -> Node2Vec:
+    def load(cls, path: PathLike) -> Node2Vec:
         """Read a model written by :meth:`save`.
 
         Parameters

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from dlkernels._lib.array_types import ArrayLike, IntArray, NDArray, RngLike, Tensor
 from dlkernels._lib.random import draw_key
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import (as_index_array, check_alloc, check_bool, check_count,
@@ -21,7 +24,8 @@ PROGRESS_BATCH = 1 << 16
 MIN_PQ, MAX_PQ = 1e-9, 1e9
 
 
-def check_walk_params(walk_length, walks_per_node, p, q, *, minimum_walks: int = 0) -> dict:
+def check_walk_params(walk_length: int, walks_per_node: int, p: float, q: float, *,
+                      minimum_walks: int = 0) -> dict[str, Any]:
     """The validated walk parameters (shared with Node2Vec and the distributed walks)."""
     return {"walk_length": check_count(walk_length, "walk_length", minimum=1),
             "walks_per_node": check_count(walks_per_node, "walks_per_node",
@@ -30,7 +34,7 @@ def check_walk_params(walk_length, walks_per_node, p, q, *, minimum_walks: int =
             "q": check_real(q, "q", low=MIN_PQ, high=MAX_PQ)}
 
 
-def check_start_nodes(graph: Graph, start_nodes) -> np.ndarray:
+def check_start_nodes(graph: Graph, start_nodes: ArrayLike | Tensor | None) -> IntArray:
     """The start nodes as int64 ids of ``graph`` (every node if None)."""
     if not isinstance(graph, Graph):
         raise TypeError(f"graph must be a dlkernels.graph.Graph, got {type(graph).__name__}")
@@ -44,8 +48,8 @@ def check_walks_fit(n_walks: int, walk_length: int) -> None:
     check_alloc(n_walks * (walk_length + 2), 4, "walk_length x walks_per_node x start nodes")
 
 
-def walk_rows(graph: Graph, starts: np.ndarray, first_row: int, walk_length: int, p: float,
-              q: float, key: int, n_threads: int) -> np.ndarray:
+def walk_rows(graph: Graph, starts: IntArray, first_row: int, walk_length: int, p: float,
+              q: float, key: int, n_threads: int) -> NDArray[np.int32]:
     """Rows ``first_row ..`` of a run of walks from ``starts`` (one per row), drawn
     from the streams of ``key``: any split of a run into blocks gives the same rows."""
     out = np.empty((starts.size, walk_length), dtype=np.int32)
@@ -57,8 +61,9 @@ def walk_rows(graph: Graph, starts: np.ndarray, first_row: int, walk_length: int
 
 
 def random_walks(graph: Graph, walk_length: int = 80, walks_per_node: int = 10, *,
-                 p: float = 1.0, q: float = 1.0, start_nodes=None, rng=None,
-                 n_threads: int | None = None, progress: bool = False) -> np.ndarray:
+                 p: float = 1.0, q: float = 1.0, start_nodes: ArrayLike | Tensor | None = None,
+                 rng: RngLike = None, n_threads: int | None = None,
+                 progress: bool = False) -> NDArray[np.int32]:
     """node2vec walks (Grover & Leskovec, KDD 2016), exact, in O(V + E) memory.
 
     From the current node ``v``, having come from ``u``, a walk moves to the

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
+from typing import Any, Generic, Literal, overload
 
 import numpy as np
 
+from dlkernels._lib.array_types import (ArrayLike, FloatingArray, IntArray, NDArray, Out, PathLike,
+                                        Tensor)
 from dlkernels._lib.arrays import is_tensor, like_input
 from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
@@ -20,9 +24,14 @@ __all__ = ["KDTree"]
 _P_CODES = {1: 1, 2: 2, np.inf: 0}
 _ARRAY_NAMES = ("points", "perm", "dims", "vals", "boxes")
 _MAX_LEAFSIZE = 2**31 - 1
+# read(key, dtype, shape): one stored array, checked before use.
+_Reader = Callable[[str, Any, tuple[int, ...]], NDArray[Any]]
+# What the query kernels take of one tree: (points, perm, dims, vals, boxes, leaf_start, offset).
+_View = tuple[FloatingArray, IntArray, NDArray[np.int32], FloatingArray, FloatingArray, IntArray,
+              int]
 
 
-def _coordinate_bound(dtype, d: int) -> float:
+def _coordinate_bound(dtype: np.dtype[Any] | type[np.floating[Any]], d: int) -> float:
     """Largest absolute coordinate a tree of ``dtype`` in ``d`` dimensions accepts.
 
     The largest power of two ``B`` with ``16 d B**2 <= finfo(dtype).max``. Two
@@ -34,7 +43,8 @@ def _coordinate_bound(dtype, d: int) -> float:
     return math.ldexp(1.0, math.frexp(limit)[1] - 1)
 
 
-def _as_points(X, name: str, dtype=None, d: int | None = None) -> np.ndarray:
+def _as_points(X: ArrayLike | Tensor, name: str, dtype: np.dtype[Any] | None = None,
+               d: int | None = None) -> FloatingArray:
     """A C-contiguous 2-D float32/float64 array of finite values within the
     coordinate bound.
 
@@ -73,13 +83,13 @@ def _as_points(X, name: str, dtype=None, d: int | None = None) -> np.ndarray:
     return arr
 
 
-def _check_p(p) -> int:
+def _check_p(p: float) -> int:
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real) or p not in _P_CODES:
         raise ValueError(f"p must be 1, 2 or numpy.inf, got {p!r}")
     return _P_CODES[p]
 
 
-def _reduced(r: np.ndarray | float, p_code: int):
+def _reduced(r: NDArray[np.float64] | float, p_code: int) -> Any:
     """Distance -> the kernels' reduced distance (the square for p=2).
 
     A square beyond float64 is inf: no bound, as the distance it stands for
@@ -88,7 +98,7 @@ def _reduced(r: np.ndarray | float, p_code: int):
         return r * r if p_code == 2 else r
 
 
-def _check_radius(r, name: str, m: int, one_point: bool) -> np.ndarray:
+def _check_radius(r: ArrayLike, name: str, m: int, one_point: bool) -> NDArray[np.float64]:
     """``r`` as float64 of shape (m,): a non-negative scalar or one per query (inf allowed)."""
     arr = as_array(r, name)
     if arr.dtype.kind not in "biuf":
@@ -110,11 +120,22 @@ def _check_radius(r, name: str, m: int, one_point: bool) -> np.ndarray:
 class _Tree:
     """One static tree of the forest: flat arrays, no Python object per node."""
 
+    points: FloatingArray
+    perm: IntArray
+    dims: NDArray[np.int32]
+    vals: FloatingArray
+    boxes: FloatingArray
+    leaf_start: IntArray
+    n: int
+    d: int
+    depth: int
+    offset: int
+
     __slots__ = ("points", "perm", "dims", "vals", "boxes", "leaf_start", "n", "d", "depth",
                  "offset")
 
     @classmethod
-    def build(cls, data: np.ndarray, leafsize: int, offset: int, n_threads: int) -> _Tree:
+    def build(cls, data: FloatingArray, leafsize: int, offset: int, n_threads: int) -> _Tree:
         n, d = data.shape
         tree = cls._empty(n, d, leafsize, offset, data.dtype)
         _kdtree_build.build(data, tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
@@ -132,14 +153,15 @@ class _Tree:
         return tree
 
     @classmethod
-    def _empty(cls, n: int, d: int, leafsize: int, offset: int, dtype) -> _Tree:
+    def _empty(cls, n: int, d: int, leafsize: int, offset: int, dtype: np.dtype[Any]) -> _Tree:
         tree = cls._frame(n, d, leafsize, offset)
         for key, (shape, kind) in cls.shapes(n, d, leafsize, dtype).items():
             setattr(tree, key, (np.zeros if key in ("dims", "vals") else np.empty)(shape, kind))
         return tree
 
     @staticmethod
-    def shapes(n: int, d: int, leafsize: int, dtype) -> dict:
+    def shapes(n: int, d: int, leafsize: int,
+               dtype: np.dtype[Any]) -> dict[str, tuple[tuple[int, ...], Any]]:
         """Shape and dtype of each flat array of a tree of ``n`` points (nothing allocated)."""
         n_leaves = 1 << _kdtree_build.layout(n, leafsize)
         inner = max(n_leaves - 1, 1)
@@ -148,7 +170,8 @@ class _Tree:
                 "boxes": ((n_leaves * 2 * d,), dtype)}
 
     @classmethod
-    def from_arrays(cls, read, n: int, d: int, leafsize: int, offset: int, dtype) -> _Tree:
+    def from_arrays(cls, read: _Reader, n: int, d: int, leafsize: int, offset: int,
+                    dtype: np.dtype[Any]) -> _Tree:
         """Rebuild from stored arrays, checked so that a bad file cannot crash a query.
 
         ``read(key, dtype, shape)`` returns each array after checking its dtype
@@ -177,21 +200,21 @@ class _Tree:
     def max_leaf(self) -> int:
         return int(np.max(np.diff(self.leaf_start)))
 
-    def view(self) -> tuple:
+    def view(self) -> _View:
         return (self.points, self.perm, self.dims, self.vals, self.boxes, self.leaf_start,
                 self.offset)
 
-    def original(self) -> np.ndarray:
+    def original(self) -> FloatingArray:
         """The points in id order, shape (n, d)."""
         out = np.empty((self.n, self.d), dtype=self.points.dtype)
         _kdtree_build.extract(self.points, self.perm, self.leaf_start, out)
         return out
 
-    def arrays(self) -> dict:
+    def arrays(self) -> dict[str, NDArray[Any]]:
         return {key: getattr(self, key) for key in _ARRAY_NAMES}
 
 
-class KDTree:
+class KDTree(Generic[Out]):
     """Exact k-nearest-neighbour and radius search with a balanced KD-tree.
 
     The tree is built once in O(n log n) without the GIL (its top levels and
@@ -268,7 +291,15 @@ class KDTree:
     [[3]]
     """
 
-    def __init__(self, X, *, leafsize: int = 16, n_threads: int | None = None):
+    @overload
+    def __init__(self: KDTree[Tensor], X: Tensor, *, leafsize: int = 16,
+                 n_threads: int | None = None) -> None: ...
+    @overload
+    def __init__(self: KDTree[NDArray[Any]], X: ArrayLike, *, leafsize: int = 16,
+                 n_threads: int | None = None) -> None: ...
+
+    def __init__(self, X: ArrayLike | Tensor, *, leafsize: int = 16,
+                 n_threads: int | None = None) -> None:
         # The bound of the file format; a larger leaf size means one leaf anyway.
         leafsize = check_count(leafsize, "leafsize", minimum=1, maximum=_MAX_LEAFSIZE)
         n_threads = check_n_threads(n_threads)
@@ -282,7 +313,7 @@ class KDTree:
         self._dtype = points.dtype
         self._trees = [_Tree.build(points, leafsize, 0, n_threads)]
         self._n = points.shape[0]
-        self._data = None
+        self._data: FloatingArray | None = None
 
     # -- reading ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -299,7 +330,7 @@ class KDTree:
         return self._d
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[np.floating[Any]]:
         """Precision of the stored points and of the distances (float32 or float64)."""
         return self._dtype
 
@@ -315,7 +346,7 @@ class KDTree:
 
     @property
     @reads
-    def data(self):
+    def data(self) -> Out:
         """The points in id order, shape (n, d), read-only (a tensor if ``X`` was one)."""
         if self._data is None:
             parts = [tree.original() for tree in self._trees]
@@ -327,20 +358,30 @@ class KDTree:
         return self._data
 
     # -- queries -----------------------------------------------------------------------
-    def _queries(self, X):
+    def _queries(self, X: ArrayLike | Tensor) -> tuple[FloatingArray, bool]:
         arr = as_array(X, "X")
         one = arr.ndim == 1
         return _as_points(arr, "X", dtype=self._dtype, d=self._d), one
 
-    def _common(self):
+    def _common(self) -> tuple[list[_View], int, int]:
         trees = self._trees  # read once: views, depth and leaf size of one forest
         depth = max(tree.depth for tree in trees)
         max_leaf = max(tree.max_leaf for tree in trees)
         return [tree.view() for tree in trees], depth, max_leaf
 
+    @overload
+    def query(self, X: Tensor, k: int = 1, *, p: float = 2,
+              distance_upper_bound: float = np.inf,
+              n_threads: int | None = None) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def query(self, X: ArrayLike, k: int = 1, *, p: float = 2,
+              distance_upper_bound: float = np.inf,
+              n_threads: int | None = None) -> tuple[FloatingArray, IntArray]: ...
+
     @reads
-    def query(self, X, k: int = 1, *, p=2, distance_upper_bound: float = np.inf,
-              n_threads: int | None = None):
+    def query(self, X: ArrayLike | Tensor, k: int = 1, *, p: float = 2,
+              distance_upper_bound: float = np.inf,
+              n_threads: int | None = None) -> tuple[FloatingArray | Tensor, IntArray | Tensor]:
         """The ``k`` nearest points to each query point.
 
         Parameters
@@ -410,9 +451,31 @@ class KDTree:
             dist, idx = dist[0], idx[0]
         return like_input(dist, X), like_input(idx, X)
 
+    @overload
+    def query_radius(self, X: Tensor, r: ArrayLike, *, return_distance: Literal[False] = False,
+                     sort_results: bool = False, p: float = 2,
+                     n_threads: int | None = None) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def query_radius(self, X: Tensor, r: ArrayLike, *, return_distance: Literal[True],
+                     sort_results: bool = False, p: float = 2,
+                     n_threads: int | None = None) -> tuple[Tensor, Tensor, Tensor]: ...
+    @overload
+    def query_radius(self, X: ArrayLike, r: ArrayLike, *, return_distance: Literal[False] = False,
+                     sort_results: bool = False, p: float = 2,
+                     n_threads: int | None = None) -> tuple[IntArray, IntArray]: ...
+    @overload
+    def query_radius(self, X: ArrayLike, r: ArrayLike, *, return_distance: Literal[True],
+                     sort_results: bool = False, p: float = 2,
+                     n_threads: int | None = None) -> tuple[IntArray, FloatingArray, IntArray]: ...
+    @overload
+    def query_radius(self, X: ArrayLike | Tensor, r: ArrayLike, *, return_distance: bool,
+                     sort_results: bool = False, p: float = 2, n_threads: int | None = None
+                     ) -> tuple[Any, Any] | tuple[Any, Any, Any]: ...
+
     @reads
-    def query_radius(self, X, r, *, return_distance: bool = False, sort_results: bool = False,
-                     p=2, n_threads: int | None = None):
+    def query_radius(self, X: ArrayLike | Tensor, r: ArrayLike, *, return_distance: bool = False,
+                     sort_results: bool = False, p: float = 2, n_threads: int | None = None
+                     ) -> tuple[Any, Any] | tuple[Any, Any, Any]:
         """All points within distance ``r`` of each query point (inclusive).
 
         Parameters
@@ -466,7 +529,7 @@ class KDTree:
 
     # -- insertion -----------------------------------------------------------------------
     @writes
-    def add(self, X, *, n_threads: int | None = None):
+    def add(self, X: ArrayLike | Tensor, *, n_threads: int | None = None) -> IntArray:
         """Insert points; their ids follow the existing ones.
 
         Ids of earlier points never change. Amortised cost O(log^2 n) per point
@@ -512,18 +575,20 @@ class KDTree:
         return np.arange(start, self._n, dtype=np.int64)
 
     # -- persistence -----------------------------------------------------------------
-    def _state(self) -> dict:
+    def _state(self) -> dict[str, Any]:
         trees = self._trees
-        state = {"leafsize": np.int64(self._leafsize), "d": np.int64(self._d),
-                 "sizes": np.array([t.n for t in trees], dtype=np.int64),
-                 "dtype": np.array(self._dtype.name)}
+        state: dict[str, Any] = {
+            "leafsize": np.int64(self._leafsize), "d": np.int64(self._d),
+            "sizes": np.array([t.n for t in trees], dtype=np.int64),
+            "dtype": np.array(self._dtype.name)}
         for i, tree in enumerate(trees):
             for key, value in tree.arrays().items():
                 state[f"tree{i}_{key}"] = value
         return state
 
     @classmethod
-    def _from_parts(cls, leafsize: int, d: int, sizes: np.ndarray, dtype, read) -> KDTree:
+    def _from_parts(cls, leafsize: int, d: int, sizes: IntArray, dtype: np.dtype[Any],
+                    read: _Reader) -> KDTree[NDArray[Any]]:
         """A tree from its header and ``read(key, dtype, shape)`` for each stored array."""
         if dtype not in (np.float32, np.float64) or not 1 <= leafsize <= _MAX_LEAFSIZE \
                 or d < 1 or sizes.ndim != 1 or not 1 <= sizes.size <= 64 or (sizes < 1).any():
@@ -542,12 +607,12 @@ class KDTree:
         return tree
 
     @reads
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return self._state()
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickles run code anyway, but a state dict is still checked like a file.
-        def read(key, dtype, shape):
+        def read(key: str, dtype: Any, shape: tuple[int, ...]) -> NDArray[Any]:
             value = np.asarray(state[key])
             if value.dtype != dtype or value.shape != tuple(shape):
                 raise ValueError(f"pickled state holds {key} of shape {value.shape} and dtype "
@@ -560,7 +625,7 @@ class KDTree:
         self.__dict__.update(restored.__dict__)
 
     @reads
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Write the tree (all its flat arrays) to an ``.npz`` file; loading never runs code.
 
         Parameters
@@ -571,7 +636,7 @@ class KDTree:
         save_arrays(path, "KDTree", **self._state())
 
     @classmethod
-    def load(cls, path) -> KDTree:
+    def load(cls, path: PathLike) -> KDTree[NDArray[Any]]:
         """Read a tree written by :meth:`save`, checking it before any query can use it.
 
         Raises

@@ -11,7 +11,7 @@ __all__ = ["REDUCTIONS", "check_reduction", "reduce_loss"]
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def check_reduction(reduction) -> str:
+def check_reduction(reduction: str) -> str:
     """``"mean"``, ``"sum"`` or ``"none"``; anything else is a ValueError naming it."""
     return check_choice(reduction, "reduction", REDUCTIONS)
 

@@ -9,7 +9,7 @@ from dlkernels._lib.validation import check_count
 __all__ = ["check_k", "shaped"]
 
 
-def check_k(k, n_classes: int) -> int:
+def check_k(k: int, n_classes: int) -> int:
     """``k`` as an int in ``[1, n_classes]``; a TypeError or ValueError naming it otherwise."""
     k = check_count(k, "k", minimum=1)
     if k > n_classes:
@@ -17,7 +17,8 @@ def check_k(k, n_classes: int) -> int:
     return k
 
 
-def shaped(classes: torch.Tensor, scores: torch.Tensor, batch_shape, with_scores: bool):
+def shaped(classes: torch.Tensor, scores: torch.Tensor, batch_shape: tuple[int, ...],
+           with_scores: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``(n, k)`` results as ``(*batch_shape, k)``: the classes, and the scores if asked."""
     shape = (*batch_shape, classes.shape[-1])
     classes = classes.reshape(shape)

@@ -24,8 +24,12 @@ codewords of ``0 .. n_codes - 1``. Over it:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
+
+from dlkernels._lib.array_types import IntArray, NDArray
 
 __all__ = ["Trellis"]
 
@@ -43,7 +47,22 @@ class Trellis:
         ``(1,)`` is the plain binary code.
     """
 
-    def __init__(self, n_codes: int, generators: tuple[int, ...]):
+    n_codes: int
+    generators: tuple[int, ...]
+    constraint: int
+    n_data: int
+    n_steps: int
+    rate: int
+    n_out: int
+    n_states: int
+    start: int
+    pattern: IntArray
+    patterns: NDArray[np.float32]
+    forbidden: NDArray[np.float32]
+    next: IntArray
+    taps: IntArray
+
+    def __init__(self, n_codes: int, generators: tuple[int, ...]) -> None:
         self.n_codes = n_codes
         self.generators = tuple(int(g) for g in generators)
         self.constraint = K = max(g.bit_length() for g in self.generators)
@@ -84,7 +103,8 @@ class Trellis:
                              dtype=np.int64)                              # (r, K)
 
     # -- tensors on a device (cached per device) -----------------------------------------
-    def tables(self, device) -> dict:
+    def tables(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """The tables as tensors on ``device`` (made once per device)."""
         key = str(device)
         cache = self.__dict__.setdefault("_tables", {})
         if key not in cache:
@@ -98,13 +118,13 @@ class Trellis:
             }
         return cache[key]
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_tables", None)
         return state
 
     # -- codewords -----------------------------------------------------------------------
-    def encode(self, codes: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    def encode(self, codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The codeword bits of integer ``codes`` ``(n,)`` -> ``(n, n_out)`` of 0/1 in ``dtype``."""
         tab = self.tables(codes.device)
         bits = (codes[:, None] >> tab["shifts"]) & 1                      # (n, B), MSB first
@@ -124,7 +144,8 @@ class Trellis:
         base = lp0.reshape(n, self.n_steps, self.rate).sum(2, keepdim=True)
         return base + zr @ patterns.T
 
-    def _transition(self, step: torch.Tensor, t: int, u: int, tab: dict) -> torch.Tensor:
+    def _transition(self, step: torch.Tensor, t: int, u: int,
+                    tab: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scores ``(n, S)`` of the transitions on bit ``u`` at step ``t`` (-inf: forbidden)."""
         return step.index_select(1, tab["pattern"][:, u]) + tab["forbidden"][t, :, u]
 
@@ -181,7 +202,7 @@ class Trellis:
         return value, lp
 
 
-def _parity(x: np.ndarray) -> np.ndarray:
+def _parity(x: IntArray) -> IntArray:
     """Parity of the set bits of each (small, non-negative) integer."""
     x = x.copy()
     out = np.zeros_like(x)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlkernels._lib.array_types import ArrayLike, Tensor
 from dlkernels._lib.torch_checks import check_features, check_targets
 from dlkernels._lib.validation import as_float_array, check_choice, check_count
 from dlkernels.nn._params import init_rows, make_rows
@@ -91,9 +94,21 @@ class BinaryCodeSoftmax(nn.Module):
     torch.Size([4, 2])
     """
 
-    def __init__(self, dim: int, n_classes: int, *, counts=None, n_softmax: int = 0,
-                 code: str = "binary", bias: bool = True, reduction: str = "mean",
-                 device=None, dtype=None):
+    dim: int
+    n_classes: int
+    n_softmax: int
+    code: str
+    reduction: str
+    trellis: Trellis
+    n_bits: int
+    code_of_class: torch.Tensor
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    head: nn.Linear | None
+
+    def __init__(self, dim: int, n_classes: int, *, counts: ArrayLike | Tensor | None = None,
+                 n_softmax: int = 0, code: str = "binary", bias: bool = True,
+                 reduction: str = "mean", device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.dim = check_count(dim, "dim", minimum=1)
         self.n_classes = V = check_count(n_classes, "n_classes", minimum=2)
@@ -131,7 +146,7 @@ class BinaryCodeSoftmax(nn.Module):
         if self.head is not None:
             self.head.reset_parameters()
 
-    def _code_scores(self, flat: torch.Tensor):
+    def _code_scores(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Bit logits ``z``, ``sum_j log sigmoid(-z_j)`` and the trellis step scores."""
         z = F.linear(flat, self.weight, self.bias)
         lp0 = F.logsigmoid(-z)
@@ -187,8 +202,19 @@ class BinaryCodeSoftmax(nn.Module):
             out[:, self.class_of_code] = head_lp[:, -1:] + code_lp
         return out.reshape(*input.shape[:-1], self.n_classes)
 
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: Literal[False] = False) -> torch.Tensor: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
     @torch.no_grad()
-    def predict(self, input: torch.Tensor, k: int = 1, *, return_log_prob: bool = False):
+    def predict(self, input: torch.Tensor, k: int = 1, *, return_log_prob: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` most probable classes of each example: exactly the top k of
         :meth:`log_prob`, found by a search over the code bits.
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlkernels._lib.array_types import ArrayLike, Tensor
 from dlkernels._lib.torch_checks import check_features, check_targets
 from dlkernels._lib.validation import as_float_array, check_count
 from dlkernels.nn._params import init_rows, make_rows
@@ -103,9 +105,18 @@ class ClassBasedSoftmax(nn.Module):
     True
     """
 
+    dim: int
+    n_classes: int
+    n_clusters: int
+    reduction: str
+    cluster: torch.Tensor
+    head: nn.Linear
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
     def __init__(self, dim: int, n_classes: int, *, n_clusters: int | None = None,
-                 counts=None, bias: bool = True, reduction: str = "mean", device=None,
-                 dtype=None):
+                 counts: ArrayLike | Tensor | None = None, bias: bool = True,
+                 reduction: str = "mean", device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.dim = check_count(dim, "dim", minimum=1)
         self.n_classes = V = check_count(n_classes, "n_classes", minimum=2)
@@ -184,8 +195,19 @@ class ClassBasedSoftmax(nn.Module):
         out = by_row[:, self.row]                                        # class order
         return out.reshape(*input.shape[:-1], self.n_classes)
 
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: Literal[False] = False) -> torch.Tensor: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
     @torch.no_grad()
-    def predict(self, input: torch.Tensor, k: int = 1, *, return_log_prob: bool = False):
+    def predict(self, input: torch.Tensor, k: int = 1, *, return_log_prob: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` most probable classes (exact: ``topk`` of :meth:`log_prob`)."""
         values, classes = self.log_prob(input).topk(check_k(k, self.n_classes), dim=-1)
         return (classes, values) if return_log_prob else classes

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlkernels._lib.array_types import ArrayLike, Tensor
 from dlkernels._lib.torch_checks import check_features, check_targets
 from dlkernels._lib.validation import check_bool, check_count
 from dlkernels.huffman import CodeTree, balanced_tree, huffman_tree
@@ -81,8 +83,17 @@ class HierarchicalSoftmax(nn.Module):
     True
     """
 
-    def __init__(self, dim: int, n_classes: int, *, counts=None, bias: bool = True,
-                 sparse: bool = False, reduction: str = "mean", device=None, dtype=None):
+    dim: int
+    n_classes: int
+    tree: CodeTree
+    sparse: bool
+    reduction: str
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def __init__(self, dim: int, n_classes: int, *, counts: ArrayLike | Tensor | None = None,
+                 bias: bool = True, sparse: bool = False, reduction: str = "mean",
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.dim = check_count(dim, "dim", minimum=1)
         self.n_classes = check_count(n_classes, "n_classes", minimum=2)
@@ -93,7 +104,7 @@ class HierarchicalSoftmax(nn.Module):
             if tree.n_symbols != self.n_classes:
                 raise ValueError(f"counts must have one entry per class: {tree.n_symbols} "
                                  f"counts for n_classes={self.n_classes}")
-        self.tree: CodeTree = tree
+        self.tree = tree
         self.sparse = check_bool(sparse, "sparse")
         self.reduction = check_reduction(reduction)
         factory = {"device": device, "dtype": dtype}
@@ -170,7 +181,7 @@ class HierarchicalSoftmax(nn.Module):
         right, left = F.logsigmoid(z), F.logsigmoid(-z)
         V = self.n_classes
 
-        def turn(parent, is_right):
+        def turn(parent: torch.Tensor, is_right: torch.Tensor) -> torch.Tensor:
             return torch.where(is_right, right[:, parent], left[:, parent])
 
         node_lp = z.new_zeros(flat.shape[0], V - 1)              # the root: log 1
@@ -180,8 +191,19 @@ class HierarchicalSoftmax(nn.Module):
         out = node_lp[:, self.leaf_parent] + turn(self.leaf_parent, self.leaf_right)
         return out.reshape(*input.shape[:-1], V)
 
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: Literal[False] = False) -> torch.Tensor: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
     @torch.no_grad()
-    def predict(self, input: torch.Tensor, k: int = 1, *, return_log_prob: bool = False):
+    def predict(self, input: torch.Tensor, k: int = 1, *, return_log_prob: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` most probable classes of each example, exactly, by best-first search.
 
         A path's probability only falls on the way down, so a subtree whose root

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
+from dlkernels._lib.array_types import RngLike
 from dlkernels._lib.random import check_rng
 from dlkernels._lib.validation import check_bool, check_count
 
@@ -73,8 +75,13 @@ class LSHAttention(nn.Module):
     torch.Size([2, 1000, 16])
     """
 
+    bucket_size: int
+    n_hashes: int
+    causal: bool
+    rng: np.random.Generator
+
     def __init__(self, bucket_size: int = 64, *, n_hashes: int = 4, causal: bool = False,
-                 rng=None):
+                 rng: RngLike = None) -> None:
         super().__init__()
         self.bucket_size = check_count(bucket_size, "bucket_size", minimum=1)
         self.n_hashes = check_count(n_hashes, "n_hashes", minimum=1)
@@ -138,7 +145,7 @@ class LSHAttention(nn.Module):
         return f"bucket_size={self.bucket_size}, n_hashes={self.n_hashes}, causal={self.causal}"
 
 
-def _check_inputs(qk, v) -> None:
+def _check_inputs(qk: torch.Tensor, v: torch.Tensor) -> None:
     for name, t in (("qk", qk), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")

@@ -10,11 +10,14 @@ their mean, as torch's losses).
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlkernels._lib.array_types import ArrayLike, NDArray, RngLike, Size, Tensor
 from dlkernels._lib.random import check_rng
 from dlkernels._lib.torch_checks import check_features, check_targets
 from dlkernels._lib.validation import as_float_array, check_count
@@ -28,8 +31,19 @@ __all__ = ["NegativeSamplingLoss", "NCELoss", "SampledSoftmaxLoss"]
 class _SampledLoss(nn.Module):
     """Output vectors and the noise sampler shared by the three losses."""
 
-    def __init__(self, dim: int, n_classes: int, counts, n_negatives: int, power: float, rng,
-                 bias: bool, reduction: str, device, dtype):
+    dim: int
+    n_classes: int
+    n_negatives: int
+    reduction: str
+    sampler: NegativeSampler[NDArray[Any]]
+    rng: np.random.Generator
+    log_noise: torch.Tensor
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def __init__(self, dim: int, n_classes: int, counts: ArrayLike | Tensor, n_negatives: int,
+                 power: float, rng: RngLike, bias: bool, reduction: str,
+                 device: str | torch.device | None, dtype: torch.dtype | None) -> None:
         super().__init__()
         self.dim = check_count(dim, "dim", minimum=1)
         self.n_classes = check_count(n_classes, "n_classes", minimum=2)
@@ -52,7 +66,7 @@ class _SampledLoss(nn.Module):
     def reset_parameters(self) -> None:
         init_rows(self.weight, self.bias)
 
-    def _check(self, input, target):
+    def _check(self, input: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         flat = check_features(input, self.dim)
         t = check_targets(target, self.n_classes, input.shape[:-1])
         return flat, t.to(flat.device)
@@ -60,7 +74,8 @@ class _SampledLoss(nn.Module):
     def _reduce(self, loss: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return reduce_loss(loss.reshape(target.shape), self.reduction)
 
-    def _draw(self, shape, device, exclude=None) -> torch.Tensor:
+    def _draw(self, shape: Size, device: torch.device,
+              exclude: torch.Tensor | None = None) -> torch.Tensor:
         ids = self.sampler.sample(shape, rng=self.rng, exclude=exclude)
         return torch.as_tensor(ids, device=device)
 
@@ -114,9 +129,10 @@ class NegativeSamplingLoss(_SampledLoss):
     torch.Size([])
     """
 
-    def __init__(self, dim: int, n_classes: int, *, counts, n_negatives: int = 5,
-                 power: float = 0.75, rng=None, bias: bool = True, reduction: str = "mean",
-                 device=None, dtype=None):
+    def __init__(self, dim: int, n_classes: int, *, counts: ArrayLike | Tensor,
+                 n_negatives: int = 5, power: float = 0.75, rng: RngLike = None,
+                 bias: bool = True, reduction: str = "mean",
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__(dim, n_classes, counts, n_negatives, power, rng, bias, reduction,
                          device, dtype)
 
@@ -154,9 +170,10 @@ class NCELoss(_SampledLoss):
     ``Q`` itself), so a noise draw may equal the target.
     """
 
-    def __init__(self, dim: int, n_classes: int, *, counts, n_negatives: int = 25,
-                 power: float = 0.75, rng=None, bias: bool = True, reduction: str = "mean",
-                 device=None, dtype=None):
+    def __init__(self, dim: int, n_classes: int, *, counts: ArrayLike | Tensor,
+                 n_negatives: int = 25, power: float = 0.75, rng: RngLike = None,
+                 bias: bool = True, reduction: str = "mean",
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__(dim, n_classes, counts, n_negatives, power, rng, bias, reduction,
                          device, dtype)
 
@@ -209,9 +226,10 @@ class SampledSoftmaxLoss(_SampledLoss):
     >>> loss(x, torch.tensor([1, 2, 3, 4])).backward()
     """
 
-    def __init__(self, dim: int, n_classes: int, *, counts, n_negatives: int = 1024,
-                 power: float = 0.75, rng=None, bias: bool = True, reduction: str = "mean",
-                 device=None, dtype=None):
+    def __init__(self, dim: int, n_classes: int, *, counts: ArrayLike | Tensor,
+                 n_negatives: int = 1024, power: float = 0.75, rng: RngLike = None,
+                 bias: bool = True, reduction: str = "mean",
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__(dim, n_classes, counts, n_negatives, power, rng, bias, reduction,
                          device, dtype)
 

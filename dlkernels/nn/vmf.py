@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlkernels._lib.array_types import ArrayLike, RngLike, Tensor
 from dlkernels._lib.torch_checks import check_features, check_finite, check_targets
 from dlkernels._lib.validation import as_float_array, check_choice, check_real
 from dlkernels.nn._bessel import vmf_neg_log_normalizer
 from dlkernels.nn._reduction import check_reduction, reduce_loss
 from dlkernels.nn._topk import check_k, shaped
+
+if TYPE_CHECKING:
+    from dlkernels.neighbors import LSHIndex
 
 __all__ = ["VonMisesFisherLoss"]
 
@@ -88,8 +93,17 @@ class VonMisesFisherLoss(nn.Module):
     torch.Size([8, 3])
     """
 
-    def __init__(self, embeddings, *, regularization: str | None = None,
-                 strength: float | None = None, reduction: str = "mean", device=None, dtype=None):
+    regularization: str | None
+    strength: float | None
+    reduction: str
+    embeddings: torch.Tensor
+    n_classes: int
+    dim: int
+
+    def __init__(self, embeddings: ArrayLike | Tensor, *, regularization: str | None = None,
+                 strength: float | None = None, reduction: str = "mean",
+                 device: str | torch.device | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if regularization is not None:
             check_choice(regularization, "regularization", REGULARIZATIONS[1:])
@@ -104,8 +118,9 @@ class VonMisesFisherLoss(nn.Module):
         table = _check_embeddings(embeddings, device, dtype)
         self.n_classes, self.dim = table.shape
         self.register_buffer("embeddings", table)
-        self._index = None            # (LSHIndex, the embeddings' state it was built from)
-        self._index_options = {}
+        # (LSHIndex, the embeddings' state it was built from)
+        self._index: tuple[LSHIndex, tuple[Any, ...]] | None = None
+        self._index_options: dict[str, Any] = {}
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The vMF negative log-likelihood of each target's embedding.
@@ -134,7 +149,8 @@ class VonMisesFisherLoss(nn.Module):
             nll = nll + self.strength * kappa
         return reduce_loss(nll.reshape(target.shape), self.reduction)
 
-    def build_index(self, *, n_tables: int = 32, n_bits: int | None = None, rng=None):
+    def build_index(self, *, n_tables: int = 32, n_bits: int | None = None,
+                    rng: RngLike = None) -> LSHIndex:
         """Build (or rebuild) the cosine LSH index that :meth:`predict` uses for large V.
 
         Parameters
@@ -164,13 +180,26 @@ class VonMisesFisherLoss(nn.Module):
         self._index = (index, self._embeddings_state())
         return index
 
-    def _embeddings_state(self) -> tuple:
+    def _embeddings_state(self) -> tuple[Any, ...]:
         """What identifies the embeddings' current values: storage and in-place version."""
         return (self.embeddings.data_ptr(), self.embeddings._version, str(self.embeddings.device))
 
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *, method: str = "auto",
+                n_probes: int = 32, return_cosine: Literal[False] = False) -> torch.Tensor: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *, method: str = "auto",
+                n_probes: int = 32,
+                return_cosine: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *, method: str = "auto",
+                n_probes: int = 32, return_cosine: bool
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
     @torch.no_grad()
     def predict(self, input: torch.Tensor, k: int = 1, *, method: str = "auto",
-                n_probes: int = 32, return_cosine: bool = False):
+                n_probes: int = 32, return_cosine: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` classes whose embeddings are nearest ``input`` by cosine.
 
         Parameters
@@ -210,7 +239,7 @@ class VonMisesFisherLoss(nn.Module):
             cos, classes = self._predict_exact(flat, k)
         return shaped(classes, cos, input.shape[:-1], return_cosine)
 
-    def _predict_exact(self, flat: torch.Tensor, k: int):
+    def _predict_exact(self, flat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         table = self.embeddings.to(flat.dtype)
         norms = torch.linalg.vector_norm(flat, dim=1, keepdim=True).clamp_min(
             torch.finfo(flat.dtype).tiny)
@@ -225,7 +254,8 @@ class VonMisesFisherLoss(nn.Module):
             return empty, empty.long()
         return torch.cat(cos), torch.cat(ids)
 
-    def _predict_lsh(self, flat: torch.Tensor, k: int, n_probes: int):
+    def _predict_lsh(self, flat: torch.Tensor, k: int,
+                     n_probes: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._index is not None and self._index[1] == self._embeddings_state():
             index = self._index[0]
         else:
@@ -256,7 +286,8 @@ class VonMisesFisherLoss(nn.Module):
                 f"reduction={self.reduction!r}")
 
 
-def _check_embeddings(embeddings, device, dtype) -> torch.Tensor:
+def _check_embeddings(embeddings: ArrayLike | Tensor, device: str | torch.device | None,
+                      dtype: torch.dtype | None) -> torch.Tensor:
     """The target table as unit rows: 2-D, at least 2 x 2, finite, no zero row."""
     if isinstance(embeddings, torch.Tensor):
         if not embeddings.is_floating_point():

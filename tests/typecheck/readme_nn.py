@@ -15,7 +15,7 @@ hs(hidden, targets).backward()
 top: torch.Tensor = hs.predict(hidden, k=5)
 log_p: torch.Tensor = hs.log_prob(hidden)
 
-loss_fn = SampledSoftmaxLoss(32, 500, word_counts, n_negatives=64, rng=0)
+loss_fn = SampledSoftmaxLoss(32, 500, counts=word_counts, n_negatives=64, rng=0)
 loss: torch.Tensor = loss_fn(hidden, targets)
 loss.backward()
 print(codes, top.shape, log_p.shape, loss.item())
