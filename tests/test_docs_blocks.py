@@ -1,4 +1,4 @@
-"""Every Python block of the README and of the user guide runs as written.
+"""Every Python block of the README and of the docs runs as written.
 
 Each page's blocks run in order, in one fresh interpreter with one namespace (a
 block may use the names of the blocks above it), from an empty temporary folder,
@@ -22,18 +22,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CANDIDATES = ["README.md", "docs/index.rst", *sorted(
-    str(p.relative_to(REPO)) for p in (REPO / "docs" / "user_guide").glob("*.rst"))]
-# Pages whose blocks do not run yet (issue 12, section 2: the lead rewrites them
-# after the merges). xfail is strict: remove a page here as soon as it runs.
-KNOWN_BROKEN = {
-    "README.md": "undefined model, hidden, points (line 57 on)",
-    "docs/user_guide/compress.rst": "undefined model (line 30)",
-    "docs/user_guide/debug.rst": "undefined model (line 27)",
-    "docs/user_guide/embed.rst": "reads karate.edgelist, which it does not write (line 143)",
-    "docs/user_guide/nn.rst": "undefined word_counts (line 76)",
-    "docs/user_guide/sampling.rst": "undefined pos (line 101)",
-}
+CANDIDATES = ["README.md", *sorted(
+    str(p.relative_to(REPO)) for folder in ("docs", "docs/user_guide")
+    for p in (REPO / folder).glob("*.rst"))]
+# Pages whose blocks do not run yet, with the reason (none today). xfail is strict:
+# remove a page here as soon as it runs.
+KNOWN_BROKEN: dict[str, str] = {}
 TIMEOUT = {"default": 300}
 # Pages that take more than half a minute here: in the slow run only.
 SLOW = {"docs/user_guide/cluster.rst"}
@@ -94,7 +88,7 @@ def page_blocks(page: str) -> list[tuple[int, str]]:
     return markdown_blocks(text) if page.endswith(".md") else rst_blocks(text)
 
 
-# Every page with at least one block (user_guide/index.rst is a table of contents).
+# Every page with at least one block (the others are tables of contents, reference, prose).
 PAGES = [page for page in CANDIDATES if page_blocks(page)]
 
 

@@ -19,6 +19,7 @@ mean_weight: float = float(weights.mean())
 
 sampler = AliasSampler(np.arange(1.0, 1001.0))
 draws: npt.NDArray[np.int64] = sampler.sample(10_000, rng=0).astype(np.int64)
+same: bool = bool((sampler.sample(10_000, rng=0, n_threads=2) == draws).all())
 probabilities = sampler.probabilities
 
 word_counts = np.array([50, 10, 0, 5])
@@ -26,5 +27,5 @@ neg = NegativeSampler(word_counts)
 negatives = neg.sample((4, 5), rng=0, exclude=[0, 1, 3, 0])
 log_q: float = neg.log_prob(3)
 inputs, candidates, labels = neg.pairs(np.array([[0, 1], [3, 0]]), 2, rng=0)
-print(drawn.shape, value, values, slots, idx.shape, mean_weight, draws.shape, probabilities.sum(),
+print(drawn.shape, value, values, slots, idx.shape, mean_weight, draws.shape, same, probabilities.sum(),
       negatives.shape, log_q, inputs.shape, candidates.shape, labels.shape)
