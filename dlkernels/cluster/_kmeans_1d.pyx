@@ -65,7 +65,9 @@ def lloyd(const double[::1] v, const double[::1] p0, const double[::1] p1,
     some run, as runs are contiguous), which takes it out of the cluster with
     the largest deviation, and the iterations go on. Returns the number of
     iterations and whether the last one moved nothing (converged); ``centers``
-    and ``bounds`` hold the result.
+    and ``bounds`` hold the result. An empty cluster while no run holds two different
+    values moves nothing: centring can merge values that differ only below the
+    rounding of the shift, leaving fewer distinct values than clusters.
     """
     cdef Py_ssize_t m = v.shape[0], k = centers.shape[0], j, it = 0, far, t, empty
     cdef double *c = &centers[0]
@@ -80,17 +82,18 @@ def lloyd(const double[::1] v, const double[::1] p0, const double[::1] p1,
         while it < max_iter:
             it += 1
             empty = -1
+            fd = -1.0
             for j in range(k):
                 if b[j + 1] > b[j]:
                     c[j] = (p1[b[j + 1]] - p1[b[j]]) / (p0[b[j + 1]] - p0[b[j]])
                 elif empty < 0:
                     empty = j
             if empty >= 0:
-                # The value farthest from its centre is an end of some run.
-                fd = -1.0
+                # The value farthest from its centre is an end of some run that
+                # holds two different values (only such a run can be split).
                 far = 0
                 for j in range(k):
-                    if b[j + 1] > b[j]:
+                    if b[j + 1] > b[j] and v[b[j]] < v[b[j + 1] - 1]:
                         dist = (v[b[j]] - c[j]) * (v[b[j]] - c[j])
                         if dist > fd:
                             fd = dist
@@ -99,7 +102,10 @@ def lloyd(const double[::1] v, const double[::1] p0, const double[::1] p1,
                         if dist > fd:
                             fd = dist
                             far = b[j + 1] - 1
-                # Move the empty centre there, keeping the centres sorted.
+            if fd >= 0.0:
+                # Move the empty centre there, keeping the centres sorted. When no
+                # run can be split it stays put: it lies between its neighbours'
+                # cells, so the centres stay sorted.
                 value = v[far]
                 t = empty
                 while t > 0 and c[t - 1] > value:
@@ -112,7 +118,7 @@ def lloyd(const double[::1] v, const double[::1] p0, const double[::1] p1,
             for j in range(k + 1):
                 old[j] = b[j]
             assign(&v[0], m, c, k, b)
-            moved = empty >= 0
+            moved = fd >= 0.0
             for j in range(k + 1):
                 if old[j] != b[j]:
                     moved = True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
 from typing import Any, Generic, Literal, overload
 
 import numpy as np
@@ -17,30 +16,13 @@ from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import as_array, check_alloc, check_bool, check_count
 from dlkernels.neighbors import _kdtree_build, _kdtree_query
+from dlkernels.neighbors._kdtree_tree import ARRAY_NAMES, Reader, Tree, View, coordinate_bound
 
 __all__ = ["KDTree"]
 
 # p -> the kernels' code (0 is the maximum norm).
 _P_CODES = {1: 1, 2: 2, np.inf: 0}
-_ARRAY_NAMES = ("points", "perm", "dims", "vals", "boxes")
 _MAX_LEAFSIZE = 2**31 - 1
-# read(key, dtype, shape): one stored array, checked before use.
-_Reader = Callable[[str, Any, tuple[int, ...]], NDArray[Any]]
-# What the query kernels take of one tree: (points, perm, dims, vals, boxes, leaf_start, offset).
-_View = tuple[FloatingArray, IntArray, NDArray[np.int32], FloatingArray, FloatingArray, IntArray,
-              int]
-
-
-def _coordinate_bound(dtype: np.dtype[Any] | type[np.floating[Any]], d: int) -> float:
-    """Largest absolute coordinate a tree of ``dtype`` in ``d`` dimensions accepts.
-
-    The largest power of two ``B`` with ``16 d B**2 <= finfo(dtype).max``. Two
-    points within ``[-B, B]`` are at most ``4 d B**2`` apart squared, and every
-    partial sum and incremental bound the search forms stays below that (up to
-    rounding, which the factor 4 to spare covers), so no distance overflows.
-    """
-    limit = math.sqrt(float(np.finfo(dtype).max) / (16 * max(d, 1)))
-    return math.ldexp(1.0, math.frexp(limit)[1] - 1)
 
 
 def _as_points(X: ArrayLike | Tensor, name: str, dtype: np.dtype[Any] | None = None,
@@ -67,7 +49,7 @@ def _as_points(X: ArrayLike | Tensor, name: str, dtype: np.dtype[Any] | None = N
         dtype = np.float32 if arr.dtype == np.float32 else np.float64
     with np.errstate(over="ignore"):  # an overflow to inf is reported just below
         arr = np.ascontiguousarray(arr, dtype=dtype)
-    bound = _coordinate_bound(dtype, arr.shape[1])
+    bound = coordinate_bound(dtype, arr.shape[1])
     pos = _kdtree_build.first_outside(arr.reshape(-1), bound)
     if pos >= 0:
         row, col = divmod(int(pos), arr.shape[1])
@@ -115,103 +97,6 @@ def _check_radius(r: ArrayLike, name: str, m: int, one_point: bool) -> NDArray[n
     if bad.size:
         raise ValueError(f"{name} must be non-negative, got {arr[bad[0]]} at position {bad[0]}")
     return arr
-
-
-class _Tree:
-    """One static tree of the forest: flat arrays, no Python object per node."""
-
-    points: FloatingArray
-    perm: IntArray
-    dims: NDArray[np.int32]
-    vals: FloatingArray
-    boxes: FloatingArray
-    leaf_start: IntArray
-    n: int
-    d: int
-    depth: int
-    offset: int
-
-    __slots__ = ("points", "perm", "dims", "vals", "boxes", "leaf_start", "n", "d", "depth",
-                 "offset")
-
-    @classmethod
-    def build(cls, data: FloatingArray, leafsize: int, offset: int, n_threads: int) -> _Tree:
-        n, d = data.shape
-        tree = cls._empty(n, d, leafsize, offset, data.dtype)
-        _kdtree_build.build(data, tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
-                      tree.leaf_start, tree.depth, n_threads)
-        return tree
-
-    @classmethod
-    def _frame(cls, n: int, d: int, leafsize: int, offset: int) -> _Tree:
-        """A tree's sizes and leaf boundaries, without its arrays."""
-        tree = cls()
-        tree.n, tree.d, tree.offset = n, d, offset
-        tree.depth = _kdtree_build.layout(n, leafsize)
-        n_leaves = 1 << tree.depth
-        tree.leaf_start = np.arange(n_leaves + 1, dtype=np.int64) * n // n_leaves
-        return tree
-
-    @classmethod
-    def _empty(cls, n: int, d: int, leafsize: int, offset: int, dtype: np.dtype[Any]) -> _Tree:
-        tree = cls._frame(n, d, leafsize, offset)
-        for key, (shape, kind) in cls.shapes(n, d, leafsize, dtype).items():
-            setattr(tree, key, (np.zeros if key in ("dims", "vals") else np.empty)(shape, kind))
-        return tree
-
-    @staticmethod
-    def shapes(n: int, d: int, leafsize: int,
-               dtype: np.dtype[Any]) -> dict[str, tuple[tuple[int, ...], Any]]:
-        """Shape and dtype of each flat array of a tree of ``n`` points (nothing allocated)."""
-        n_leaves = 1 << _kdtree_build.layout(n, leafsize)
-        inner = max(n_leaves - 1, 1)
-        return {"points": ((n * d,), dtype), "perm": ((n,), np.int64),
-                "dims": ((inner,), np.int32), "vals": ((2 * inner,), dtype),
-                "boxes": ((n_leaves * 2 * d,), dtype)}
-
-    @classmethod
-    def from_arrays(cls, read: _Reader, n: int, d: int, leafsize: int, offset: int,
-                    dtype: np.dtype[Any]) -> _Tree:
-        """Rebuild from stored arrays, checked so that a bad file cannot crash a query.
-
-        ``read(key, dtype, shape)`` returns each array after checking its dtype
-        and shape, before anything of the tree's size is allocated.
-        """
-        arrays = {key: read(key, kind, shape)
-                  for key, (shape, kind) in cls.shapes(n, d, leafsize, dtype).items()}
-        tree = cls._frame(n, d, leafsize, offset)
-        for key, value in arrays.items():
-            setattr(tree, key, value)
-        bound = _coordinate_bound(dtype, d)
-        for key in ("points", "vals", "boxes"):
-            values = getattr(tree, key)
-            pos = _kdtree_build.first_outside(values, bound)
-            if pos >= 0:
-                value = values[pos]
-                what = "NaN" if np.isnan(value) else f"{value}, beyond [-{bound}, {bound}],"
-                raise ValueError(f"{what} in {key}")
-        problem = _kdtree_build.check_tree(tree.points, tree.perm, tree.dims, tree.vals,
-                                           tree.boxes, tree.leaf_start, d)
-        if problem:
-            raise ValueError(f"an inconsistent tree: {problem}")
-        return tree
-
-    @property
-    def max_leaf(self) -> int:
-        return int(np.max(np.diff(self.leaf_start)))
-
-    def view(self) -> _View:
-        return (self.points, self.perm, self.dims, self.vals, self.boxes, self.leaf_start,
-                self.offset)
-
-    def original(self) -> FloatingArray:
-        """The points in id order, shape (n, d)."""
-        out = np.empty((self.n, self.d), dtype=self.points.dtype)
-        _kdtree_build.extract(self.points, self.perm, self.leaf_start, out)
-        return out
-
-    def arrays(self) -> dict[str, NDArray[Any]]:
-        return {key: getattr(self, key) for key in _ARRAY_NAMES}
 
 
 class KDTree(Generic[Out]):
@@ -311,7 +196,7 @@ class KDTree(Generic[Out]):
         self._leafsize = leafsize
         self._d = points.shape[1]
         self._dtype = points.dtype
-        self._trees = [_Tree.build(points, leafsize, 0, n_threads)]
+        self._trees = [Tree.build(points, leafsize, 0, n_threads)]
         self._n = points.shape[0]
         self._data: FloatingArray | None = None
 
@@ -363,7 +248,7 @@ class KDTree(Generic[Out]):
         one = arr.ndim == 1
         return _as_points(arr, "X", dtype=self._dtype, d=self._d), one
 
-    def _common(self) -> tuple[list[_View], int, int]:
+    def _common(self) -> tuple[list[View], int, int]:
         trees = self._trees  # read once: views, depth and leaf size of one forest
         depth = max(tree.depth for tree in trees)
         max_leaf = max(tree.max_leaf for tree in trees)
@@ -568,7 +453,7 @@ class KDTree(Generic[Out]):
             size += tree.n
         offset = trees[-1].offset + trees[-1].n if trees else 0
         data = merged[0] if len(merged) == 1 else np.concatenate(merged)
-        trees.append(_Tree.build(data, self._leafsize, offset, n_threads))
+        trees.append(Tree.build(data, self._leafsize, offset, n_threads))
         self._trees = trees
         self._n = start + batch.shape[0]
         self._data = None
@@ -588,7 +473,7 @@ class KDTree(Generic[Out]):
 
     @classmethod
     def _from_parts(cls, leafsize: int, d: int, sizes: IntArray, dtype: np.dtype[Any],
-                    read: _Reader) -> KDTree[NDArray[Any]]:
+                    read: Reader) -> KDTree[NDArray[Any]]:
         """A tree from its header and ``read(key, dtype, shape)`` for each stored array."""
         if dtype not in (np.float32, np.float64) or not 1 <= leafsize <= _MAX_LEAFSIZE \
                 or d < 1 or sizes.ndim != 1 or not 1 <= sizes.size <= 64 or (sizes < 1).any():
@@ -596,7 +481,7 @@ class KDTree(Generic[Out]):
                              f"d {d}, sizes {sizes.tolist()[:8]})")
         trees, offset = [], 0
         for i, n in enumerate(sizes.tolist()):
-            trees.append(_Tree.from_arrays(
+            trees.append(Tree.from_arrays(
                 lambda key, kind, shape, i=i: read(f"tree{i}_{key}", kind, shape),
                 n, d, leafsize, offset, dtype))
             offset += n
@@ -652,7 +537,7 @@ class KDTree(Generic[Out]):
                 raise ValueError(f"dtype is {dtype!r}, expected 'float32' or 'float64'")
             sizes = archive.array("sizes", "int64", (None,))
             archive.expect(["leafsize", "d", "dtype", "sizes"] + [
-                f"tree{i}_{key}" for i in range(min(sizes.size, 64)) for key in _ARRAY_NAMES])
+                f"tree{i}_{key}" for i in range(min(sizes.size, 64)) for key in ARRAY_NAMES])
             return cls._from_parts(leafsize, d, sizes, np.dtype(dtype), archive.array)
 
     def __repr__(self) -> str:

@@ -107,6 +107,19 @@ def test_empty_cluster_is_reseeded():
     assert res.inertia <= kmeans_1d(x, 2, method="optimal").inertia
 
 
+@pytest.mark.parametrize("init", INITS)
+def test_values_merged_by_centring_converge(init, recwarn):
+    # 0 and 4.3e-38 are distinct, but centring on the mean (~1.5) rounds both to
+    # the same value: one of 13 clusters must stay empty. Lloyd used to move it
+    # back and forth until max_iter; it must stop at once, with the optimum's
+    # inertia up to the merged pair.
+    x = np.array([0.0, 1, -1, 2, -2, 3, -3, 4, -4, 5, 6, 7, 4.29290671e-38])
+    res = kmeans_1d(x, 13, method="lloyd", init=init, rng=0)
+    assert not [w for w in recwarn if "max_iter" in str(w.message)]
+    assert res.n_iter < 100
+    assert res.inertia <= 1e-74
+
+
 def test_against_sklearn(rng):
     sklearn_cluster = pytest.importorskip("sklearn.cluster")
     x = rng.normal(size=5000)

@@ -2,6 +2,8 @@
 algorithms (layered and Lagrangian), both cost modes (fast and accurate), on
 mixed-scale inputs built to defeat prefix sums, and on ties that need a splice."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -9,7 +11,7 @@ from hypothesis import given, strategies as st
 from dlkernels.cluster import _optimal_1d, kmeans_1d
 
 # The guarantee: the returned clustering is within this share of the least inertia.
-REL = 1e-9
+REL = Fraction(1, 10**9)  # a Fraction: a float factor would round a tiny optimum to 0.0
 
 
 def kernel_bounds(x, k, w=None, algorithm=0, mode=0):
