@@ -24,6 +24,11 @@ def _timed(fn, repeat: int = 3) -> tuple[object, float]:
     return result, best
 
 
+def _skipped(part: str, package: str, extra: str) -> None:
+    """The one line of a demo part whose optional dependency is missing."""
+    print(f'{part}: skipped, {package} is not installed (pip install "dlkernels[{extra}]")')
+
+
 def corpus_words() -> list[str]:
     """The words of the small text shipped with dlkernels (lower case)."""
     text = resources.files("dlkernels").joinpath("data/corpus.txt").read_text(encoding="utf-8")
@@ -89,7 +94,7 @@ def demo_torch_layer(rng: np.random.Generator) -> None:
     try:
         import torch
     except ImportError:
-        print("torch layer: skipped (torch is not installed)")
+        _skipped("torch layer", "torch", "torch")
         return
     import torch.nn.functional as F
 
@@ -141,7 +146,7 @@ def _demo_distillation(torch, rng: np.random.Generator) -> None:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        print("  distillation: skipped (scikit-learn is not installed)")
+        _skipped("  distillation", "scikit-learn", "demo")
         return
     from dlkernels.distill import Distiller
 
@@ -260,7 +265,7 @@ def demo_debug(rng: np.random.Generator) -> None:
     try:
         import torch
     except ImportError:
-        print("debug: skipped, torch is not installed (pip install 'dlkernels[torch]')")
+        _skipped("debug", "torch", "torch")
         return
     from dlkernels.debug import MemoryProfiler, check_training_step
 
@@ -440,7 +445,7 @@ def demo_compress(rng: np.random.Generator) -> None:
     try:
         import torch
     except ImportError:
-        print("compress: skipped (torch is not installed)")
+        _skipped("compress", "torch", "torch")
         return
     from dlkernels.compress import prune_units
 

@@ -112,6 +112,18 @@ class TestCommand:
         assert abs(expected - drawn) < 0.002
         assert "k nearest of 200 queries match brute force: True" in out
 
+    def test_demo_without_torch(self, run_python):
+        # Every part that needs torch says so in the same words.
+        proc = run_python("-c", "import sys; sys.modules['torch'] = None\n"
+                          "import numpy as np\n"
+                          "from dlkernels import demo\n"
+                          "for part in (demo.demo_torch_layer, demo.demo_debug, demo.demo_compress):\n"
+                          "    part(np.random.default_rng(0))")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == [
+            f'{part}: skipped, torch is not installed (pip install "dlkernels[torch]")'
+            for part in ("torch layer", "debug", "compress")]
+
     def test_bench_outside_a_checkout(self, run_python):
         proc = run_python("-m", "dlkernels", "bench")
         assert proc.returncode == 1

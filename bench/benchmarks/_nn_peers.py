@@ -129,7 +129,7 @@ def _beam_model(torch):
 
 
 def python_loop_beam_search(step_fn, init_state, batch_size, beam_size, max_length, bos_id,
-                            eos_id, length_penalty=1.0):
+                            eos_id, *, length_penalty=1.0):
     """The plain reference: loops over items and hypotheses, one step_fn call per hypothesis."""
     import torch
 

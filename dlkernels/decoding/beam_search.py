@@ -73,8 +73,8 @@ def _check_token(value, name: str) -> int:
 
 
 def beam_search(step_fn: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]], init_state: Any,
-                batch_size: int, beam_size: int, max_length: int, bos_id: int, eos_id: int,
-                length_penalty: float = 1.0, num_return: int = 1, *, pad_id: int | None = None,
+                batch_size: int, beam_size: int, max_length: int, bos_id: int, eos_id: int, *,
+                length_penalty: float = 1.0, num_return: int = 1, pad_id: int | None = None,
                 device: str | torch.device | None = None) -> BeamSearchOutput:
     """Beam search over a model's next-token log-probabilities, all beams of all items at once.
 

@@ -33,7 +33,8 @@ class Distiller:
     optimizer : torch.optim.Optimizer
         Over the student's parameters.
     loss : callable, default :func:`~dlkernels.distill.distillation_loss`
-        ``loss(student_logits, teacher_logits, target, temperature=..., alpha=...)``.
+        ``loss(input, teacher_logits, target, temperature=..., alpha=...)``, with
+        ``input`` the student's logits.
     schedule : TemperatureSchedule or float, default 4.0
         The temperature, constant or annealed per optimizer step or per epoch.
     alpha : float, default 0.9
@@ -70,8 +71,8 @@ class Distiller:
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, optimizer: torch.optim.Optimizer,
-                 loss: Callable[..., torch.Tensor] = distillation_loss,
-                 schedule: TemperatureSchedule | float = 4.0, *, alpha: float = 0.9,
+                 *, loss: Callable[..., torch.Tensor] = distillation_loss,
+                 schedule: TemperatureSchedule | float = 4.0, alpha: float = 0.9,
                  accumulation_steps: int = 1, amp: bool = False,
                  callbacks: Iterable[Callable[[Distiller, dict[str, Any]], object]] = (),
                  device: str | torch.device | None = None) -> None:
@@ -197,7 +198,7 @@ class Distiller:
             callback(self, metrics)
         self._history.append(metrics)
 
-    def fit(self, batches: Iterable[Any], epochs: int = 1,
+    def fit(self, batches: Iterable[Any], *, epochs: int = 1,
             progress: bool = False) -> list[dict[str, Any]]:
         """Train for ``epochs`` passes over ``batches`` (a DataLoader or any re-iterable).
 

@@ -33,14 +33,14 @@ class TemperatureSchedule:
     Examples
     --------
     >>> from dlkernels.distill import TemperatureSchedule
-    >>> sched = TemperatureSchedule(8.0, 2.0, total=4, kind="linear")
+    >>> sched = TemperatureSchedule(8.0, end=2.0, total=4, kind="linear")
     >>> [sched(s) for s in range(6)]
     [8.0, 6.5, 5.0, 3.5, 2.0, 2.0]
-    >>> TemperatureSchedule(8.0, 2.0, total=2, kind="exponential")(1)
+    >>> TemperatureSchedule(8.0, end=2.0, total=2, kind="exponential")(1)
     4.0
     """
 
-    def __init__(self, start: float, end: float | None = None, total: int = 1,
+    def __init__(self, start: float, *, end: float | None = None, total: int = 1,
                  kind: str = "constant", per: str = "step") -> None:
         self.start: float = _check_temperature(start)
         self.end: float = self.start if end is None else _check_temperature(end)

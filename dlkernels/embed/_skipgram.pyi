@@ -1,5 +1,7 @@
 import numpy as np
 
+AVX2: bool
+
 def train(
     syn0: np.ndarray,
     syn1neg: np.ndarray,

@@ -22,6 +22,7 @@ from libc.stdlib cimport free, malloc
 from dlkernels._lib._openmp cimport threads_for
 from dlkernels._lib._random cimport next_below, next_double, stream_start
 from dlkernels._lib._alias_table cimport AliasEntry, alias_draw
+from dlkernels._lib._cpu_dispatch cimport dlk_cpu_avx2_fma
 
 cdef extern from *:
     """
@@ -65,7 +66,7 @@ cdef extern from *:
     }
 
     /* 8-float vectors of GCC and clang (SSE pairs in the baseline build, one AVX
-       register in the x86-64-v3 clone below). Loops over plain floats with the
+       register in the AVX2 copy of fdl_block). Loops over plain floats with the
        same shape were left scalar or spilled to the stack by the compiler: a
        float sum may not be reassociated without -ffast-math. Unaligned loads
        (aligned(4)); other compilers take the scalar loops. */
@@ -135,15 +136,6 @@ cdef extern from *:
         }
     }
 
-    /* x86-64 wheels are built for the baseline (SSE2); the block below is the whole
-       hot loop, so GCC compiles it twice and picks the AVX2+FMA copy at load time
-       where the CPU has it (function multi-versioning, an ifunc on glibc). */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-        #define FDL_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-    #else
-        #define FDL_CLONES
-    #endif
-
     /* The most context words (2 * window) and targets a block takes at once;
        larger windows or longer Huffman codes are cut into several blocks. */
     #define FDL_BLOCK_MAX 64
@@ -154,11 +146,12 @@ cdef extern from *:
        scratch. Every gradient is computed from the rows as they were on entry,
        then both sides are updated. Returns the block's summed loss
        -log sigmoid(+-dot). */
-    FDL_CLONES
-    static double fdl_block(float *syn0, float *out, int dim,
-                            const int32_t *ctx, int n_ctx,
-                            const int32_t *tgt, const float *lab, int n_t,
-                            float alpha, float *restrict g, float *restrict delta) {
+    DLK_ALWAYS_INLINE
+    double fdl_block_body(int fused, float *syn0, float *out, int dim,
+                          const int32_t *ctx, int n_ctx,
+                          const int32_t *tgt, const float *lab, int n_t,
+                          float alpha, float *restrict g, float *restrict delta) {
+        (void)fused;  /* the vector arithmetic needs no DLK_MADD: -ffp-contract=fast fuses it */
         const float *in_rows[FDL_BLOCK_MAX], *out_rows[FDL_BLOCK_MAX];
         double loss = 0.0;
         for (int j = 0; j < n_ctx; j++) in_rows[j] = syn0 + (int64_t)ctx[j] * dim;
@@ -185,6 +178,14 @@ cdef extern from *:
         }
         return loss;
     }
+
+    /* x86-64 wheels are built for the baseline (SSE2); the block is the whole hot
+       loop, so it is compiled twice and the AVX2+FMA copy runs where the CPU has it. */
+    DLK_DISPATCH(double, fdl_block,
+                 (float *syn0, float *out, int dim, const int32_t *ctx, int n_ctx,
+                  const int32_t *tgt, const float *lab, int n_t, float alpha,
+                  float *restrict g, float *restrict delta),
+                 syn0, out, dim, ctx, n_ctx, tgt, lab, n_t, alpha, g, delta)
     """
     void init_tables "fdl_init_tables"() noexcept nogil
     double block "fdl_block"(float *syn0, float *out, int dim, const int32_t *ctx, int n_ctx,
@@ -193,6 +194,8 @@ cdef extern from *:
     int BLOCK_MAX "FDL_BLOCK_MAX"
 
 init_tables()
+# Whether fdl_block runs its AVX2+FMA copy (checked once, here at import).
+AVX2 = bool(dlk_cpu_avx2_fma())
 
 
 cdef struct Model:

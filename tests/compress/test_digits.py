@@ -1,7 +1,8 @@
 """The claims of the issues on a digits MLP of LeNet-300-100's shape, every byte of the
 file counted, accuracy on the held-out 30%:
 
-* the demo's fixed schedule (90% pruned, 4-bit weights and biases): >= 30x, within 0.5 points;
+* the demo's fixed schedule (90% pruned, 4-bit weights and biases): >= 30x, within 0.5 points
+  on the mean over seeds 0-9;
 * issue 19: bit allocation by measured sensitivity, >= 40x at 5-bit weights and >= 45x at
   4-bit weights, each within 0.5 points of the uncompressed model, seeds 0-2.
 """
@@ -16,20 +17,32 @@ from dlkernels.demo import digits_compression, digits_to_size  # noqa: E402
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_thirty_times_smaller_same_accuracy(seed, one_thread, tmp_path):
-    path = tmp_path / "digits.fdlz"
-    res = digits_compression(torch, seed, path=path)
-    assert res["data"] == "scikit-learn's digits"
-    assert res["float32_bytes"] == 4 * 50610
-    assert res["bytes"] == path.stat().st_size
-    assert res["ratio"] >= 30, res["report"]
-    assert res["final"] >= res["base"] - 0.005, (res["base"], res["final"])
-    # The file alone gives the same predictions.
-    Xte, yte = res["test"]
-    loaded = load_compressed(path)
-    with torch.no_grad():
-        assert torch.equal(loaded(Xte), res["model"](Xte))
+def test_thirty_times_smaller_same_accuracy(one_thread, tmp_path):
+    # The test split holds 539 digits, and the compressed and uncompressed models
+    # disagree on about 9 of them (5 to 16 in seeds 0-11), so one seed's accuracy
+    # difference has a standard deviation of about 3 digits, 0.56 points: a
+    # 0.5-point bound on one seed failed a pipeline that loses nothing in a quarter
+    # of seeds (seeds 0, 5, 9 of 0-11; over the twelve, 58 digits gained and 53
+    # lost). The bound is kept and checked on the mean over ten seeds (ten splits
+    # and trainings), whose standard deviation is about 0.19 points (3.2 digits
+    # per seed measured over seeds 0-11): 0.5 points is 2.6 of them, a false
+    # alarm for a lossless pipeline about once in 200 runs (normal approximation).
+    seeds = range(10)
+    losses = []
+    for seed in seeds:
+        path = tmp_path / f"digits-{seed}.fdlz"
+        res = digits_compression(torch, seed, path=path)
+        assert res["data"] == "scikit-learn's digits"
+        assert res["float32_bytes"] == 4 * 50610
+        assert res["bytes"] == path.stat().st_size
+        assert res["ratio"] >= 30, (seed, res["report"])
+        # The file alone gives the same predictions.
+        Xte, _ = res["test"]
+        loaded = load_compressed(path)
+        with torch.no_grad():
+            assert torch.equal(loaded(Xte), res["model"](Xte)), seed
+        losses.append(res["base"] - res["final"])
+    assert sum(losses) / len(seeds) <= 0.005, losses
 
 
 @pytest.mark.slow

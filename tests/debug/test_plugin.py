@@ -34,7 +34,7 @@ def test_plugin_and_demo_without_torch(run_python):
     assert lines == [
         "imported False",
         'ImportError: dlkernels.debug needs torch: pip install "dlkernels[torch]"',
-        "debug: skipped, torch is not installed (pip install 'dlkernels[torch]')",
+        'debug: skipped, torch is not installed (pip install "dlkernels[torch]")',
     ]
 
 

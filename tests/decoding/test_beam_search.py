@@ -1,5 +1,6 @@
 """beam_search: exhaustive search when the beam holds everything, greedy at width 1, state reordering."""
 
+import inspect
 import itertools
 import math
 from collections import namedtuple
@@ -168,6 +169,16 @@ def test_cuda():
     out = beam_search(lambda tok, s: (table[tok[:, -1]], s), torch.zeros(2, 1, device="cuda"),
                       2, 3, 4, bos_id=1, eos_id=4)
     assert out.sequences.device.type == "cuda"
+
+
+def test_options_are_keyword_only():
+    # The model, its state, the search's sizes and its two token ids by position;
+    # scoring and output options by name.
+    params = inspect.signature(beam_search).parameters
+    assert [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD] == [
+        "step_fn", "init_state", "batch_size", "beam_size", "max_length", "bos_id", "eos_id"]
+    with pytest.raises(TypeError):
+        beam_search(lambda t, s: (torch.zeros(t.shape[0], 4), s), None, 1, 1, 1, 0, 1, 1.0)
 
 
 class TestBadInput:

@@ -1,6 +1,7 @@
 """Distiller: teacher frozen, accumulation, checkpoints, callbacks, torchrun, digits."""
 
 import copy
+import inspect
 import textwrap
 
 import pytest
@@ -33,7 +34,7 @@ def test_teacher_frozen_and_student_learns():
 
     def total():
         with torch.no_grad():
-            return sum(float(distillation_loss(student(x), teacher.eval()(x), None, 2.0))
+            return sum(float(distillation_loss(student(x), teacher.eval()(x), temperature=2.0))
                        for x, _ in batches)
 
     start = total()
@@ -65,7 +66,7 @@ def test_accumulation_equals_big_batch():
 
 def test_checkpoint_resume_matches_uninterrupted(tmp_path):
     batches = data(4)
-    sched = TemperatureSchedule(6.0, 1.0, total=8, kind="cosine")
+    sched = TemperatureSchedule(6.0, end=1.0, total=8, kind="cosine")
 
     def fresh():
         teacher, student = models(2)
@@ -88,7 +89,7 @@ def test_checkpoint_resume_matches_uninterrupted(tmp_path):
 def test_callbacks_schedule_and_history():
     seen = []
     teacher, student = models()
-    sched = TemperatureSchedule(4.0, 1.0, total=2, kind="linear", per="epoch")
+    sched = TemperatureSchedule(4.0, end=1.0, total=2, kind="linear", per="epoch")
     d = Distiller(teacher, student, torch.optim.SGD(student.parameters(), lr=0.1), schedule=sched,
                   callbacks=[lambda dist, m: seen.append(m)])
     history = d.fit(data(3), epochs=3)
@@ -102,6 +103,15 @@ def test_amp_cpu_and_unlabelled_batches():
     d = Distiller(teacher, student, torch.optim.SGD(student.parameters(), lr=0.1), amp=True)
     d.fit([x for x, _ in data(2)])
     assert d.step == 2
+
+
+def test_options_are_keyword_only():
+    kinds = {n: p.kind for n, p in inspect.signature(Distiller).parameters.items()}
+    assert [n for n, k in kinds.items() if k is inspect.Parameter.POSITIONAL_OR_KEYWORD] == [
+        "teacher", "student", "optimizer"]
+    kinds = {n: p.kind for n, p in inspect.signature(Distiller.fit).parameters.items()}
+    assert [n for n, k in kinds.items() if k is inspect.Parameter.POSITIONAL_OR_KEYWORD] == [
+        "self", "batches"]
 
 
 def test_bad_arguments():
@@ -118,7 +128,7 @@ def test_bad_arguments():
     d = Distiller(teacher, student, opt)
     with pytest.raises(IndexError, match="target must lie in"):
         d.train_step((torch.randn(2, 6), torch.tensor([0, 9])))
-    with pytest.raises(ValueError, match="student_logits must be finite"):
+    with pytest.raises(ValueError, match="input must be finite"):
         d.train_step((torch.full((2, 6), float("nan")), torch.tensor([0, 1])))
 
 

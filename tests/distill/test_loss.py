@@ -1,5 +1,6 @@
 """distillation_loss and TemperatureSchedule: the formula, its limits, bad input."""
 
+import inspect
 import math
 
 import pytest
@@ -33,11 +34,12 @@ def test_formula(T, alpha):
     t = torch.randn(7, 5, generator=g, dtype=torch.float64) * 3
     y = torch.randint(0, 5, (7,), generator=g)
     want = reference(s, t, y, T, alpha)
-    torch.testing.assert_close(distillation_loss(s, t, y, T, alpha, reduction="none"), want)
-    torch.testing.assert_close(distillation_loss(s, t, y, T, alpha), want.mean())
-    torch.testing.assert_close(distillation_loss(s, t, y, T, alpha, reduction="sum"), want.sum())
+    kw = {"temperature": T, "alpha": alpha}
+    torch.testing.assert_close(distillation_loss(s, t, y, **kw, reduction="none"), want)
+    torch.testing.assert_close(distillation_loss(s, t, y, **kw), want.mean())
+    torch.testing.assert_close(distillation_loss(s, t, y, **kw, reduction="sum"), want.sum())
     # No target: the scaled KL term alone, whatever alpha is.
-    torch.testing.assert_close(distillation_loss(s, t, None, T, alpha),
+    torch.testing.assert_close(distillation_loss(s, t, None, **kw),
                                reference(s, t, None, T, alpha).mean())
 
 
@@ -71,7 +73,7 @@ def test_leading_dims_and_float32():
 
 @pytest.mark.parametrize("call, exc, msg", [
     (lambda s, t, y: distillation_loss(s, t[:, :4], y), ValueError,
-     r"student_logits and teacher_logits must have the same shape, got \(4, 5\) and \(4, 4\)"),
+     r"input and teacher_logits must have the same shape, got \(4, 5\) and \(4, 4\)"),
     (lambda s, t, y: distillation_loss(s, t, y, temperature=0), ValueError,
      "temperature must be a finite number > 0, got 0"),
     (lambda s, t, y: distillation_loss(s, t, y, temperature=-1.0), ValueError, "temperature"),
@@ -80,7 +82,7 @@ def test_leading_dims_and_float32():
      r"target must lie in \[0, 5\), got 5 at position 2"),
     (lambda s, t, y: distillation_loss(s, t, y[:3]), ValueError, "target must have shape"),
     (lambda s, t, y: distillation_loss(s.index_fill(1, torch.tensor([2]), math.nan), t, y),
-     ValueError, "student_logits must be finite, got nan"),
+     ValueError, "input must be finite, got nan"),
     (lambda s, t, y: distillation_loss(s, t.index_fill(0, torch.tensor([3]), math.inf), y),
      ValueError, "teacher_logits must be finite, got inf at index"),
     (lambda s, t, y: distillation_loss(s, t.long(), y), TypeError, "teacher_logits must be a floating"),
@@ -93,17 +95,32 @@ def test_bad_input(call, exc, msg):
         call(s, t, y)
 
 
+def positional(fn):
+    """Names that may be passed by position (the rest are keyword-only)."""
+    return [n for n, p in inspect.signature(fn).parameters.items()
+            if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+
+def test_options_are_keyword_only():
+    # The data (the student's logits as torch losses name their input, the
+    # teacher's, the labels) by position; temperature, alpha, reduction by name.
+    assert positional(distillation_loss) == ["input", "teacher_logits", "target"]
+    assert positional(TemperatureSchedule) == ["start"]
+    with pytest.raises(TypeError):
+        distillation_loss(torch.zeros(2, 3), torch.zeros(2, 3), None, 2.0)
+
+
 class TestSchedule:
     def test_kinds(self):
         assert [TemperatureSchedule(3.0)(s) for s in (0, 5, 100)] == [3.0, 3.0, 3.0]
-        lin = TemperatureSchedule(8.0, 2.0, total=4, kind="linear")
+        lin = TemperatureSchedule(8.0, end=2.0, total=4, kind="linear")
         assert [lin(s) for s in range(6)] == [8.0, 6.5, 5.0, 3.5, 2.0, 2.0]
-        cos = TemperatureSchedule(8.0, 2.0, total=10, kind="cosine")
+        cos = TemperatureSchedule(8.0, end=2.0, total=10, kind="cosine")
         values = [cos(s) for s in range(12)]
         assert values[0] == 8.0 and values[10] == pytest.approx(2.0) and values[11] == values[10]
         assert values[5] == pytest.approx(5.0)
         assert all(a > b for a, b in zip(values[:10], values[1:11]))
-        exp = TemperatureSchedule(8.0, 2.0, total=2, kind="exponential")
+        exp = TemperatureSchedule(8.0, end=2.0, total=2, kind="exponential")
         assert [exp(0), exp(1), exp(2)] == pytest.approx([8.0, 4.0, 2.0])
 
     @pytest.mark.parametrize("kw, msg", [

@@ -6,11 +6,22 @@ pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="session")
-def cluster():
+def new_cluster():
+    """Makes a two-process loopback LocalCluster. Its scheduler's HTTP server takes a
+    free port: on the default 8787, a cluster running elsewhere on the machine makes
+    distributed warn (an error here) that the port is taken."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    def make():
+        return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            dashboard_address=None,
+                            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+    return make
+
+
+@pytest.fixture(scope="session")
+def cluster(new_cluster):
+    with new_cluster() as cluster:
         yield cluster
 
 

@@ -21,12 +21,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def own_client():
+def own_client(new_cluster):
     # A cluster of its own: this test kills one of its workers.
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with new_cluster() as cluster, Client(cluster) as client:
         yield client
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dlkernels.embed import SkipGram
-from dlkernels.embed import _corpus
+from dlkernels.embed import _corpus, _skipgram
 from dlkernels.embed._synthetic import sbm_adjacency, uniform_walks
 
 # Small but clearly separable: 5 blocks of 60 nodes, expected degree 12 inside
@@ -397,3 +397,18 @@ def test_as_good_as_gensim_on_larger_sbm():
                                   window=5, negative=5, sg=1, min_count=1, workers=2, seed=0)
     theirs = np.array([peer.wv[str(i)] for i in range(1000)])
     assert block_accuracy(ours.vectors, blocks) >= block_accuracy(theirs, blocks) - 0.01
+
+
+@pytest.mark.skipif(not _skipgram.AVX2, reason="the stored bits are those of the AVX2+FMA copy")
+@pytest.mark.parametrize("mode, kw", [("ns", {"n_negatives": 3, "hs": False}),
+                                      ("hs", {"n_negatives": 0, "hs": True}),
+                                      ("both", {"n_negatives": 2, "hs": True})])
+def test_block_bits_unchanged(mode, kw):
+    # Vectors trained by the block when GCC's target_clones picked its AVX2 copy
+    # (commit 62a733c); the shared CPU dispatch must give the same bits. dim 44
+    # runs the 32-lane loops, the 8-lane loops and a scalar tail.
+    stored = np.load(Path(__file__).parent / "data" / "skipgram_block_bits.npz")
+    model = SkipGram(dim=44, window=3, sample=0, epochs=2, rng=7, n_threads=1,
+                     **kw).fit(stored["walks"])
+    np.testing.assert_array_equal(model.vectors, stored[f"{mode}_vectors"])
+    np.testing.assert_array_equal(model.loss_history, stored[f"{mode}_loss"])

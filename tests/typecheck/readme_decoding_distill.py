@@ -27,6 +27,6 @@ loss = distillation_loss(student(x), teacher(x), labels, temperature=4.0, alpha=
 loss.backward()
 loader = [(x[i:i + 16], labels[i:i + 16]) for i in range(0, 64, 16)]
 distiller = Distiller(teacher, student, torch.optim.SGD(student.parameters(), lr=0.1),
-                      schedule=TemperatureSchedule(4.0, 1.0, total=8, kind="linear"))
+                      schedule=TemperatureSchedule(4.0, end=1.0, total=8, kind="linear"))
 history: list[dict[str, Any]] = distiller.fit(loader, epochs=2)
 print(best.shape, loss.item(), len(history), distiller.evaluate(loader)["accuracy"])
