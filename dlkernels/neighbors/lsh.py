@@ -9,10 +9,11 @@ import numbers
 import numpy as np
 
 from dlkernels._lib.arrays import is_tensor, like_input
+from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.random import check_rng
 from dlkernels._lib.threads import check_n_threads
-from dlkernels._lib.validation import as_array, check_choice, check_count, check_real
+from dlkernels._lib.validation import as_array, check_alloc, check_choice, check_count, check_real
 from dlkernels.neighbors import _lsh
 
 __all__ = ["LSHIndex"]
@@ -20,6 +21,8 @@ __all__ = ["LSHIndex"]
 METRICS = ("cosine", "l2")
 # The kernel's 16-bit query sketch needs dim * qmax * 255 < 2**31 with qmax >= 2.
 MAX_DIM = 2**22
+# Far beyond any useful index; keeps the hash functions' allocation sane.
+MAX_TABLES = 2**16
 DTYPES = {"float32": np.float32, "float64": np.float64}
 # A new run is merged into the one before it while it is at least 1/MERGE_RATIO
 # of that one's size: at most about log_4(n) runs, each point merged O(log n) times.
@@ -112,14 +115,15 @@ class LSHIndex:
     [0, 1]
     """
 
-    def __init__(self, dim: int, metric: str = "cosine", n_tables: int = 16, n_bits: int = 12,
+    def __init__(self, dim: int, *, metric: str = "cosine", n_tables: int = 16, n_bits: int = 12,
                  bucket_width="auto", dtype="float32", rng=None):
         dim = _check_int(dim, "dim", 1, MAX_DIM)
         if not isinstance(metric, str):
             raise TypeError(f"metric must be a str, one of {METRICS}, got {type(metric).__name__}")
         check_choice(metric, "metric", METRICS)
-        n_tables = _check_int(n_tables, "n_tables", 1)
+        n_tables = _check_int(n_tables, "n_tables", 1, MAX_TABLES)
         n_bits = _check_int(n_bits, "n_bits", 1, 64)
+        check_alloc(n_tables * n_bits * dim, 8, "n_tables")
         width = None
         if bucket_width is None or (isinstance(bucket_width, str) and bucket_width == "auto"):
             width = None
@@ -213,11 +217,13 @@ class LSHIndex:
         return self._n_alive
 
     @property
+    @reads
     def ids(self) -> np.ndarray:
         """Ids of the stored vectors, in the order they were added (a copy)."""
         return self._row_ids[:self._n_rows][self._alive[:self._n_rows].astype(bool)]
 
     @property
+    @reads
     def vectors(self) -> np.ndarray:
         """The stored vectors, row ``i`` for ``ids[i]`` (a copy, in :attr:`dtype`)."""
         return self._vectors[:self._n_rows][self._alive[:self._n_rows].astype(bool)]
@@ -267,7 +273,8 @@ class LSHIndex:
                         store_keys, out, n_threads)
         return out
 
-    def hash(self, X, n_threads: int | None = None):
+    @reads
+    def hash(self, X, *, n_threads: int | None = None):
         """The code of each vector in each table.
 
         Parameters
@@ -334,7 +341,8 @@ class LSHIndex:
         return _mix64_torch((slots * mult).sum(dim=2))
 
     # -- adding and removing ---------------------------------------------------------------------
-    def add(self, X, ids=None, n_threads: int | None = None) -> None:
+    @writes
+    def add(self, X, *, ids=None, n_threads: int | None = None) -> None:
         """Store vectors (at any time; earlier ids are unaffected).
 
         Parameters
@@ -501,6 +509,7 @@ class LSHIndex:
                                dirs[t, offsets[r]:offsets[r + 1]])
         self._dir_bits, self._dir_offsets, self._dirs = bits, offsets, dirs
 
+    @writes
     def remove(self, ids) -> None:
         """Remove the vectors with these ids.
 
@@ -560,20 +569,21 @@ class LSHIndex:
                 self._dirs, self._alive, self._mult, self._row_ids, self._inv_norms, self._sketch,
                 self._planes, self._shifts, self._width or 1.0, pos, off, self._l2)
 
-    def _query_args(self, Q, n_probes, n_threads):
-        points = self._points(Q, "Q", allow_empty=True)
+    def _query_args(self, X, n_probes, n_threads):
+        points = self._points(X, "X", allow_empty=True)
         n_probes = check_count(n_probes, "n_probes")
         if n_probes > MAX_PROBES:
             raise ValueError(f"n_probes must be at most {MAX_PROBES}, got {n_probes}")
         n_threads = check_n_threads(n_threads)
         return points, n_probes, n_threads
 
-    def query(self, Q, k: int = 10, n_probes: int = 16, n_threads: int | None = None):
+    @reads
+    def query(self, X, k: int = 10, *, n_probes: int = 16, n_threads: int | None = None):
         """The ``k`` nearest stored vectors among each query's candidates.
 
         Parameters
         ----------
-        Q : array-like or torch.Tensor, shape (m, dim)
+        X : array-like or torch.Tensor, shape (m, dim)
             Finite queries (non-zero for ``metric="cosine"``), rounded to
             :attr:`dtype` like the stored vectors.
         k : int, default 10
@@ -600,8 +610,9 @@ class LSHIndex:
             On a bad argument (named in the message).
         """
         k = _check_int(k, "k", 1)
-        points, n_probes, n_threads = self._query_args(Q, n_probes, n_threads)
+        points, n_probes, n_threads = self._query_args(X, n_probes, n_threads)
         m = points.shape[0]
+        check_alloc(m * k, 16, "k")
         kk = min(k, self._n_alive)
         dist = np.full((m, k), np.inf, dtype=self._dtype)
         found = np.full((m, k), -1, dtype=np.int64)
@@ -611,14 +622,15 @@ class LSHIndex:
             _lsh.query(*self._tables(n_probes), self._vectors, points, n_probes * self._n_tables,
                        d_out, i_out, n_threads)
             dist[:, :kk], found[:, :kk] = d_out, i_out
-        return like_input(dist, Q), like_input(found, Q)
+        return like_input(dist, X), like_input(found, X)
 
-    def candidates(self, Q, n_probes: int = 16, n_threads: int | None = None):
+    @reads
+    def candidates(self, X, *, n_probes: int = 16, n_threads: int | None = None):
         """The ids found in the probed buckets of each query, before re-ranking.
 
         Parameters
         ----------
-        Q, n_probes, n_threads
+        X, n_probes, n_threads
             As in :meth:`query`.
 
         Returns
@@ -630,7 +642,7 @@ class LSHIndex:
             Query ``i``'s candidates are ``ids[offsets[i]:offsets[i + 1]]``;
             :func:`dlkernels.neighbors.split_csr` splits them into a list.
         """
-        points, n_probes, n_threads = self._query_args(Q, n_probes, n_threads)
+        points, n_probes, n_threads = self._query_args(X, n_probes, n_threads)
         m = points.shape[0]
         counts = np.zeros(m, dtype=np.int64)
         offsets = np.zeros(m + 1, dtype=np.int64)
@@ -643,7 +655,7 @@ class LSHIndex:
             flat = np.empty(int(offsets[-1]), dtype=np.int64)
             if flat.size:
                 _lsh.candidates(*args, counts, offsets, flat, n_threads)
-        return like_input(flat, Q), like_input(offsets, Q)
+        return like_input(flat, X), like_input(offsets, X)
 
     # -- persistence ------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -695,12 +707,16 @@ class LSHIndex:
             index._next_id = max(next_id, 0)
         return index
 
+    @reads
     def __getstate__(self) -> dict:
         return self._state()
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(LSHIndex._from_state(state).__dict__)
+        fresh = LSHIndex._from_state(state).__dict__
+        fresh.pop("_rwlock", None)  # this object keeps its own lock
+        self.__dict__.update(fresh)
 
+    @reads
     def save(self, path) -> None:
         """Write the index to an ``.npz`` file (loading it never runs code).
 
@@ -722,7 +738,7 @@ class LSHIndex:
             archive.expect(["dim", "metric", "n_tables", "n_bits", "bucket_width", "dtype",
                             "planes", "shifts", "mult", "vectors", "ids", "next_id"])
             dim = archive.scalar("dim", int, low=1, high=MAX_DIM)
-            n_tables = archive.scalar("n_tables", int, low=1, high=2**16)
+            n_tables = archive.scalar("n_tables", int, low=1, high=MAX_TABLES)
             n_bits = archive.scalar("n_bits", int, low=1, high=64)
             dtype = archive.scalar("dtype", str)
             if dtype not in DTYPES:

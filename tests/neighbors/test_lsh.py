@@ -107,6 +107,9 @@ class TestConstruction:
         ({"metric": "l1"}, ValueError, "metric"), ({"metric": 2}, TypeError, "metric"),
         ({"n_tables": 0}, ValueError, "n_tables"), ({"n_tables": 1.5}, TypeError, "n_tables"),
         ({"n_bits": 0}, ValueError, "n_bits"), ({"n_bits": 65}, ValueError, "n_bits"),
+        ({"n_tables": 2**40}, ValueError, "n_tables"), ({"n_tables": 2**70}, ValueError, "n_tables"),
+        ({"n_bits": 2**70}, ValueError, "n_bits"), ({"n_tables": 2**15, "dim": 2**22}, ValueError,
+                                                      "n_tables"),
         ({"metric": "l2", "bucket_width": 0.0}, ValueError, "bucket_width"),
         ({"metric": "l2", "bucket_width": -1}, ValueError, "bucket_width"),
         ({"metric": "l2", "bucket_width": np.nan}, ValueError, "bucket_width"),
@@ -395,7 +398,7 @@ class TestAddRemove:
         index.add(np.eye(3))
         assert_raises_unchanged(index, lambda: index.add([[1.0, 1, 1], [0, 0, 0]]), ValueError,
                                 "X has an all-zero row 1")
-        assert_raises_unchanged(index, lambda: index.query([[0.0, 0, 0]]), ValueError, "Q")
+        assert_raises_unchanged(index, lambda: index.query([[0.0, 0, 0]]), ValueError, "X has an all-zero row")
         assert index.hash([[0.0, 0, 0]])[0, 0] == 2**12 - 1  # all bits set, allowed here
 
     @pytest.mark.parametrize("ids, exc, name", [
@@ -412,14 +415,17 @@ class TestAddRemove:
         assert_raises_unchanged(index, lambda: index.remove(np.array(ids)), exc, name)
 
     @pytest.mark.parametrize("call, exc, name", [
-        (lambda ix: ix.query(np.ones((2, 3))), ValueError, "Q must have shape"),
+        (lambda ix: ix.query(np.ones((2, 3))), ValueError, "X must have shape"),
         (lambda ix: ix.query(np.ones((2, 4)), k=0), ValueError, "k must be"),
         (lambda ix: ix.query(np.ones((2, 4)), k=2.0), TypeError, "k must be"),
         (lambda ix: ix.query(np.ones((2, 4)), n_probes=-1), ValueError, "n_probes"),
         (lambda ix: ix.query(np.ones((2, 4)), n_probes=4097), ValueError, "n_probes"),
         (lambda ix: ix.query(np.ones((2, 4)), n_threads=0), ValueError, "n_threads"),
-        (lambda ix: ix.query([[np.nan, 1, 1, 1]]), ValueError, "Q must be finite"),
-        (lambda ix: ix.candidates(np.ones((2, 5))), ValueError, "Q must have shape"),
+        (lambda ix: ix.query(np.ones((2, 4)), k=2**62), ValueError, "k"),
+        (lambda ix: ix.query(np.ones((2, 4)), n_probes=2**63), ValueError, "n_probes"),
+        (lambda ix: ix.candidates(np.ones((2, 4)), n_probes=2**70), ValueError, "n_probes"),
+        (lambda ix: ix.query([[np.nan, 1, 1, 1]]), ValueError, "X must be finite"),
+        (lambda ix: ix.candidates(np.ones((2, 5))), ValueError, "X must have shape"),
         (lambda ix: ix.candidates(np.ones((2, 4)), n_probes=1.5), TypeError, "n_probes"),
         (lambda ix: ix.hash(np.ones((2, 5))), ValueError, "X must have shape"),
         (lambda ix: ix.hash([[np.inf, 1, 1, 1]]), ValueError, "X must be finite"),
@@ -428,6 +434,14 @@ class TestAddRemove:
         index = LSHIndex(4, metric="l2", n_tables=2, n_bits=3, rng=20)
         index.add(rng.standard_normal((30, 4)))
         assert_raises_unchanged(index, lambda: call(index), exc, name)
+
+    def test_huge_thread_counts_are_capped(self, rng):
+        index = LSHIndex(4, metric="l2", n_tables=2, n_bits=3, rng=20)
+        index.add(rng.standard_normal((30, 4)))
+        want = index.query(np.ones((2, 4)), k=3, n_threads=1)
+        for n_threads in (2**31, 2**63, 2**80):
+            np.testing.assert_equal(index.query(np.ones((2, 4)), k=3, n_threads=n_threads), want)
+            index.hash(np.ones((2, 4)), n_threads=n_threads)
 
     def test_auto_width(self, rng):
         index = LSHIndex(4, metric="l2", rng=21)

@@ -161,7 +161,7 @@ def test_bad_input_changes_nothing(X, metric, data):
     bad, exc = corrupt_points(data.draw, X[:3])
     which = data.draw(st.sampled_from(["add", "query", "candidates", "hash", "ids", "remove",
                                        "k", "n_probes"]))
-    name = {"add": "X", "query": "Q", "candidates": "Q", "hash": "X", "ids": "ids",
+    name = {"add": "X", "query": "X", "candidates": "X", "hash": "X", "ids": "ids",
             "remove": "ids", "k": "k", "n_probes": "n_probes"}[which]
     if which == "add":
         call = lambda: index.add(bad)  # noqa: E731
