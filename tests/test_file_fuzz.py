@@ -32,11 +32,13 @@ def _kdtree():
     return tree
 
 
-def _lsh():
-    index = LSHIndex(3, metric="l2", n_tables=4, n_bits=6, rng=0)
-    index.add(_POINTS)
-    index.remove([3, 5])
-    return index
+def _lsh(hashing):
+    def make():
+        index = LSHIndex(3, metric="l2", hashing=hashing, n_tables=2, n_bits=6, rng=0)
+        index.add(_POINTS)
+        index.remove([3, 5])
+        return index
+    return make
 
 
 def _per():
@@ -64,7 +66,8 @@ FORMATS = {
     "NegativeSampler": (lambda: NegativeSampler(_rng.integers(0, 9, 64)), NegativeSampler.load,
                         lambda o: o.probabilities),
     "KDTree": (_kdtree, KDTree.load, lambda o: o.query(_POINTS[:5], k=3)[1]),
-    "LSHIndex": (_lsh, LSHIndex.load, lambda o: o.vectors),
+    "LSHIndex": (_lsh("kmeans"), LSHIndex.load, lambda o: o.query(_POINTS[:5], k=3)),
+    "LSHIndex-random": (_lsh("random"), LSHIndex.load, lambda o: o.query(_POINTS[:5], k=3)),
     "Graph": (lambda: _GRAPH, Graph.load, lambda o: o.to_scipy().toarray()),
     "SkipGram": (_skipgram, SkipGram.load, lambda o: o.vectors),
     "Node2Vec": (_node2vec, Node2Vec.load, lambda o: o.vectors),

@@ -1,7 +1,7 @@
 """LSHIndex under the thread-safety contract, stressed with four threads.
 
 A writer swaps a batch of marker vectors in and out (``add`` with fixed ids,
-then ``remove``) while readers query, list candidates, hash and read the ids.
+then ``remove``, and now and then ``tune``) while readers query, list candidates, hash and read the ids.
 Each marker is a copy of a query point, so a reader sees either the whole
 batch (every query finds its marker at distance 0) or none of it; and every
 answer must be well formed: ascending distances, known ids, each distance that
@@ -33,6 +33,8 @@ def test_queries_never_see_half_a_write(concurrently, metric):
             index.add(QUERIES, ids=MARKER_IDS)
         else:
             index.remove(MARKER_IDS)
+        if i % 5 == 0:      # the query settings are written under the lock too
+            index.tune(BASE[:20] + 0.01, k=3, target_recall=0.5)
         return True
 
     def query(i):
