@@ -24,46 +24,64 @@ cdef extern from *:
         #define DLK_LSH_CLONES
     #endif
 
-    /* out[j] = c_j . x for n rows c_j of dimension d. Each dot product is eight
-       partial sums combined in a fixed order; four rows go at once, so that four
-       independent chains of additions keep the SIMD units busy (a single chain
-       waits on the latency of every addition). */
+    /* out[j] = c_j . x for n rows c_j of dimension d: eight partial sums over the
+       first d - d % 8 terms, added pairwise in a fixed order, then the rest one by
+       one. Four rows go at once, so that four independent chains of additions keep
+       the SIMD units busy (one chain waits on the latency of every addition). */
+    #if defined(__GNUC__) || defined(__clang__)
+    typedef float dlk_v8 __attribute__((vector_size(32)));
+    static inline dlk_v8 dlk_load8(const float *p) {
+        dlk_v8 v;
+        __builtin_memcpy(&v, p, sizeof v);
+        return v;
+    }
+    #define DLK_ZERO8 ((dlk_v8){0, 0, 0, 0, 0, 0, 0, 0})
+    #define DLK_SUM8(a) ((((a)[0] + (a)[4]) + ((a)[1] + (a)[5])) \
+                         + (((a)[2] + (a)[6]) + ((a)[3] + (a)[7])))
+    #define DLK_MADD8(acc, c, x) ((acc) += dlk_load8(c) * dlk_load8(x))
+    #else
+    typedef struct { float v[8]; } dlk_v8;
+    static dlk_v8 dlk_zero8(void) { dlk_v8 z = {{0, 0, 0, 0, 0, 0, 0, 0}}; return z; }
+    #define DLK_ZERO8 dlk_zero8()
+    #define DLK_SUM8(a) ((((a).v[0] + (a).v[4]) + ((a).v[1] + (a).v[5])) \
+                         + (((a).v[2] + (a).v[6]) + ((a).v[3] + (a).v[7])))
+    #define DLK_MADD8(acc, c, x) do { for (int l_ = 0; l_ < 8; l_++) \
+        (acc).v[l_] += (c)[l_] * (x)[l_]; } while (0)
+    #endif
+
     DLK_LSH_CLONES
     static void dlk_lsh_dots(const float *rows, int64_t n, const float *x, int64_t d,
                              float *out) {
+        const int64_t d8 = d - d % 8;
         int64_t j = 0;
         for (; j + 4 <= n; j += 4) {
             const float *c0 = rows + j * d, *c1 = c0 + d, *c2 = c1 + d, *c3 = c2 + d;
-            float a0[8] = {0}, a1[8] = {0}, a2[8] = {0}, a3[8] = {0};
-            int64_t i = 0;
-            for (; i + 8 <= d; i += 8) {
-                for (int l = 0; l < 8; l++) {
-                    float xi = x[i + l];
-                    a0[l] += c0[i + l] * xi;
-                    a1[l] += c1[i + l] * xi;
-                    a2[l] += c2[i + l] * xi;
-                    a3[l] += c3[i + l] * xi;
-                }
+            dlk_v8 a0 = DLK_ZERO8, a1 = DLK_ZERO8, a2 = DLK_ZERO8, a3 = DLK_ZERO8;
+            for (int64_t i = 0; i < d8; i += 8) {
+                DLK_MADD8(a0, c0 + i, x + i);
+                DLK_MADD8(a1, c1 + i, x + i);
+                DLK_MADD8(a2, c2 + i, x + i);
+                DLK_MADD8(a3, c3 + i, x + i);
             }
-            for (; i < d; i++) {
-                a0[0] += c0[i] * x[i];
-                a1[0] += c1[i] * x[i];
-                a2[0] += c2[i] * x[i];
-                a3[0] += c3[i] * x[i];
+            float s0 = DLK_SUM8(a0), s1 = DLK_SUM8(a1), s2 = DLK_SUM8(a2), s3 = DLK_SUM8(a3);
+            for (int64_t i = d8; i < d; i++) {
+                s0 += c0[i] * x[i];
+                s1 += c1[i] * x[i];
+                s2 += c2[i] * x[i];
+                s3 += c3[i] * x[i];
             }
-            out[j] = ((a0[0] + a0[4]) + (a0[1] + a0[5])) + ((a0[2] + a0[6]) + (a0[3] + a0[7]));
-            out[j + 1] = ((a1[0] + a1[4]) + (a1[1] + a1[5])) + ((a1[2] + a1[6]) + (a1[3] + a1[7]));
-            out[j + 2] = ((a2[0] + a2[4]) + (a2[1] + a2[5])) + ((a2[2] + a2[6]) + (a2[3] + a2[7]));
-            out[j + 3] = ((a3[0] + a3[4]) + (a3[1] + a3[5])) + ((a3[2] + a3[6]) + (a3[3] + a3[7]));
+            out[j] = s0;
+            out[j + 1] = s1;
+            out[j + 2] = s2;
+            out[j + 3] = s3;
         }
         for (; j < n; j++) {
             const float *c = rows + j * d;
-            float a[8] = {0};
-            int64_t i = 0;
-            for (; i + 8 <= d; i += 8)
-                for (int l = 0; l < 8; l++) a[l] += c[i + l] * x[i + l];
-            for (; i < d; i++) a[0] += c[i] * x[i];
-            out[j] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+            dlk_v8 a = DLK_ZERO8;
+            for (int64_t i = 0; i < d8; i += 8) DLK_MADD8(a, c + i, x + i);
+            float sum = DLK_SUM8(a);
+            for (int64_t i = d8; i < d; i++) sum += c[i] * x[i];
+            out[j] = sum;
         }
     }
 

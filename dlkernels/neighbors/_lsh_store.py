@@ -90,19 +90,21 @@ class BucketStore:
         b, a = points.shape[0], self.n_rows
         self._reserve(a + b)
         c = a + b
-        self.vectors[a:c] = points
+        # The new run goes in already ordered by table 0's key (then insertion order).
+        order = np.argsort(keys[:, 0], kind="stable")
+        np.take(points, order, axis=0, out=self.vectors[a:c])
         mean, basis, normalize = self.sketch_basis
-        _lsh_hash.sketch(points, mean, basis, normalize, self.sketch[a:c], n_threads)
+        _lsh_hash.sketch(self.vectors[a:c], mean, basis, normalize, self.sketch[a:c], n_threads)
         if self.l2:
             self.inv_norms[a:c] = 0.0
         else:
-            p64 = points.astype(np.float64)
+            p64 = self.vectors[a:c].astype(np.float64)
             self.inv_norms[a:c] = 1.0 / np.sqrt(np.einsum("ij,ij->i", p64, p64))
-        self.row_ids[a:c] = ids
-        self.seq[a:c] = np.arange(self.next_seq, self.next_seq + b)
+        self.row_ids[a:c] = ids[order]
+        self.seq[a:c] = self.next_seq + order
         self.next_seq += b
         self.alive[a:c] = 1
-        self.row_keys[a:c] = keys
+        self.row_keys[a:c] = keys[order]
         self.n_rows, self.n_alive = c, self.n_alive + b
         starts = list(self.run_starts)
         first_changed = len(starts) - 1
@@ -140,7 +142,7 @@ class BucketStore:
         cap = self.vectors.shape[0]
         if need <= cap:
             return
-        cap = max(need, 2 * cap, 16)
+        cap = max(need, cap + cap // 2, 16)   # 1.5x: amortised O(1) copies per row
         n = self.n_rows
 
         def grown(arr, axis_last=False):
@@ -173,10 +175,11 @@ class BucketStore:
             # The merged runs are each sorted by (key, insertion order) and follow
             # each other in insertion order: a stable sort merges them in linear time.
             order = np.argsort(self.row_keys[a:c, 0], kind="stable")
-            for name in ("vectors", "sketch", "inv_norms", "row_ids", "seq", "alive",
-                         "row_keys"):
-                arr = getattr(self, name)
-                arr[a:c] = arr[a:c][order]
+            if (np.diff(order) != 1).any():     # a lone new run is in order already
+                for name in ("vectors", "sketch", "inv_norms", "row_ids", "seq", "alive",
+                             "row_keys"):
+                    arr = getattr(self, name)
+                    arr[a:c] = arr[a:c][order]
             for t in range(self.n_tables):
                 order = np.arange(c - a) if t == 0 else \
                     np.argsort(self.row_keys[a:c, t], kind="stable")
