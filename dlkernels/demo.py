@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
+import types
 from collections import Counter
+from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +110,7 @@ def demo_torch_layer(rng: np.random.Generator) -> None:
             loss_fn().backward()
         return run
 
-    _, t_hs = _timed(step(lambda: hs(x, y).mean(), hs))
+    _, t_hs = _timed(step(lambda: hs(x, y), hs))
     _, t_lin = _timed(step(lambda: F.cross_entropy(linear(x), y), linear))
     print(f"torch layer: hierarchical softmax over a {V}-word Zipf vocabulary (Huffman tree, "
           f"depth {hs.tree.max_length}): training step {t_hs * 1e3:.1f} ms vs "
@@ -304,9 +308,10 @@ def demo_debug(rng: np.random.Generator) -> None:
           f"changed, problems: {report.problems() or 'none'} (model and optimizer restored)")
 
 
-def digits_compression(torch, seed: int = 0, *, train_steps: int = 1500, tune_steps: int = 500,
-                       schedule=(0.5, 0.75, 0.9), bits: int = 4, bias_bits: int = 4,
-                       path=None) -> dict:
+def digits_compression(torch: types.ModuleType, seed: int = 0, *, train_steps: int = 1500,
+                       tune_steps: int = 500, schedule: Sequence[float] = (0.5, 0.75, 0.9),
+                       bits: int = 4, bias_bits: int = 4,
+                       path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Deep Compression of a 64-300-100-10 MLP (LeNet-300-100's shape) on digits.
 
     Train; prune by magnitude in the steps of ``schedule`` with fine-tuning after
@@ -315,41 +320,24 @@ def digits_compression(torch, seed: int = 0, *, train_steps: int = 1500, tune_st
     ``bench/compress_pipeline.py``. Uses scikit-learn's digits when installed,
     else a synthetic 64-feature 10-class set (``"data"`` says which).
     """
-    import os
     import tempfile
 
     from dlkernels.compress import compression_report, prune_magnitude, quantize, save_compressed
 
-    X, y, data = _digits_or_synthetic(seed)
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(X), generator=gen)
-    n_test = int(0.3 * len(X))
-    Xte, yte = X[order[:n_test]], y[order[:n_test]]
-    Xtr, ytr = X[order[n_test:]], y[order[n_test:]]
-    torch.manual_seed(seed)
-    sizes = (64, 300, 100, 10)
-    layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers[:-1])
+    model, (Xtr, ytr), (Xte, yte), data, gen = _digits_model(torch, seed)
 
     def accuracy():
         with torch.no_grad():
             return float((model(Xte).argmax(1) == yte).float().mean())
 
     def train(steps, lr):
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        for _ in range(steps):
-            idx = torch.randint(0, len(Xtr), (128,), generator=gen)
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx]).backward()
-            opt.step()
+        _train(torch, model, Xtr, ytr, gen, steps, lr)
 
     start = time.perf_counter()
     train(train_steps, 1e-3)
     base = accuracy()
-    for sparsity in schedule:
-        prune_magnitude(model, sparsity)
+    for amount in schedule:
+        prune_magnitude(model, amount)
         train(tune_steps, 1e-3)
     pruned = accuracy()
     quantize(model, bits=bits, bias_bits=bias_bits)
@@ -366,6 +354,67 @@ def digits_compression(torch, seed: int = 0, *, train_steps: int = 1500, tune_st
             "bytes": size, "float32_bytes": report.float32_bytes,
             "ratio": report.float32_bytes / size, "report": report, "model": model,
             "test": (Xte, yte), "seconds": time.perf_counter() - start}
+
+
+def _train(torch, model, X, y, gen, steps: int, lr: float) -> None:
+    """Adam on random batches of 128."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        idx = torch.randint(0, len(X), (128,), generator=gen)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+        opt.step()
+
+
+def _digits_model(torch, seed: int):
+    """The untrained 64-300-100-10 MLP, (train, test) splits, the data's name and a Generator."""
+    X, y, data = _digits_or_synthetic(seed)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(X), generator=gen)
+    n_test = int(0.3 * len(X))
+    torch.manual_seed(seed)
+    sizes = (64, 300, 100, 10)
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    return (model, (X[order[n_test:]], y[order[n_test:]]), (X[order[:n_test]], y[order[:n_test]]),
+            data, gen)
+
+
+def digits_to_size(torch: types.ModuleType, seed: int = 0, *, target_ratio: float = 40,
+                   bits: int | None = 5, train_steps: int = 1500, epochs: int = 60,
+                   path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The digits MLP trained as in :func:`digits_compression`, then compressed to
+    ``target_ratio`` by :func:`dlkernels.compress.compress_to_size` (each layer's pruned
+    share, and its bits when ``bits`` is None, chosen by measured sensitivity).
+    Shared by the slow test and ``bench/compress_pipeline.py``."""
+    import os
+    import tempfile
+
+    from dlkernels.compress import compress_to_size, compression_report, save_compressed
+
+    model, (Xtr, ytr), (Xte, yte), data, gen = _digits_model(torch, seed)
+
+    def accuracy():
+        with torch.no_grad():
+            return float((model(Xte).argmax(1) == yte).float().mean())
+
+    start = time.perf_counter()
+    _train(torch, model, Xtr, ytr, gen, train_steps, 1e-3)
+    base = accuracy()
+    perm = torch.randperm(len(Xtr), generator=gen)
+    batches = [(Xtr[perm[i:i + 128]], ytr[perm[i:i + 128]]) for i in range(0, len(Xtr), 128)]
+    result = compress_to_size(model, batches, eval_batches=[(Xtr, ytr)], target_ratio=target_ratio,
+                              bits=bits, epochs=epochs)
+    final = accuracy()
+    with tempfile.TemporaryDirectory() as tmp:
+        size = save_compressed(model, path if path is not None else os.path.join(tmp, "d.fdlz"))
+    report = compression_report(model)
+    return {"data": data, "base": base, "final": final, "bytes": size,
+            "float32_bytes": report.float32_bytes, "ratio": report.float32_bytes / size,
+            "allocation": result, "report": report, "model": model, "test": (Xte, yte),
+            "seconds": time.perf_counter() - start}
 
 
 def _digits_or_synthetic(seed: int):
@@ -433,7 +482,7 @@ def demo_node2vec(rng: np.random.Generator) -> None:
     graph = Graph.from_edges(src, dst)
     walks, walk_secs = _timed(lambda: random_walks(graph, walk_length=40, walks_per_node=10,
                                                    q=0.5, rng=rng), repeat=1)
-    model = SkipGram(dim=64, window=5, negative=5, epochs=2, rng=rng)
+    model = SkipGram(dim=64, window=5, n_negatives=5, epochs=2, rng=rng)
     _, fit_secs = _timed(lambda: model.fit(walks, vocab_size=n), repeat=1)
     # Nearest block centroid of the training half, scored on the other half
     # (numpy only; the tests use a logistic regression).

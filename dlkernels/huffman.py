@@ -28,18 +28,21 @@ Tie-breaking (deterministic)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
+from dlkernels._lib._entropy import ERR_END, ERR_NO_CODE, huffman_decode_canonical
+from dlkernels._lib.array_types import ArrayLike, IntArray, NDArray, Tensor
 from dlkernels._lib.validation import as_float_array, as_index_array, check_count
 
 __all__ = ["CodeTree", "huffman_tree", "balanced_tree", "code_lengths", "canonical_codes",
            "huffman_encode", "huffman_decode"]
 
-# Longest code the bit-packed coder handles: a code and the look-ahead window of
-# the decoder must fit in an int64. Reaching 58 bits needs more than 10**12
-# symbols (Fibonacci counts), far beyond any array that fits in memory.
+# Longest code the bit-packed coder handles (a code, shifted into place, must fit
+# in an int64); code_lengths limits its codes to it.
 MAX_CODE_LENGTH = 57
-_CHUNK = 1 << 20  # symbols (encoding) or bits (decoding) handled per vectorised pass
+_CHUNK = 1 << 20  # symbols handled per vectorised encoding pass
 
 
 class CodeTree:
@@ -73,7 +76,15 @@ class CodeTree:
     ``max_length`` reach about 1,500 for float64 counts.
     """
 
-    def __init__(self, children: np.ndarray, n_symbols: int):
+    n_symbols: int
+    children: IntArray
+    parent: IntArray
+    depth: IntArray
+    lengths: IntArray
+    paths: IntArray
+    bits: NDArray[np.int8]
+
+    def __init__(self, children: ArrayLike, n_symbols: int) -> None:
         self.n_symbols = int(n_symbols)
         self.children = np.ascontiguousarray(children, dtype=np.int64).reshape(-1, 2)
         self._derive()
@@ -114,7 +125,7 @@ class CodeTree:
         self.paths, self.bits = paths, bits
 
     @staticmethod
-    def _levels(internal_parent: np.ndarray):
+    def _levels(internal_parent: IntArray) -> Iterator[tuple[int, int]]:
         """(start, stop) of each level after the root, from breadth-first parents."""
         start = 1
         size = internal_parent.size
@@ -146,7 +157,7 @@ class CodeTree:
         """Every symbol's code, in symbol order."""
         return [self.code(s) for s in range(self.n_symbols)]
 
-    def expected_length(self, counts) -> float:
+    def expected_length(self, counts: ArrayLike | Tensor) -> float:
         """Mean code length under ``counts`` (``sum(counts * lengths) / sum(counts)``)."""
         counts = as_float_array(counts, "counts", nonnegative=True)
         if counts.shape != (self.n_symbols,):
@@ -156,18 +167,18 @@ class CodeTree:
             raise ValueError("counts must have at least one positive value, got all zeros")
         return float(counts @ self.lengths / total)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return (isinstance(other, CodeTree) and other.n_symbols == self.n_symbols
                 and np.array_equal(other.children, self.children))
 
     def __repr__(self) -> str:
         return f"CodeTree(n_symbols={self.n_symbols}, max_length={self.max_length})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[CodeTree], tuple[IntArray, int]]:
         return (CodeTree, (self.children, self.n_symbols))
 
 
-def huffman_tree(counts) -> CodeTree:
+def huffman_tree(counts: ArrayLike | Tensor) -> CodeTree:
     """The Huffman tree of ``counts``: an optimal prefix code (minimum expected length).
 
     Parameters
@@ -291,7 +302,7 @@ def balanced_tree(n_symbols: int) -> CodeTree:
 # the table a file stores; :func:`canonical_codes` rebuilds the codes from it.
 
 
-def code_lengths(counts) -> np.ndarray:
+def code_lengths(counts: ArrayLike, *, max_length: int = MAX_CODE_LENGTH) -> IntArray:
     """Huffman code length of each symbol of ``counts``; 0 for symbols that never occur.
 
     Unlike ``huffman_tree(counts).lengths``, absent symbols get no code at all,
@@ -303,10 +314,22 @@ def code_lengths(counts) -> np.ndarray:
     ----------
     counts : array-like, shape (n,)
         Finite non-negative frequencies; ``n >= 1``.
+    max_length : int, default 57
+        Longest code allowed, in 1..57 (57 is the most :func:`huffman_encode`
+        and :func:`huffman_decode` take). When the Huffman code is deeper
+        (skewed counts, e.g. a Fibonacci sequence), the optimal code among
+        those no longer than ``max_length`` is returned instead (package-merge,
+        Larmore and Hirschberg 1990).
 
     Returns
     -------
     numpy.ndarray of int64, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        If ``counts`` is invalid, or ``max_length`` is out of range or too
+        short for the number of present symbols (``2**max_length`` < that number).
 
     Examples
     --------
@@ -315,18 +338,61 @@ def code_lengths(counts) -> np.ndarray:
     [1, 0, 2, 2]
     >>> code_lengths([0, 7, 0]).tolist()
     [0, 1, 0]
+    >>> code_lengths([1, 1, 2, 4, 8], max_length=3).tolist()
+    [3, 3, 3, 3, 1]
     """
     counts = as_float_array(counts, "counts", nonnegative=True)
+    max_length = check_count(max_length, "max_length", minimum=1, maximum=MAX_CODE_LENGTH)
     lengths = np.zeros(counts.size, dtype=np.int64)
     present = np.flatnonzero(counts > 0)
+    if present.size > 2**min(max_length, 62):
+        raise ValueError(f"max_length={max_length} is too short for {present.size} symbols")
     if present.size == 1:
         lengths[present] = 1
     elif present.size > 1:
-        lengths[present] = huffman_tree(counts[present]).lengths
+        found = huffman_tree(counts[present]).lengths
+        if found.max() > max_length:
+            found = _package_merge(counts[present], max_length)
+        lengths[present] = found
     return lengths
 
 
-def _check_lengths(lengths) -> np.ndarray:
+def _package_merge(weights: NDArray[np.float64], max_length: int) -> IntArray:
+    """Optimal code lengths of at most ``max_length`` bits (package-merge).
+
+    Each symbol is a coin of face value ``2**-l`` for l = 1..max_length; the
+    cheapest set of coins worth ``n - 1`` gives the lengths: a symbol's length
+    is the number of its coins chosen. Packaging pairs coins of one level into
+    one of the level above; at each level the cheapest items are kept. Only
+    which items are leaves is needed to count the coins, so each level stores
+    its merged list as (is_leaf, symbol) in order.
+    """
+    n = weights.size
+    order = np.argsort(weights, kind="stable")
+    leaves = weights[order]
+    levels = []
+    packages = np.zeros(0)
+    for _ in range(max_length):     # from the deepest level up
+        merged_w = np.concatenate([leaves, packages])
+        is_leaf = np.concatenate([np.ones(n, bool), np.zeros(packages.size, bool)])
+        ids = np.concatenate([np.arange(n), np.full(packages.size, -1)])
+        rank = np.argsort(merged_w, kind="stable")  # leaves before packages of equal weight
+        merged_w, is_leaf, ids = merged_w[rank], is_leaf[rank], ids[rank]
+        levels.append((is_leaf, ids))
+        pairs = merged_w.size // 2
+        packages = merged_w[:2 * pairs].reshape(pairs, 2).sum(axis=1)
+    lengths = np.zeros(n, dtype=np.int64)
+    take = 2 * n - 2  # items chosen at the top level (face value 1/2 each)
+    for is_leaf, ids in reversed(levels):
+        chosen = is_leaf[:take]
+        lengths[ids[:take][chosen]] += 1
+        take = 2 * int(take - chosen.sum())   # each chosen package opens into two items
+    out = np.empty(n, dtype=np.int64)
+    out[order] = lengths
+    return out
+
+
+def _check_lengths(lengths: ArrayLike) -> IntArray:
     lengths = np.asarray(lengths)
     if lengths.ndim != 1 or lengths.size == 0:
         raise ValueError(f"lengths must be a non-empty 1-dimensional array, got shape {lengths.shape}")
@@ -345,7 +411,7 @@ def _check_lengths(lengths) -> np.ndarray:
     return lengths
 
 
-def canonical_codes(lengths) -> np.ndarray:
+def canonical_codes(lengths: ArrayLike) -> IntArray:
     """The canonical prefix code with the given code lengths.
 
     Symbols are ordered by (length, symbol) and take consecutive code values,
@@ -378,7 +444,7 @@ def canonical_codes(lengths) -> np.ndarray:
     return _canonical(lengths)
 
 
-def _canonical(lengths: np.ndarray) -> np.ndarray:
+def _canonical(lengths: IntArray) -> IntArray:
     codes = np.zeros(lengths.size, dtype=np.int64)
     order = np.lexsort((np.arange(lengths.size), lengths))
     order = order[lengths[order] > 0]
@@ -398,7 +464,7 @@ def _canonical(lengths: np.ndarray) -> np.ndarray:
     return codes
 
 
-def huffman_encode(symbols, lengths) -> tuple[np.ndarray, int]:
+def huffman_encode(symbols: ArrayLike, lengths: ArrayLike) -> tuple[NDArray[np.uint8], int]:
     """Bit-pack ``symbols`` with the canonical code of ``lengths``.
 
     Parameters
@@ -456,13 +522,11 @@ def huffman_encode(symbols, lengths) -> tuple[np.ndarray, int]:
     return np.packbits(flat), int(flat.size)
 
 
-def huffman_decode(data, n_bits: int, lengths, count: int) -> np.ndarray:
+def huffman_decode(data: ArrayLike, n_bits: int, lengths: ArrayLike, count: int) -> IntArray:
     """Decode ``count`` symbols from a stream written by :func:`huffman_encode`.
 
-    Vectorised: the symbol that would start at every bit position is looked
-    up at once (canonical codes are ordered, so one ``searchsorted`` of the
-    look-ahead window finds its length); only following the chain of start
-    positions is sequential.
+    A compiled loop reads the stream bit by bit (the codes of one length are
+    consecutive integers in a canonical code, so each bit costs one comparison).
 
     Parameters
     ----------
@@ -501,44 +565,21 @@ def huffman_decode(data, n_bits: int, lengths, count: int) -> np.ndarray:
         if n_bits:
             raise ValueError(f"corrupt stream: {n_bits} bits left over after 0 symbols")
         return np.zeros(0, dtype=np.int64)
-    width = int(lengths.max())
-    # Canonical order: symbols sorted by (length, symbol); each code, left-aligned
-    # to `width`, is the first window value it covers, and these are increasing.
+    shortest = int(lengths[used].min())
+    if count > n_bits // shortest:
+        # Checked before the output is allocated: every symbol takes at least `shortest` bits.
+        raise ValueError(f"corrupt stream: {n_bits} bits cannot hold {count} symbols of "
+                         f"at least {shortest} bits")
+    # Canonical order: by (length, symbol); the decoder needs only the count of
+    # codes of each length and the symbols in that order.
     order = used[np.lexsort((used, lengths[used]))]
-    starts = _canonical(lengths)[order] << (width - lengths[order])
-    span = np.left_shift(1, width - lengths[order])
-    bits = np.unpackbits(data)[:n_bits]
-
-    def table_from(lo: int) -> tuple[list, list]:
-        """Symbol and code length starting at each bit of [lo, lo + chunk); -1: none."""
-        hi = min(lo + _CHUNK, n_bits)
-        padded = np.zeros(hi - lo + width, dtype=np.int64)
-        tail = bits[lo:hi + width]
-        padded[:tail.size] = tail
-        window = np.zeros(hi - lo, dtype=np.int64)
-        for j in range(width):  # the `width` bits starting at each position, as one int
-            window = (window << 1) | padded[j:j + hi - lo]
-        # An incomplete code (Kraft sum < 1) leaves windows that start no code: -1.
-        slot = np.maximum(np.searchsorted(starts, window, side="right") - 1, 0)
-        valid = (window >= starts[slot]) & (window < starts[slot] + span[slot])
-        return (np.where(valid, order[slot], -1).tolist(),
-                np.where(valid, lengths[order][slot], 0).tolist())
-
-    out = [0] * count
-    pos, base = 0, 0
-    sym_list, step_list = table_from(0)
-    for i in range(count):
-        if pos >= n_bits:
-            raise ValueError(f"corrupt stream: it ends after {i} of {count} symbols")
-        if pos - base >= _CHUNK:
-            base = pos
-            sym_list, step_list = table_from(base)
-        s = sym_list[pos - base]
-        if s < 0:
-            raise ValueError(f"corrupt stream: no code starts at bit {pos}")
-        out[i] = s
-        pos += step_list[pos - base]
-    if pos != n_bits:
-        what = "a code runs past its end" if pos > n_bits else f"{n_bits - pos} bits left over"
-        raise ValueError(f"corrupt stream: {what} after {count} symbols")
-    return np.asarray(out, dtype=np.int64)
+    per_length = np.bincount(lengths[used], minlength=int(lengths.max()) + 1).astype(np.int64)
+    out = np.empty(count, dtype=np.int64)
+    status = huffman_decode_canonical(np.ascontiguousarray(data), n_bits, per_length, order, out)
+    if status == ERR_END:
+        raise ValueError(f"corrupt stream: it ends before the last of {count} symbols")
+    if status == ERR_NO_CODE:
+        raise ValueError("corrupt stream: a bit pattern is no code")
+    if status != n_bits:
+        raise ValueError(f"corrupt stream: {n_bits - status} bits left over after {count} symbols")
+    return out

@@ -7,6 +7,7 @@ checkout, whose compiled modules are not built in place.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import dlkernels
@@ -64,15 +65,33 @@ numpydoc_xref_param_type = False
 numpydoc_use_plots = False
 
 # -- HTML ------------------------------------------------------------------------
-html_theme = "alabaster"
+# The theme of numpy, scipy and pandas: wide code blocks, the same navigation.
+html_theme = "pydata_sphinx_theme"
 html_title = f"dlkernels {release}"
 html_theme_options = {
-    "description": "Fast, exact, tested kernels for deep-learning pipelines",
-    "fixed_sidebar": True,
-    "show_relbars": True,
-}
-html_sidebars = {
-    "**": ["about.html", "navigation.html", "relations.html", "searchbox.html"],
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "secondary_sidebar_items": ["page-toc"],
 }
 html_show_sourcelink = False
-# No html_static_path: there are no local static files, and a missing folder warns.
+html_static_path: list[str] = []
+
+# -- Math, offline ---------------------------------------------------------------
+# MathJax 3 from the django-static-mathjax package (a plain copy of MathJax's files,
+# with no Django dependency; in the docs extra), served from the docs' own _static
+# instead of a CDN. The SVG output needs no font files, and the "full" build holds
+# every TeX extension, so this one file is all the pages load.
+def _mathjax_file() -> Path:
+    spec = importlib.util.find_spec("mathjax")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError('the docs render math offline with MathJax from the '
+                          '"django-static-mathjax" package: pip install ".[docs]"')
+    path = Path(list(spec.submodule_search_locations)[0]) / "static/mathjax/es5/tex-svg-full.js"
+    if not path.is_file():
+        raise ConfigError(f"MathJax's tex-svg-full.js is not at {path}")
+    return path
+
+
+_mathjax = _mathjax_file()
+html_static_path.append(str(_mathjax))
+mathjax_path = _mathjax.name  # relative to the built _static folder

@@ -12,8 +12,8 @@ import pytest
 import dlkernels
 from dlkernels._lib._openmp_info import max_threads, openmp_enabled
 
-CONFIG_KEYS = {"dlkernels", "python", "platform", "numpy (run time)", "numpy (build time)",
-               "cython (build time)", "compiler", "openmp", "default threads"}
+CONFIG_KEYS = {"dlkernels", "python", "platform", "numpy", "cython (build time)", "compiler",
+               "openmp", "default threads", "torch", "cuda"}
 
 
 def console_script() -> str:
@@ -28,12 +28,40 @@ class TestConfig:
         assert set(cfg) == CONFIG_KEYS
         assert cfg["dlkernels"] == dlkernels.__version__ == metadata.version("dlkernels")
         assert cfg["python"] == platform.python_version()
-        assert cfg["numpy (run time)"] == np.__version__
-        assert re.fullmatch(r"\d+\.\d+.*", cfg["numpy (build time)"])
+        assert cfg["numpy"] == np.__version__
         assert re.fullmatch(r"\d+\.\d+.*", cfg["cython (build time)"])
         assert isinstance(cfg["compiler"], str) and cfg["compiler"]
         assert cfg["openmp"].startswith("on") == openmp_enabled()
         assert cfg["default threads"] == max_threads() >= 1
+
+    def test_torch_and_cuda(self, run_python):
+        torch = pytest.importorskip("torch")
+        cfg = dlkernels.config()
+        assert cfg["torch"] == metadata.version("torch") == torch.__version__
+        assert cfg["cuda"].startswith("yes: ") == torch.cuda.is_available()
+        if torch.cuda.is_available():
+            count = torch.cuda.device_count()
+            assert cfg["cuda"].startswith(f"yes: {count} device")
+            assert torch.cuda.get_device_name(0) in cfg["cuda"]
+        # Before torch is imported, config() leaves it so; `dlkernels info` imports it.
+        proc = run_python("-c", "import sys, dlkernels; print(dlkernels.config()['cuda']); "
+                                "print('torch' in sys.modules)")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == ["not checked (torch is not imported)", "False"]
+        proc = run_python("-m", "dlkernels", "info")
+        assert proc.returncode == 0, proc.stderr
+        assert re.search(rf"^\s*cuda: {re.escape(cfg['cuda'])}$", proc.stdout, re.M), proc.stdout
+
+    def test_without_torch(self, run_python):
+        # torch made unimportable: info says so, and imports nothing of torch.
+        proc = run_python("-c", "import sys; sys.modules['torch'] = None\n"
+                          "import dlkernels; dlkernels.show_config()\n"
+                          "print('torch imported:', sys.modules['torch'] is not None)")
+        assert proc.returncode == 0, proc.stderr
+        assert re.search(r'^\s*torch: not installed \(pip install "dlkernels\[torch\]"\)$',
+                         proc.stdout, re.M), proc.stdout
+        assert re.search(r"^\s*cuda: no \(no torch\)$", proc.stdout, re.M), proc.stdout
+        assert proc.stdout.splitlines()[-1] == "torch imported: False"
 
     def test_show_config_prints_every_key(self, capsys):
         dlkernels.show_config()
@@ -161,3 +189,21 @@ class TestNode2VecCommand:
         proc = run_python("-m", "dlkernels", "node2vec", "--input", str(tmp_path / "none.edg"),
                           "--output", str(tmp_path / "o.txt"))
         assert proc.returncode == 2 and "none.edg" in proc.stderr
+
+    def test_walks_too_large_are_refused_at_once(self, run_python, tmp_path):
+        import time
+
+        started = time.perf_counter()
+        proc, out = self.run(run_python, tmp_path, "--walk-length", "2000000000")
+        assert time.perf_counter() - started < 60   # the process itself, not a long walk
+        assert proc.returncode == 2
+        assert "walk_length" in proc.stderr and "more than this machine's memory" in proc.stderr
+        assert "Traceback" not in proc.stderr and not out.exists()
+
+    def test_binary_input_names_the_file(self, run_python, tmp_path):
+        garbage = tmp_path / "garbage.edg"
+        garbage.write_bytes(bytes(range(255, -1, -1)) * 4)
+        proc = run_python("-m", "dlkernels", "node2vec", "--input", str(garbage),
+                          "--output", str(tmp_path / "o.txt"))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert f"{garbage}:1: not UTF-8 text" in proc.stderr

@@ -9,6 +9,7 @@ import io
 import time
 import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -29,6 +30,12 @@ _GRAPH = Graph(_RING.indptr, _RING.indices, _RING.weights, node_ids=np.array(lis
 def _kdtree():
     tree = KDTree(_POINTS[:200], leafsize=8)
     tree.add(_POINTS[200:])          # a forest of two trees
+    return tree
+
+
+def _kdtree32():
+    tree = KDTree(_POINTS[:150].astype(np.float32), leafsize=4)
+    tree.add(_POINTS[150:].astype(np.float32))
     return tree
 
 
@@ -66,9 +73,15 @@ FORMATS = {
     "NegativeSampler": (lambda: NegativeSampler(_rng.integers(0, 9, 64)), NegativeSampler.load,
                         lambda o: o.probabilities),
     "KDTree": (_kdtree, KDTree.load, lambda o: o.query(_POINTS[:5], k=3)[1]),
+    # float32 arrays, and a tree of one leaf (no inner nodes: dims and vals unused)
+    "KDTree-float32": (_kdtree32, KDTree.load, lambda o: o.query(_POINTS[:5], k=3)[1]),
+    "KDTree-one-leaf": (lambda: KDTree(_POINTS[:7]), KDTree.load,
+                        lambda o: o.query(_POINTS[:5], k=3)[1]),
     "LSHIndex": (_lsh("kmeans"), LSHIndex.load, lambda o: o.query(_POINTS[:5], k=3)),
     "LSHIndex-random": (_lsh("random"), LSHIndex.load, lambda o: o.query(_POINTS[:5], k=3)),
     "Graph": (lambda: _GRAPH, Graph.load, lambda o: o.to_scipy().toarray()),
+    "Graph (mmap)": (lambda: _GRAPH, lambda p: Graph.load(p, mmap=True),
+                     lambda o: o.to_scipy().toarray()),
     "SkipGram": (_skipgram, SkipGram.load, lambda o: o.vectors),
     "Node2Vec": (_node2vec, Node2Vec.load, lambda o: o.vectors),
 }
@@ -170,19 +183,27 @@ def _crafted(data: bytes):
 @pytest.mark.parametrize("name", sorted(FORMATS))
 def test_crafted_sizes_are_refused_quickly_and_without_allocating(saved, tmp_path, name):
     data, expected = saved[name]
-    for what, crafted in _crafted(data):
-        tracemalloc.start()
-        started = time.perf_counter()
+
+    def attempt(crafted):
         try:
             _load_or_refuse(name, crafted, tmp_path, expected)
         except AssertionError:
             pass  # a legal but different value (a count of 2**40) loads a different object
-        finally:
-            seconds = time.perf_counter() - started
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
+
+    for what, crafted in _crafted(data):
+        _, seconds, peak = _measured(attempt, crafted)
         assert seconds < 1.0, f"{what}: {seconds:.2f} s"
         assert peak < 100 * 2**20, f"{what}: {peak / 2**20:.0f} MB"
+
+
+def _measured(fn, *args):
+    """(result, seconds, peak traced bytes) of ``fn(*args)``."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        return fn(*args), time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
@@ -191,3 +212,110 @@ def test_plain_npy_and_foreign_zip_are_refused(saved, tmp_path, name):
     np.save(buf, np.arange(10))
     assert not _load_or_refuse(name, buf.getvalue(), tmp_path, None)
     assert not _load_or_refuse(name, _rezip({"x": _npy(np.arange(3))}), tmp_path, None)
+
+
+# -- .fdlz (compressed torch models): its own format, same rules ------------------------
+def _fdlz_models():
+    torch = pytest.importorskip("torch")
+    from dlkernels.compress import prune_magnitude, quantize
+
+    torch.manual_seed(0)
+    seq = torch.nn.Sequential(torch.nn.Linear(12, 10), torch.nn.BatchNorm1d(10), torch.nn.ReLU(),
+                              torch.nn.Linear(10, 4))
+    prune_magnitude(seq, 0.6)
+    quantize(seq, bits=3, bias_bits=2)
+
+    class Net(torch.nn.Module):           # no architecture in the file: names and shapes
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(6, 5)
+
+        def forward(self, x):
+            return self.a(x)
+
+    net = Net()
+    quantize(net, bits=2)
+    return {"sequential": (seq, None), "skeleton": (net, Net)}
+
+
+@pytest.fixture(scope="module")
+def fdlz_files(tmp_path_factory):
+    from dlkernels.compress import save_compressed
+
+    folder = tmp_path_factory.mktemp("fdlz")
+    out = {}
+    for name, (model, skeleton) in _fdlz_models().items():
+        path = folder / f"{name}.fdlz"
+        save_compressed(model, path)
+        state = {k: v.clone() for k, v in _fdlz_load(path, skeleton).state_dict().items()}
+        out[name] = (path.read_bytes(), skeleton, state)
+    return out
+
+
+def _fdlz_load(path, skeleton):
+    from dlkernels.compress import load_compressed
+
+    return load_compressed(path, model=None if skeleton is None else skeleton())
+
+
+def _fdlz_try(data, tmp_path, skeleton):
+    """True if it loads, False if refused with a FileFormatError naming the file."""
+    path = tmp_path / "f.fdlz"
+    path.write_bytes(data)
+    try:
+        _fdlz_load(path, skeleton)
+    except FileFormatError as exc:
+        assert str(path) in str(exc)
+        return False
+    return True
+
+
+def _recrc(body: bytes) -> bytes:
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("name", ["sequential", "skeleton"])
+def test_fdlz_truncated_and_flipped_files_are_refused(fdlz_files, tmp_path, name):
+    data, skeleton, _ = fdlz_files[name]
+    for cut in range(len(data)):
+        assert not _fdlz_try(data[:cut], tmp_path, skeleton), cut
+    rng = np.random.default_rng(2)
+    for pos in rng.choice(len(data), size=min(len(data), 200), replace=False):
+        flipped = bytearray(data)
+        flipped[pos] ^= 1 << int(rng.integers(8))
+        assert not _fdlz_try(bytes(flipped), tmp_path, skeleton), pos   # the CRC catches it
+
+
+@pytest.mark.parametrize("name", ["sequential", "skeleton"])
+def test_fdlz_crafted_bytes_are_refused_quickly_and_without_allocating(fdlz_files, tmp_path, name):
+    """Every byte of the file set to 0x00, 0xFF and flipped, with the CRC made right again:
+    the parser itself must refuse (or load a legal different model) in < 1 s and < 100 MB."""
+    data, skeleton, state = fdlz_files[name]
+    body = data[:-4]
+    loaded = refused = 0
+    for pos in range(4, len(body)):
+        for value in (0x00, 0xFF, body[pos] ^ 0x10):
+            crafted = bytearray(body)
+            crafted[pos] = value
+            ok, seconds, peak = _measured(_fdlz_try, _recrc(bytes(crafted)), tmp_path, skeleton)
+            assert seconds < 1.0, f"byte {pos} = {value}: {seconds:.2f} s"
+            assert peak < 100 * 2**20, f"byte {pos} = {value}: {peak / 2**20:.0f} MB"
+            loaded += ok
+            refused += not ok
+    assert refused and loaded   # both paths taken: raw values may change legally
+
+
+def test_fdlz_crafted_sizes_are_refused(tmp_path):
+    """A format-2 header without an architecture that declares absurd shapes."""
+    from dlkernels.compress import load_compressed
+    from dlkernels.compress._format2 import encode_header
+
+    for shape in [(2**40,), (2**20, 2**20), (2**28,), (3, 2**62)]:
+        header = encode_header(None, [("w", shape, "float32")])
+        body = b"FDLZ\x02" + header + b"\x01\x00"      # one raw tensor's meta, no values
+        path = tmp_path / "s.fdlz"
+        path.write_bytes(_recrc(body))
+        with pytest.raises(FileFormatError, match="s.fdlz"):
+            _measured(load_compressed, path)
+        _, seconds, peak = _measured(_fdlz_try, _recrc(body), tmp_path, None)
+        assert seconds < 1.0 and peak < 100 * 2**20, shape

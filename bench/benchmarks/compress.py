@@ -1,4 +1,4 @@
-"""asv benchmarks for dlkernels.compress: inference after structural pruning.
+"""asv benchmarks for dlkernels.compress: structural pruning and inference after it.
 
 Set-up lives in ``_compress_peers.py``; without torch every case is skipped.
 ``bench/compress_pipeline.py`` runs the end-to-end digits compression.
@@ -22,4 +22,22 @@ class UnitsInferDigits(_Case):
     case = "units_infer_digits"
 
     def time_infer(self, impl, n_threads):
+        self.run()
+
+
+class PruneInferResnet18(_Case):
+    """One 224x224 image through a resnet18-shaped network, 50% of all channels removed."""
+
+    case = "prune_infer_resnet18"
+
+    def time_infer(self, impl, n_threads):
+        self.run()
+
+
+class PruneCallResnet18(_Case):
+    """The structural pruning call on a resnet18-shaped network (50% of all channels)."""
+
+    case = "prune_call_resnet18"
+
+    def time_prune(self, impl, n_threads):
         self.run()

@@ -34,7 +34,7 @@ def _trainer(impl: str, window: int, n_threads: int):
         from dlkernels.embed import SkipGram
 
         def run():
-            model = SkipGram(dim=DIM, window=window, negative=NEGATIVE, rng=0, n_threads=n_threads)
+            model = SkipGram(dim=DIM, window=window, n_negatives=NEGATIVE, rng=0, n_threads=n_threads)
             return model.fit(walks).vectors
         return run
     try:

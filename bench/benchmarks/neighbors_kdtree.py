@@ -165,3 +165,20 @@ class RadiusClustered8D(_Radius):
     """Radius queries on clustered 8-D data."""
 
     data = "clustered8d"
+
+
+class KSweepUniform3D:
+    """k-NN query time as k grows, on one thread: dlkernels keeps the k best in a
+    sorted array up to k=48 and in its bounded heap above."""
+
+    params = [IMPLS, [1, 10, 100]]
+    param_names = ["impl", "k"]
+    timeout = 600
+
+    def setup(self, impl, k):
+        self.points, self.queries = dataset("uniform3d")
+        self.lib = Implementation(impl, 1)
+        self.tree = self.lib.build(self.points)
+
+    def time_query(self, impl, k):
+        self.lib.knn(self.tree, self.queries, k)

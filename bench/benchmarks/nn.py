@@ -17,6 +17,39 @@ class SoftmaxStep(_Case):
         self.run()
 
 
+class VonMisesFisherStep(_Case):
+    """Forward + backward of VonMisesFisherLoss vs nn.Linear + cross_entropy:
+    V=100000, d=300, batch 512."""
+
+    case = "vmf_step"
+    timeout = 600
+
+    def time_step(self, impl, n_threads):
+        self.run()
+
+
+class BinaryCodeStep(_Case):
+    """Forward + backward of BinaryCodeSoftmax vs nn.Linear + cross_entropy and the Huffman
+    HierarchicalSoftmax: V=100000, d=300, batch 512."""
+
+    case = "binary_code_step"
+    timeout = 600
+
+    def time_step(self, impl, n_threads):
+        self.run()
+
+
+class LSHAttentionStep(_Case):
+    """Forward + backward of one attention head, seq 4096, dim 64: LSHAttention (bucket 64,
+    4 rounds) vs reformer-pytorch's and full attention."""
+
+    case = "lsh_attention"
+    timeout = 600
+
+    def time_step(self, impl, n_threads):
+        self.run()
+
+
 class BeamSearch(_Case):
     """A 20-step beam search, batch 16, beam 5, V=10000, d=256 recurrent step_fn
     (divide by 20 for the time per step)."""

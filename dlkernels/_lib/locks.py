@@ -20,7 +20,13 @@ import functools
 import os
 import threading
 import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
 
 __all__ = ["RWLock", "lock_of", "reads", "writes"]
 
@@ -47,7 +53,7 @@ class RWLock:
         return getattr(self._local, "reads", 0)
 
     @contextmanager
-    def read(self):
+    def read(self) -> Iterator[None]:
         """Hold the lock shared for the ``with`` block."""
         me = threading.get_ident()
         with self._cond:
@@ -68,7 +74,7 @@ class RWLock:
                     self._cond.notify_all()
 
     @contextmanager
-    def write(self):
+    def write(self) -> Iterator[None]:
         """Hold the lock exclusively for the ``with`` block."""
         me = threading.get_ident()
         with self._cond:
@@ -94,7 +100,7 @@ class RWLock:
                     self._writer = None
                     self._cond.notify_all()
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[RWLock], tuple[()]]:
         # Pickles and copies carry a fresh, free lock: holders are per process.
         return (RWLock, ())
 
@@ -103,7 +109,7 @@ class RWLock:
         return f"<RWLock {state}>"
 
 
-_ALL_LOCKS: weakref.WeakSet = weakref.WeakSet()
+_ALL_LOCKS: weakref.WeakSet[RWLock] = weakref.WeakSet()
 _CREATE = threading.Lock()
 
 
@@ -116,7 +122,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_free_all_locks_in_child)
 
 
-def lock_of(obj) -> RWLock:
+def lock_of(obj: Any) -> RWLock:
     """The lock of ``obj``, created on first use (objects made by ``__new__`` too)."""
     lock = obj.__dict__.get("_rwlock")
     if lock is None:
@@ -125,19 +131,19 @@ def lock_of(obj) -> RWLock:
     return lock
 
 
-def reads(method):
+def reads(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
     """Run ``method`` under its object's lock, shared with other reads."""
     @functools.wraps(method)
-    def locked(self, *args, **kwargs):
+    def locked(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
         with lock_of(self).read():
             return method(self, *args, **kwargs)
     return locked
 
 
-def writes(method):
+def writes(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
     """Run ``method`` under its object's lock, alone."""
     @functools.wraps(method)
-    def locked(self, *args, **kwargs):
+    def locked(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
         with lock_of(self).write():
             return method(self, *args, **kwargs)
     return locked

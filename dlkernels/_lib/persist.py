@@ -26,10 +26,15 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
+from typing import IO, Any, TypeVar
 
 import numpy as np
 from numpy.lib import format as npy_format
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+from dlkernels._lib.array_types import PathLike
 
 __all__ = ["FORMAT_VERSION", "FileFormatError", "Archive", "save_arrays", "read_archive",
            "load_arrays"]
@@ -45,6 +50,8 @@ _DEFLATE_MAX_RATIO = 1032
 _FORMAT_ERRORS = (OSError, RuntimeError, ValueError, TypeError, IndexError, KeyError, EOFError, OverflowError,
                   NotImplementedError, UnicodeError, zipfile.BadZipFile, zlib.error,
                   struct.error, zipfile.LargeZipFile)
+# The Python type :meth:`Archive.scalar` reads a member as.
+_Scalar = TypeVar("_Scalar", bool, int, float, str)
 
 
 class FileFormatError(ValueError):
@@ -58,13 +65,15 @@ class FileFormatError(ValueError):
         What is wrong with it.
     """
 
-    def __init__(self, path, reason: str):
-        self.path = os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
-        self.reason = reason
+    def __init__(self, path: object, reason: str) -> None:
+        self.path: str = (str(os.fspath(path)) if isinstance(path, (str, os.PathLike))
+                          else repr(path))
+        self.reason: str = reason
         super().__init__(f"{self.path}: {reason}")
 
 
-def save_arrays(path, kind: str, *, version: int = FORMAT_VERSION, **arrays) -> None:
+def save_arrays(path: PathLike, kind: str, *, version: int = FORMAT_VERSION,
+                **arrays: ArrayLike) -> None:
     """Write ``arrays`` (numpy arrays or scalars) to ``path`` as an npz archive of ``kind``.
 
     The file appears at ``path`` exactly (no suffix is added) and only once
@@ -95,10 +104,14 @@ class Archive:
     :class:`FileFormatError` on anything unexpected.
     """
 
-    def __init__(self, path, zf: zipfile.ZipFile, file_bytes: int, kind: str):
-        self.path, self.kind, self.version = path, kind, 0
+    _source: str   # the file's path, for memory maps (set by read_archive)
+
+    def __init__(self, path: object, zf: zipfile.ZipFile, file_bytes: int, kind: str) -> None:
+        self.path: object = path
+        self.kind: str = kind
+        self.version: int = 0
         self._zip, self._file_bytes = zf, file_bytes
-        self._infos = {}
+        self._infos: dict[str, zipfile.ZipInfo] = {}
         for info in zf.infolist():
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
             if name in self._infos or not info.filename.endswith(".npy"):
@@ -106,6 +119,7 @@ class Archive:
             self._infos[name] = info
 
     def error(self, reason: str) -> FileFormatError:
+        """The error naming this file, to raise."""
         return FileFormatError(self.path, reason)
 
     @property
@@ -113,7 +127,7 @@ class Archive:
         """Names of the data members (without ``__kind__`` and ``__version__``)."""
         return set(self._infos) - set(_RESERVED)
 
-    def expect(self, required, optional=()) -> None:
+    def expect(self, required: Collection[str], optional: Collection[str] = ()) -> None:
         """Refuse the archive unless its members are ``required`` plus any of ``optional``."""
         required, optional = set(required), set(optional)
         missing = required - self.members
@@ -126,13 +140,13 @@ class Archive:
                 parts.append(f"has unexpected {', '.join(sorted(extra))}")
             raise self.error(f"a {self.kind} file that {' and '.join(parts)}")
 
-    def header(self, name: str) -> tuple[np.dtype, tuple[int, ...]]:
+    def header(self, name: str) -> tuple[np.dtype[Any], tuple[int, ...]]:
         """The dtype and shape of member ``name``, from its header, checked against its size."""
         info = self._info(name)
         with self._zip.open(info) as stream:
             return self._read_header(name, info, stream)[:2]
 
-    def array(self, name: str, dtype, shape=None) -> np.ndarray:
+    def array(self, name: str, dtype: DTypeLike | tuple[DTypeLike, ...], shape: tuple[int | None, ...] | None = None) -> NDArray[Any]:
         """Member ``name`` as an array, after checking its header.
 
         ``dtype`` is one dtype or a tuple of the allowed ones (compared exactly,
@@ -142,14 +156,7 @@ class Archive:
         info = self._info(name)
         with self._zip.open(info) as stream:
             found, found_shape, fortran, nbytes = self._read_header(name, info, stream)
-            allowed = tuple(np.dtype(t) for t in (dtype if isinstance(dtype, tuple) else (dtype,)))
-            if found.newbyteorder("=") not in allowed and found not in allowed:
-                names = " or ".join(t.name for t in allowed)
-                raise self.error(f"{name} has dtype {found}, expected {names}")
-            if shape is not None and (len(found_shape) != len(shape) or any(
-                    want is not None and want != got for want, got in zip(shape, found_shape))):
-                want = tuple("any" if s is None else s for s in shape)
-                raise self.error(f"{name} has shape {found_shape}, expected {want}")
+            self._check_spec(name, found, found_shape, dtype, shape)
             arr = np.empty(found_shape, dtype=found, order="F" if fortran else "C")
             view = memoryview(arr.reshape(-1, order="A")).cast("B")
             filled = 0
@@ -162,7 +169,54 @@ class Archive:
                 raise self.error(f"{name} is longer than its header says")
         return arr.astype(found.newbyteorder("="), order="C", copy=False)
 
-    def scalar(self, name: str, kind: type, *, low=None, high=None):
+    def mapped(self, name: str, dtype: DTypeLike | tuple[DTypeLike, ...], shape: tuple[int | None, ...] | None = None) -> NDArray[Any]:
+        """Member ``name`` as a read-only array mapped from the file, after the same checks.
+
+        Only members stored uncompressed (as :func:`save_arrays` writes them) can
+        be mapped. The member is read through once so that its CRC is checked;
+        nothing is allocated for it. The file must not change while the array
+        is in use.
+        """
+        info = self._info(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise self.error(f"{name} is compressed and cannot be memory-mapped")
+        with self._zip.open(info) as stream:
+            found, found_shape, fortran, nbytes = self._read_header(name, info, stream)
+            self._check_spec(name, found, found_shape, dtype, shape)
+            start = stream.tell()
+            while stream.read(1 << 24):   # zipfile checks the CRC at the end
+                pass
+        if nbytes == 0:
+            arr = np.empty(found_shape, dtype=found)
+        else:
+            self._zip.fp.seek(info.header_offset)
+            local = self._zip.fp.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise self.error(f"{name} has a damaged local header")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            offset = info.header_offset + 30 + name_len + extra_len + start
+            if offset + nbytes > self._file_bytes:
+                raise self.error(f"{name} runs past the end of the file")
+            arr = np.asarray(np.memmap(self._source, dtype=found, mode="r", offset=offset,
+                                       shape=found_shape, order="F" if fortran else "C"))
+        arr.flags.writeable = False
+        if found.isnative:
+            return arr
+        return arr.astype(found.newbyteorder("="), order="C")
+
+    def _check_spec(self, name: str, found: np.dtype[Any], found_shape: tuple[int, ...],
+                    dtype: DTypeLike | tuple[DTypeLike, ...], shape: tuple[int | None, ...] | None) -> None:
+        allowed = tuple(np.dtype(t) for t in (dtype if isinstance(dtype, tuple) else (dtype,)))
+        if found.newbyteorder("=") not in allowed and found not in allowed:
+            names = " or ".join(t.name for t in allowed)
+            raise self.error(f"{name} has dtype {found}, expected {names}")
+        if shape is not None and (len(found_shape) != len(shape) or any(
+                want is not None and want != got for want, got in zip(shape, found_shape))):
+            want = tuple("any" if s is None else s for s in shape)
+            raise self.error(f"{name} has shape {found_shape}, expected {want}")
+
+    def scalar(self, name: str, kind: type[_Scalar], *, low: float | None = None,
+               high: float | None = None) -> _Scalar:
         """Member ``name`` as one Python ``bool``, ``int``, ``float`` or ``str``.
 
         The stored dtype must be of that kind (a string is never read as a bool,
@@ -199,7 +253,8 @@ class Archive:
                              f"{info.compress_size} stored ones")
         return info
 
-    def _read_header(self, name, info, stream):
+    def _read_header(self, name: str, info: zipfile.ZipInfo, stream: IO[bytes]
+                     ) -> tuple[np.dtype[Any], tuple[int, ...], bool, int]:
         version = npy_format.read_magic(stream)
         if version not in ((1, 0), (2, 0)):
             raise self.error(f"{name} has an unknown .npy version {version}")
@@ -221,7 +276,8 @@ class Archive:
 
 
 @contextmanager
-def read_archive(path, kind: str, versions=(FORMAT_VERSION,)):
+def read_archive(path: PathLike, kind: str,
+                 versions: Collection[int] = (FORMAT_VERSION,)) -> Iterator[Archive]:
     """Open ``path`` as an archive of ``kind``; any failure inside is a :class:`FileFormatError`.
 
     Use as ``with read_archive(path, "KDTree") as archive: ...``: the block reads
@@ -234,6 +290,7 @@ def read_archive(path, kind: str, versions=(FORMAT_VERSION,)):
     try:
         with raw, zipfile.ZipFile(raw) as zf:
             archive = Archive(shown, zf, os.fstat(raw.fileno()).st_size, kind)
+            archive._source = os.fspath(path)
             if "__kind__" not in archive._infos:
                 raise archive.error(f"a foreign archive, not a {kind} file")
             found = archive.scalar("__kind__", str)
@@ -252,7 +309,8 @@ def read_archive(path, kind: str, versions=(FORMAT_VERSION,)):
         raise FileFormatError(shown, f"not a valid {kind} file: {exc}") from exc
 
 
-def load_arrays(path, kind: str, members: dict, optional: dict | None = None) -> dict:
+def load_arrays(path: PathLike, kind: str, members: Mapping[str, tuple[Any, ...]],
+                optional: Mapping[str, tuple[Any, ...]] | None = None) -> dict[str, NDArray[Any]]:
     """Read a fixed-layout archive: ``members`` maps each name to ``(dtype, shape)``.
 
     For formats whose layout depends on their own header, use :func:`read_archive`.

@@ -12,15 +12,15 @@ __all__ = ["check_features", "check_targets", "check_finite", "check_module", "c
            "named_layers"]
 
 
-def check_features(x, in_features: int, name: str = "x") -> torch.Tensor:
-    """``x`` as a floating tensor of shape ``(..., in_features)``, flattened to 2-D."""
+def check_features(x, dim: int, name: str = "input") -> torch.Tensor:
+    """``x`` as a floating tensor of shape ``(..., dim)``, flattened to 2-D."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.dim() < 1 or x.shape[-1] != in_features:
-        raise ValueError(f"{name} must have shape (..., {in_features}), got {tuple(x.shape)}")
-    return x.reshape(-1, in_features)
+    if x.dim() < 1 or x.shape[-1] != dim:
+        raise ValueError(f"{name} must have shape (..., {dim}), got {tuple(x.shape)}")
+    return x.reshape(-1, dim)
 
 
 def check_targets(target, n_classes: int, batch_shape, name: str = "target") -> torch.Tensor:
@@ -58,7 +58,7 @@ def check_module(model, name: str = "model"):
 
 
 def check_fraction(x, name: str) -> float:
-    """A real number in ``[0, 1)``: a sparsity, a share of units to remove."""
+    """A real number in ``[0, 1)``: a share of weights or units to remove."""
     from dlkernels._lib.validation import check_real
 
     x = check_real(x, name, low=0.0)

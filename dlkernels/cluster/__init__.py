@@ -6,8 +6,10 @@
    kmeans
    kmeans_1d
    KMeansResult
+   ConvergenceWarning
 """
 
-from dlkernels.cluster.kmeans import KMeansResult, kmeans, kmeans_1d
+from dlkernels.cluster.kmeans import ConvergenceWarning, KMeansResult, kmeans
+from dlkernels.cluster.univariate import kmeans_1d
 
-__all__ = ["kmeans", "kmeans_1d", "KMeansResult"]
+__all__ = ["kmeans", "kmeans_1d", "KMeansResult", "ConvergenceWarning"]

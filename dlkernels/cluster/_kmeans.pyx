@@ -6,7 +6,8 @@ of a point, so the argmin does not need it). The centres are stored transposed
 and padded to a multiple of the tile width, and each tile of 4 points by W
 centres is accumulated in registers over all coordinates: one load of a centre
 row feeds four points. The kernel is compiled twice, for plain x86-64/any CPU
-and with AVX2+FMA, and the AVX2 copy is chosen at run time where the CPU has it.
+and with AVX2+FMA, and the AVX2 copy is chosen at run time where the CPU has it
+(dlkernels/_lib/_cpu_dispatch.pxd).
 
 Every parallel loop runs over fixed-size chunks of points (or over clusters),
 and anything summed across chunks is summed in chunk order afterwards, so
@@ -18,6 +19,7 @@ from libc.math cimport INFINITY, sqrt
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
+from dlkernels._lib._cpu_dispatch cimport dlk_cpu_avx2_fma
 from dlkernels._lib._openmp cimport omp_get_thread_num, threads_for
 from dlkernels._lib._random cimport next_double, stream_start
 
@@ -27,90 +29,100 @@ ctypedef fused real:
 
 cdef extern from *:
     """
+    #include <math.h>
     #include <stddef.h>
-
-    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-        #define DLKERNELS_KM_DISPATCH 1
-        #define DLKERNELS_KM_AVX2 __attribute__((target("avx2,fma")))
-    #else
-        #define DLKERNELS_KM_DISPATCH 0
-        #define DLKERNELS_KM_AVX2
-    #endif
-
-    #define DLKERNELS_MADD(a, b, c) ((a) * (b) + (c))
-    #define DLKERNELS_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
-    #define DLKERNELS_FMA(a, b, c) __builtin_fma((a), (b), (c))
 
     /* out[p * ldo + j] = cn[j] - 2 * dot(x_p, c_j) for np points (rows of x, d
        coordinates) and kw centres stored transposed in ct[t * ldc + j]; kw is a
-       multiple of W. Four points by W centres are accumulated in registers. */
-    #define DLKERNELS_KM_SCORES(T, W, NAME, ATTR, MADD)                                  \\
-    ATTR static void NAME(const T *x, ptrdiff_t np, ptrdiff_t d, const T *ct,         \\
-                          ptrdiff_t ldc, const T *cn, ptrdiff_t kw, T *out,          \\
-                          ptrdiff_t ldo) {                                           \\
-        for (ptrdiff_t p0 = 0; p0 < np; p0 += 4) {                                   \\
-            const T *r0 = x + p0 * d;                                                \\
-            const T *r1 = x + (p0 + 1 < np ? p0 + 1 : p0) * d;                       \\
-            const T *r2 = x + (p0 + 2 < np ? p0 + 2 : p0) * d;                       \\
-            const T *r3 = x + (p0 + 3 < np ? p0 + 3 : p0) * d;                       \\
-            for (ptrdiff_t j0 = 0; j0 < kw; j0 += W) {                               \\
-                T a0[W], a1[W], a2[W], a3[W];                                        \\
-                for (int j = 0; j < W; j++) { a0[j] = 0; a1[j] = 0; a2[j] = 0; a3[j] = 0; } \\
-                for (ptrdiff_t t = 0; t < d; t++) {                                  \\
-                    const T *c = ct + t * ldc + j0;                                  \\
-                    T x0 = r0[t], x1 = r1[t], x2 = r2[t], x3 = r3[t];                \\
-                    for (int j = 0; j < W; j++) {                                    \\
-                        a0[j] = MADD(x0, c[j], a0[j]);                               \\
-                        a1[j] = MADD(x1, c[j], a1[j]);                               \\
-                        a2[j] = MADD(x2, c[j], a2[j]);                               \\
-                        a3[j] = MADD(x3, c[j], a3[j]);                               \\
-                    }                                                                \\
-                }                                                                    \\
-                T *o = out + p0 * ldo + j0;                                           \\
-                const T *n = cn + j0;                                                \\
-                for (int j = 0; j < W; j++) o[j] = n[j] - 2 * a0[j];                 \\
-                if (p0 + 1 < np) for (int j = 0; j < W; j++) o[ldo + j] = n[j] - 2 * a1[j];     \\
-                if (p0 + 2 < np) for (int j = 0; j < W; j++) o[2 * ldo + j] = n[j] - 2 * a2[j]; \\
-                if (p0 + 3 < np) for (int j = 0; j < W; j++) o[3 * ldo + j] = n[j] - 2 * a3[j]; \\
-            }                                                                        \\
-        }                                                                            \\
+       multiple of W. Four points by W centres are accumulated in registers.
+       One body per dtype, compiled twice by DLK_DISPATCH_VOID (_cpu_dispatch.pxd). */
+    #define DLKERNELS_KM_SCORES(T, W, NAME, MADD)                                        \
+    DLK_ALWAYS_INLINE void NAME##_body(int fused, const T *x, ptrdiff_t np, ptrdiff_t d, \
+                                       const T *ct, ptrdiff_t ldc, const T *cn,        \
+                                       ptrdiff_t kw, T *out, ptrdiff_t ldo) {          \
+        for (ptrdiff_t p0 = 0; p0 < np; p0 += 4) {                                   \
+            const T *r0 = x + p0 * d;                                                \
+            const T *r1 = x + (p0 + 1 < np ? p0 + 1 : p0) * d;                       \
+            const T *r2 = x + (p0 + 2 < np ? p0 + 2 : p0) * d;                       \
+            const T *r3 = x + (p0 + 3 < np ? p0 + 3 : p0) * d;                       \
+            for (ptrdiff_t j0 = 0; j0 < kw; j0 += W) {                               \
+                T a0[W], a1[W], a2[W], a3[W];                                        \
+                for (int j = 0; j < W; j++) { a0[j] = 0; a1[j] = 0; a2[j] = 0; a3[j] = 0; } \
+                for (ptrdiff_t t = 0; t < d; t++) {                                  \
+                    const T *c = ct + t * ldc + j0;                                  \
+                    T x0 = r0[t], x1 = r1[t], x2 = r2[t], x3 = r3[t];                \
+                    for (int j = 0; j < W; j++) {                                    \
+                        a0[j] = MADD(fused, x0, c[j], a0[j]);                        \
+                        a1[j] = MADD(fused, x1, c[j], a1[j]);                        \
+                        a2[j] = MADD(fused, x2, c[j], a2[j]);                        \
+                        a3[j] = MADD(fused, x3, c[j], a3[j]);                        \
+                    }                                                                \
+                }                                                                    \
+                T *o = out + p0 * ldo + j0;                                           \
+                const T *n = cn + j0;                                                \
+                for (int j = 0; j < W; j++) o[j] = n[j] - 2 * a0[j];                 \
+                if (p0 + 1 < np) for (int j = 0; j < W; j++) o[ldo + j] = n[j] - 2 * a1[j];     \
+                if (p0 + 2 < np) for (int j = 0; j < W; j++) o[2 * ldo + j] = n[j] - 2 * a2[j]; \
+                if (p0 + 3 < np) for (int j = 0; j < W; j++) o[3 * ldo + j] = n[j] - 2 * a3[j]; \
+            }                                                                        \
+        }                                                                            \
     }
 
-    DLKERNELS_KM_SCORES(float, 16, dlkernels_km_scores_f32_any, , DLKERNELS_MADD)
-    DLKERNELS_KM_SCORES(double, 8, dlkernels_km_scores_f64_any, , DLKERNELS_MADD)
-    #if DLKERNELS_KM_DISPATCH
-    DLKERNELS_KM_SCORES(float, 16, dlkernels_km_scores_f32_avx2, DLKERNELS_KM_AVX2, DLKERNELS_FMAF)
-    DLKERNELS_KM_SCORES(double, 8, dlkernels_km_scores_f64_avx2, DLKERNELS_KM_AVX2, DLKERNELS_FMA)
-    #endif
-
-    /* Set once at import (dlkernels_km_init), read by every thread afterwards. */
-    static int dlkernels_km_use_avx2 = 0;
-
-    static int dlkernels_km_init(void) {
-    #if DLKERNELS_KM_DISPATCH
-        __builtin_cpu_init();
-        dlkernels_km_use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    #endif
-        return dlkernels_km_use_avx2;
+    DLKERNELS_KM_SCORES(float, 16, dlkernels_km_scores_f32, DLK_MADDF)
+    DLKERNELS_KM_SCORES(double, 8, dlkernels_km_scores_f64, DLK_MADD)
+    /* The least of s[0..n) (+inf if n == 0), in eight independent lanes so the
+       compiler keeps them in one vector register (a min per lane, no branch). */
+    #define DLKERNELS_KM_MIN(T, NAME)                                                \
+    DLK_ALWAYS_INLINE T NAME(const T *s, ptrdiff_t n) {                              \
+        T lo = (T) INFINITY;                                                         \
+        ptrdiff_t j = 0;                                                             \
+        if (n >= 8) {                                                                \
+            T m[8];                                                                  \
+            for (int l = 0; l < 8; l++) m[l] = s[l];                                 \
+            for (j = 8; j + 8 <= n; j += 8)                                          \
+                for (int l = 0; l < 8; l++) m[l] = s[j + l] < m[l] ? s[j + l] : m[l]; \
+            for (int l = 0; l < 8; l++) lo = m[l] < lo ? m[l] : lo;                  \
+        }                                                                            \
+        for (; j < n; j++) lo = s[j] < lo ? s[j] : lo;                               \
+        return lo;                                                                   \
     }
-
-    /* The entry point of each dtype: the AVX2 copy where the CPU has it. */
-    #if DLKERNELS_KM_DISPATCH
-        #define DLKERNELS_KM_PICK(NAME, ...) \\
-            if (dlkernels_km_use_avx2) { NAME##_avx2(__VA_ARGS__); return; } \\
-            NAME##_any(__VA_ARGS__);
-    #else
-        #define DLKERNELS_KM_PICK(NAME, ...) NAME##_any(__VA_ARGS__);
-    #endif
-    #define DLKERNELS_KM_ENTRY(T, NAME)                                                    \\
-    static void NAME(const T *x, ptrdiff_t np, ptrdiff_t d, const T *ct, ptrdiff_t ldc,  \\
-                     const T *cn, ptrdiff_t kw, T *out, ptrdiff_t ldo) {                 \\
-        DLKERNELS_KM_PICK(NAME, x, np, d, ct, ldc, cn, kw, out, ldo)                        \\
+    /* The nearest of k scores (the first on ties), its score and the runner-up's:
+       a branchy one-pass scan mispredicts on every new minimum and serialises
+       on it; three vector passes cost less than the distance tile itself. */
+    #define DLKERNELS_KM_TOP2(T, NAME, MIN)                                          \
+    DLK_ALWAYS_INLINE void NAME##_body(int fused, const T *s, ptrdiff_t k,          \
+                                       ptrdiff_t *best, T *b1, T *b2) {            \
+        (void) fused;                                                                \
+        T lo = MIN(s, k), a, b;                                                      \
+        ptrdiff_t j = 0;                                                             \
+        while (s[j] != lo) j++;                                                      \
+        a = MIN(s, j);                                                               \
+        b = MIN(s + j + 1, k - j - 1);                                               \
+        *best = j;                                                                   \
+        *b1 = lo;                                                                    \
+        *b2 = a < b ? a : b;                                                         \
     }
-    DLKERNELS_KM_ENTRY(float, dlkernels_km_scores_f32)
-    DLKERNELS_KM_ENTRY(double, dlkernels_km_scores_f64)
+    DLKERNELS_KM_MIN(float, dlkernels_km_min_f32)
+    DLKERNELS_KM_MIN(double, dlkernels_km_min_f64)
+    DLKERNELS_KM_TOP2(float, dlkernels_km_top2_f32, dlkernels_km_min_f32)
+    DLKERNELS_KM_TOP2(double, dlkernels_km_top2_f64, dlkernels_km_min_f64)
+    DLK_DISPATCH_VOID(dlkernels_km_top2_f32, (const float *s, ptrdiff_t k, ptrdiff_t *best,
+                      float *b1, float *b2), s, k, best, b1, b2)
+    DLK_DISPATCH_VOID(dlkernels_km_top2_f64, (const double *s, ptrdiff_t k, ptrdiff_t *best,
+                      double *b1, double *b2), s, k, best, b1, b2)
+    DLK_DISPATCH_VOID(dlkernels_km_scores_f32,
+                      (const float *x, ptrdiff_t np, ptrdiff_t d, const float *ct, ptrdiff_t ldc,
+                       const float *cn, ptrdiff_t kw, float *out, ptrdiff_t ldo),
+                      x, np, d, ct, ldc, cn, kw, out, ldo)
+    DLK_DISPATCH_VOID(dlkernels_km_scores_f64,
+                      (const double *x, ptrdiff_t np, ptrdiff_t d, const double *ct, ptrdiff_t ldc,
+                       const double *cn, ptrdiff_t kw, double *out, ptrdiff_t ldo),
+                      x, np, d, ct, ldc, cn, kw, out, ldo)
     """
-    int km_init "dlkernels_km_init"() noexcept nogil
+    void top2_f32 "dlkernels_km_top2_f32"(const float *s, Py_ssize_t k, Py_ssize_t *best,
+                                         float *b1, float *b2) noexcept nogil
+    void top2_f64 "dlkernels_km_top2_f64"(const double *s, Py_ssize_t k, Py_ssize_t *best,
+                                         double *b1, double *b2) noexcept nogil
     void scores_f32 "dlkernels_km_scores_f32"(const float *x, Py_ssize_t np, Py_ssize_t d,
                                           const float *ct, Py_ssize_t ldc, const float *cn,
                                           Py_ssize_t kw, float *out, Py_ssize_t ldo) noexcept nogil
@@ -128,7 +140,7 @@ cdef enum:
     # Most k-means++ candidates scored together (scikit-learn's 2 + log k is 8 at k = 403).
     MAX_TRIALS = 32
 
-AVX2 = bool(km_init())
+AVX2 = bool(dlk_cpu_avx2_fma())
 
 
 cdef inline int threads_by_work(int n_threads, Py_ssize_t n_items, double item_flops) noexcept nogil:
@@ -195,23 +207,16 @@ cdef void full_scan(const real *g, const Py_ssize_t *rows, Py_ssize_t cnt, Py_ss
                     double *upper, double *lower) noexcept nogil:
     # Score `cnt` gathered rows against every centre; keep the nearest (first on
     # ties) and bound the distances to it (upper) and to the runner-up (lower).
-    cdef Py_ssize_t i, j, best, r
-    cdef real v, b1, b2
+    cdef Py_ssize_t i, best, r
+    cdef real b1, b2
     cdef double err, xn
     score_block(g, cnt, d, ct, kp, cn, kp, buf, kp)
     for i in range(cnt):
         r = rows[i]
-        best = 0
-        b1 = buf[i * kp]
-        b2 = <real> INFINITY
-        for j in range(1, k):
-            v = buf[i * kp + j]
-            if v < b1:
-                b2 = b1
-                b1 = v
-                best = j
-            elif v < b2:
-                b2 = v
+        if real is float:
+            top2_f32(buf + i * kp, k, &best, &b1, &b2)
+        else:
+            top2_f64(buf + i * kp, k, &best, &b1, &b2)
         labels[r] = best
         xn = xnorm[r]
         err = rounding(xn, cmax, d, real is float)

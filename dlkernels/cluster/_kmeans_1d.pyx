@@ -1,285 +1,33 @@
-"""Compiled core of dlkernels.cluster.kmeans_1d.
+"""Compiled core of dlkernels.cluster.kmeans_1d: Lloyd on sorted values, seeding,
+labels and sums (the exact method is _optimal_1d.pyx).
 
 Everything here works on the distinct values ``v`` of the data, sorted
-ascending and centred (the weighted mean subtracted, so that the prefix sums of
-``w * v**2`` lose little to cancellation), with their total weights ``w > 0``.
-A clustering of sorted 1-D data into nearest-centre groups is a partition into
-contiguous runs, described by ``k + 1`` boundaries ``b[0] = 0 < b[1] < ... <
-b[k] = m``: cluster ``j`` holds ``v[b[j]:b[j + 1]]``.
-
-Prefix sums ``p0, p1, p2`` (of ``w``, ``w v``, ``w v**2``; length ``m + 1``)
-give the sum of squared deviations of any run in O(1).
-
-Exact optimum: the dynamic programme D_j(i) = min_l D_{j-1}(l) + cost(l, i)
-over prefixes (Wang and Song, "Ckmeans.1d.dp", R Journal 2011). The cost is a
-Monge array (the quadrangle inequality holds for squared deviations), so each
-layer's row minima are found with SMAWK (Aggarwal, Klawe, Moran, Shor and
-Wilber, Algorithmica 1987) in O(m). The argmin table of all k layers would take
-k * m integers (2 GB at m = 2e6, k = 256), so the boundaries are recovered
-Hirschberg-style instead: the best split of a run into k1 + k2 clusters is
-where a forward DP with k1 layers and a backward DP with k2 layers meet, and
-each side is solved again recursively. That costs about twice the forward DP
-and O(m) memory; the forward and backward halves run on two threads.
+ascending, with their total weights ``w > 0``. A clustering of sorted 1-D data
+into nearest-centre groups is a partition into contiguous runs, described by
+``k + 1`` boundaries ``b[0] = 0 < b[1] < ... < b[k] = m``: cluster ``j`` holds
+``v[b[j]:b[j + 1]]``. Prefix sums ``p0, p1`` (of ``w`` and ``w v``; length
+``m + 1``) give the mean of any run in O(1).
 """
 
 from cython.parallel cimport prange
-from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 from dlkernels._lib._openmp cimport threads_for
 from dlkernels._lib._random cimport next_double, stream_start
 
-cdef enum:
-    # Below this many cells (clusters x values, some 10 ms of work) a subproblem
-    # is solved on one thread: waking a second one could cost more than it saves.
-    PARALLEL_CELLS = 1 << 20
-
-
-def prefix_sums(const double[::1] v, const double[::1] w, double[::1] p0, double[::1] p1,
-                double[::1] p2):
-    """Fill the prefix sums of ``w``, ``w v`` and ``w v**2`` (length ``m + 1``)."""
+def prefix_sums(const double[::1] v, const double[::1] w, double[::1] p0, double[::1] p1):
+    """Fill the prefix sums of ``w`` and ``w v`` (length ``m + 1``)."""
     cdef Py_ssize_t i, m = v.shape[0]
-    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, wv
+    cdef double s0 = 0.0, s1 = 0.0
     with nogil:
         p0[0] = 0.0
         p1[0] = 0.0
-        p2[0] = 0.0
         for i in range(m):
-            wv = w[i] * v[i]
             s0 += w[i]
-            s1 += wv
-            s2 += wv * v[i]
+            s1 += w[i] * v[i]
             p0[i + 1] = s0
             p1[i + 1] = s1
-            p2[i + 1] = s2
-
-
-# -- exact optimum ------------------------------------------------------------------------
-
-cdef struct Segment:
-    # The runs of one subproblem, [lo, hi) of the global arrays, read forwards
-    # or (rev) backwards; positions a, b below are local prefix lengths.
-    const double *p0
-    const double *p1
-    const double *p2
-    Py_ssize_t lo
-    Py_ssize_t hi
-    bint rev
-
-
-cdef inline double run_cost(const Segment *s, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    # Sum of squared deviations of local values [a, b) (a < b): Q - S^2 / W.
-    cdef Py_ssize_t ga, gb
-    cdef double W, S, Q, c
-    if s.rev:
-        ga = s.hi - b
-        gb = s.hi - a
-    else:
-        ga = s.lo + a
-        gb = s.lo + b
-    W = s.p0[gb] - s.p0[ga]
-    S = s.p1[gb] - s.p1[ga]
-    Q = s.p2[gb] - s.p2[ga]
-    c = Q - S * S / W
-    return c if c > 0.0 else 0.0
-
-
-cdef struct Layer:
-    const Segment *seg
-    const double *prev     # D_{j-1}, indexed by local prefix length
-    double *cur            # D_j, written for the rows
-    Py_ssize_t *arg        # argmin column of each row, indexed by row
-    double *top            # REDUCE's stack: the entry of each kept column in its row
-
-
-cdef inline double entry(const Layer *L, Py_ssize_t i, Py_ssize_t l) noexcept nogil:
-    # The DP matrix: prefix i split as (prefix l in j-1 clusters) + run [l, i).
-    if l >= i:
-        return INFINITY
-    return L.prev[l] + run_cost(L.seg, l, i)
-
-
-cdef void smawk(const Layer *L, const Py_ssize_t *rows, Py_ssize_t nr,
-                const Py_ssize_t *cols, Py_ssize_t nc, Py_ssize_t *work) noexcept nogil:
-    # Row minima of a totally monotone matrix (leftmost on ties). `work` has room
-    # for 2 * nr entries at this level plus what the recursion below needs.
-    cdef Py_ssize_t *alive = work
-    cdef Py_ssize_t *odd = work + nr
-    cdef Py_ssize_t na = 0, t, c, r, start, stop, q, best
-    cdef double bv, val
-    if nr == 0:
-        return
-    # REDUCE: drop columns that cannot hold any row's minimum, leaving <= nr.
-    # The entry of each kept column in its own row is remembered (L.top), so a
-    # comparison costs one new entry instead of two.
-    for t in range(nc):
-        c = cols[t]
-        while na > 0 and L.top[na - 1] > entry(L, rows[na - 1], c):
-            na -= 1
-        if na < nr:
-            alive[na] = c
-            L.top[na] = entry(L, rows[na], c)
-            na += 1
-    # The odd rows, recursively.
-    for t in range(nr // 2):
-        odd[t] = rows[2 * t + 1]
-    smawk(L, odd, nr // 2, alive, na, work + nr + nr // 2)
-    # The even rows: each minimum lies between its neighbours' (monotone argmins).
-    start = 0
-    for t in range(0, nr, 2):
-        r = rows[t]
-        if t + 1 < nr:
-            stop = start
-            while alive[stop] != L.arg[rows[t + 1]]:
-                stop += 1
-        else:
-            stop = na - 1
-        best = alive[start]
-        bv = entry(L, r, best)
-        for q in range(start + 1, stop + 1):
-            val = entry(L, r, alive[q])
-            if val < bv:
-                bv = val
-                best = alive[q]
-        L.arg[r] = best
-        L.cur[r] = bv
-        start = stop
-
-
-cdef void dp_layers(const Segment *seg, Py_ssize_t n_layers, Py_ssize_t reserve,
-                    double *a, double *b, double *stack, Py_ssize_t *arg, Py_ssize_t *idx,
-                    Py_ssize_t *work, double **out) noexcept nogil:
-    # D_{n_layers}(i) for the local prefixes i in [n_layers, N - reserve], where
-    # `reserve` values are kept for the clusters on the other side. `a`, `b`,
-    # `stack` and `arg` hold N + 1 entries, `idx` 2 (N + 1), `work` 4 (N + 1). *out is set to
-    # whichever of a, b holds the last layer.
-    cdef Py_ssize_t N = seg.hi - seg.lo, i, j, top, nr, nc
-    cdef double *prev = a
-    cdef double *cur = b
-    cdef double *tmp
-    cdef Layer L
-    cdef Py_ssize_t *rows = idx
-    cdef Py_ssize_t *cols = idx + N + 1
-    # Layer 1: one run from the start.
-    top = N - reserve - (n_layers - 1)
-    for i in range(1, top + 1):
-        prev[i] = run_cost(seg, 0, i)
-    L.seg = seg
-    L.arg = arg
-    L.top = stack
-    for j in range(2, n_layers + 1):
-        top = N - reserve - (n_layers - j)
-        L.prev = prev
-        L.cur = cur
-        nr = top - j + 1
-        nc = top - j + 1           # columns j-1 .. top-1
-        for i in range(nr):
-            rows[i] = j + i
-            cols[i] = j - 1 + i
-        smawk(&L, rows, nr, cols, nc, work)
-        tmp = prev
-        prev = cur
-        cur = tmp
-    out[0] = prev
-
-
-cdef struct Workspace:
-    double *a
-    double *b
-    double *top
-    Py_ssize_t *arg
-    Py_ssize_t *idx
-    Py_ssize_t *work
-
-
-cdef int ws_alloc(Workspace *ws, Py_ssize_t m) noexcept nogil:
-    ws.a = <double *> malloc((m + 1) * sizeof(double))
-    ws.b = <double *> malloc((m + 1) * sizeof(double))
-    ws.top = <double *> malloc((m + 1) * sizeof(double))
-    ws.arg = <Py_ssize_t *> malloc((m + 1) * sizeof(Py_ssize_t))
-    ws.idx = <Py_ssize_t *> malloc(2 * (m + 1) * sizeof(Py_ssize_t))
-    ws.work = <Py_ssize_t *> malloc(4 * (m + 2) * sizeof(Py_ssize_t))
-    return ws.a != NULL and ws.b != NULL and ws.top != NULL and ws.arg != NULL and ws.idx != NULL and ws.work != NULL
-
-
-cdef void ws_free(Workspace *ws) noexcept nogil:
-    free(ws.a)
-    free(ws.b)
-    free(ws.top)
-    free(ws.arg)
-    free(ws.idx)
-    free(ws.work)
-
-
-cdef void best_split(const double *p0, const double *p1, const double *p2,
-                     Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t k1, Py_ssize_t k2,
-                     Workspace *ws, int n_threads, Py_ssize_t *split) noexcept nogil:
-    # The first boundary after the k1-th cluster in an optimal (k1 + k2)-clustering
-    # of [lo, hi): where forward and backward costs sum to the least.
-    cdef Segment segs[2]
-    cdef double *res[2]
-    cdef Py_ssize_t side, N = hi - lo, i, best = k1
-    cdef double total, bv = INFINITY
-    cdef int threads = n_threads if (k1 + k2) * N >= PARALLEL_CELLS else 1
-    for side in range(2):
-        segs[side].p0 = p0
-        segs[side].p1 = p1
-        segs[side].p2 = p2
-        segs[side].lo = lo
-        segs[side].hi = hi
-        segs[side].rev = side == 1
-    for side in prange(2, schedule="static", num_threads=min(threads, 2)):
-        dp_layers(&segs[side], k1 if side == 0 else k2, k2 if side == 0 else k1,
-                  ws[side].a, ws[side].b, ws[side].top, ws[side].arg, ws[side].idx,
-                  ws[side].work, &res[side])
-    for i in range(k1, N - k2 + 1):
-        total = res[0][i] + res[1][N - i]
-        if total < bv:
-            bv = total
-            best = i
-    split[0] = lo + best
-
-
-cdef void solve(const double *p0, const double *p1, const double *p2, Py_ssize_t lo,
-                Py_ssize_t hi, Py_ssize_t first, Py_ssize_t k, int64_t *bounds,
-                Workspace *ws, int n_threads) noexcept nogil:
-    # Boundaries first+1 .. first+k-1 of an optimal k-clustering of [lo, hi).
-    cdef Py_ssize_t j, k1, split
-    if k <= 1:
-        return
-    if k == hi - lo:
-        for j in range(1, k):
-            bounds[first + j] = lo + j
-        return
-    k1 = k // 2
-    best_split(p0, p1, p2, lo, hi, k1, k - k1, ws, n_threads, &split)
-    bounds[first + k1] = split
-    solve(p0, p1, p2, lo, split, first, k1, bounds, ws, n_threads)
-    solve(p0, p1, p2, split, hi, first + k1, k - k1, bounds, ws, n_threads)
-
-
-def optimal(const double[::1] p0, const double[::1] p1, const double[::1] p2,
-            int64_t[::1] bounds, int n_threads):
-    """Boundaries of an optimal clustering into ``k = len(bounds) - 1`` runs.
-
-    ``1 <= k <= m`` where ``m = len(p0) - 1``; ``bounds[0]`` and ``bounds[k]``
-    are set to 0 and m.
-    """
-    cdef Py_ssize_t m = p0.shape[0] - 1, k = bounds.shape[0] - 1
-    cdef Workspace ws[2]
-    cdef int ok
-    with nogil:
-        ok = ws_alloc(&ws[0], m)
-        ok = ws_alloc(&ws[1], m) and ok
-        if ok:
-            bounds[0] = 0
-            bounds[k] = m
-            solve(&p0[0], &p1[0], &p2[0], 0, m, 0, k, &bounds[0], ws, n_threads)
-        ws_free(&ws[0])
-        ws_free(&ws[1])
-    if not ok:
-        raise MemoryError()
 
 
 # -- Lloyd on sorted values -----------------------------------------------------------------
@@ -316,14 +64,15 @@ def lloyd(const double[::1] v, const double[::1] p0, const double[::1] p1,
     cluster left empty gets the value farthest from its own centre (an end of
     some run, as runs are contiguous), which takes it out of the cluster with
     the largest deviation, and the iterations go on. Returns the number of
-    iterations; ``centers`` and ``bounds`` hold the result.
+    iterations and whether the last one moved nothing (converged); ``centers``
+    and ``bounds`` hold the result.
     """
     cdef Py_ssize_t m = v.shape[0], k = centers.shape[0], j, it = 0, far, t, empty
     cdef double *c = &centers[0]
     cdef int64_t *b = &bounds[0]
     cdef int64_t *old = <int64_t *> malloc((k + 1) * sizeof(int64_t))
     cdef double dist, fd, value
-    cdef bint moved
+    cdef bint moved = True
     if old == NULL:
         raise MemoryError()
     with nogil:
@@ -371,7 +120,7 @@ def lloyd(const double[::1] v, const double[::1] p0, const double[::1] p1,
             if not moved:
                 break
     free(old)
-    return it
+    return it, not moved
 
 
 def nearest(const double[::1] v, const double[::1] centers, int64_t[::1] bounds):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 import torch
 
 from dlkernels._lib.torch_checks import check_module
@@ -10,7 +13,9 @@ from dlkernels._lib.validation import check_count, check_real
 __all__ = ["fine_tune"]
 
 
-def fine_tune(model, batches, loss_fn=None, *, epochs: int = 1, optimizer=None, lr: float = 1e-3,
+def fine_tune(model: torch.nn.Module, batches: Iterable[tuple[Any, Any]],
+              loss_fn: Callable[[Any, Any], torch.Tensor] | None = None, *, epochs: int = 1,
+              optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3,
               progress: bool = False) -> list[float]:
     """Train a pruned and/or quantized model for a few epochs.
 
@@ -60,7 +65,7 @@ def fine_tune(model, batches, loss_fn=None, *, epochs: int = 1, optimizer=None, 
     loss_fn = torch.nn.functional.cross_entropy if loss_fn is None else loss_fn
     was_training = model.training
     model.train()
-    history = []
+    history: list[float] = []
     try:
         for epoch in range(epochs):
             iterator = batches

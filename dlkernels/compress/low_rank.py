@@ -34,7 +34,8 @@ class LowRankResult(NamedTuple):
     params_after: int
 
 
-def low_rank(module, rank: int | None = None, energy: float | None = None) -> LowRankResult:
+def low_rank(module: torch.nn.Linear, rank: int | None = None,
+             energy: float | None = None) -> LowRankResult:
     """Factorise a ``Linear`` layer into two smaller ones, ``W ~ B @ A``.
 
     Parameters

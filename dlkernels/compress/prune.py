@@ -17,13 +17,16 @@ Pruned weights stay exactly zero through fine-tuning:
 
 from __future__ import annotations
 
+import warnings
 import weakref
+from collections.abc import Sequence
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from dlkernels._lib.torch_checks import check_finite, check_fraction, check_module, named_layers
 from dlkernels._lib.validation import check_choice
+from dlkernels.compress._warning import PruningWarning
 
 __all__ = ["prune_magnitude", "remove_pruning", "PRUNABLE"]
 
@@ -88,18 +91,20 @@ def _weight_of(name: str, module) -> torch.Tensor:
     return weight
 
 
-def prune_magnitude(model, sparsity: float, scope: str = "global", layers=None) -> dict[str, float]:
+def prune_magnitude(model: torch.nn.Module, amount: float, *, scope: str = "global",
+                    layers: Sequence[str | torch.nn.Module] | str | torch.nn.Module | None = None
+                    ) -> dict[str, float]:
     """Zero the smallest-magnitude weights and keep them at zero while training.
 
     Parameters
     ----------
     model : torch.nn.Module
         Modified in place.
-    sparsity : float
+    amount : float
         Share of the weights to zero, in ``[0, 1)``.
     scope : {"global", "layer"}
         ``"global"`` ranks all the chosen weights together (one threshold for
-        the model); ``"layer"`` zeroes ``sparsity`` of each layer.
+        the model); ``"layer"`` zeroes ``amount`` of each layer.
     layers : list of str or torch.nn.Module, optional
         The layers to prune (names from ``model.named_modules()`` or the
         modules). Default: every ``Linear`` and ``Conv1d/2d/3d``.
@@ -109,17 +114,24 @@ def prune_magnitude(model, sparsity: float, scope: str = "global", layers=None) 
     dict
         Layer name -> share of its weights that are now zero.
 
+    Warns
+    -----
+    PruningWarning
+        If a layer is left with every weight zero (possible only with
+        ``scope="global"``, where small layers can fall wholly under the
+        model's threshold); the message names the layers.
+
     Raises
     ------
     ValueError
-        If ``sparsity`` is outside ``[0, 1)``, ``scope`` unknown, a weight NaN
+        If ``amount`` is outside ``[0, 1)``, ``scope`` unknown, a weight NaN
         or infinite, or a named layer missing; nothing is modified then.
     TypeError
         If ``model`` is not a module or a named layer cannot be pruned.
 
     Notes
     -----
-    Exactly ``floor(sparsity * n)`` weights are chosen (``n`` the weights in
+    Exactly ``floor(amount * n)`` weights are chosen (``n`` the weights in
     scope), ties in magnitude broken by position. Weights pruned earlier stay
     pruned (masks only grow), so pruning 50% and then 80% gives 80%.
     Works on any device; the ranking runs where the weights are.
@@ -134,7 +146,7 @@ def prune_magnitude(model, sparsity: float, scope: str = "global", layers=None) 
     30
     """
     check_module(model)
-    sparsity = check_fraction(sparsity, "sparsity")
+    amount = check_fraction(amount, "amount")
     check_choice(scope, "scope", _SCOPES)
     chosen = named_layers(model, PRUNABLE, layers)
     weights = [_weight_of(name, m) for name, m in chosen]
@@ -145,11 +157,11 @@ def prune_magnitude(model, sparsity: float, scope: str = "global", layers=None) 
         if scope == "global" and chosen:
             flat = torch.cat([w.detach().abs().reshape(-1).to(device=weights[0].device, dtype=torch.float64)
                               for w in weights])
-            drop = _smallest(flat, sparsity)
+            drop = _smallest(flat, amount)
             sizes = [w.numel() for w in weights]
             masks = [d.view_as(w) for d, w in zip(torch.split(~drop, sizes), weights)]
         else:
-            masks = [~_smallest(w.detach().abs().reshape(-1), sparsity).view_as(w) for w in weights]
+            masks = [~_smallest(w.detach().abs().reshape(-1), amount).view_as(w) for w in weights]
         result = {}
         for (name, module), w, mask in zip(chosen, weights, masks):
             mask = mask.to(w.device)
@@ -158,6 +170,11 @@ def prune_magnitude(model, sparsity: float, scope: str = "global", layers=None) 
                 mask &= old
             _attach(module, w, mask)
             result[name] = 1.0 - float(mask.sum()) / max(mask.numel(), 1)
+    emptied = [name for name, share in result.items() if share == 1.0]
+    if emptied and amount > 0:
+        warnings.warn(f"prune_magnitude removed every weight of {', '.join(map(repr, emptied))}: "
+                      f"{'it outputs' if len(emptied) == 1 else 'they output'} only the bias (lower "
+                      f"amount, or use scope='layer')", PruningWarning, stacklevel=2)
     return result
 
 
@@ -181,7 +198,7 @@ def _attach(module, weight: torch.nn.Parameter, mask: torch.Tensor) -> None:
     _ensure_hooked(module)
 
 
-def remove_pruning(model) -> int:
+def remove_pruning(model: torch.nn.Module) -> int:
     """Drop the masks and hooks of :func:`prune_magnitude`; the zeros stay.
 
     Parameters

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from dlkernels.compress.storage import _dense_names, encode_model
+import numpy as np
+import torch
+
+from dlkernels.compress.storage import _STORAGE, _dense_names, encode_model
 
 __all__ = ["compression_report", "CompressionReport", "LayerReport"]
 
@@ -22,33 +25,41 @@ class LayerReport:
     kept : float
         Share of non-zero entries (after pruning).
     weight_bits : float
-        Bits per kept value before Huffman coding: ``ceil(log2(K + 1))`` for a
+        Bits per coded value before entropy coding: ``ceil(log2(K + 1))`` for a
         codebook of K shared values, the dtype's width otherwise.
-    weight_bits_huffman : float
-        Bits per kept value as stored (Huffman-coded indices).
+    weight_bits_coded : float
+        Bits per coded value as stored (entropy-coded indices). For the
+        ``"quantized joint"`` coding, positions and values together.
     index_bits : float
-        Bits per kept value spent on positions before Huffman coding (the
+        Bits per kept value spent on positions before entropy coding (the
         fixed-width capped gaps), 0 when the tensor is stored dense.
-    index_bits_huffman : float
-        The same as stored (Huffman-coded gaps, filler symbols included).
+    index_bits_coded : float
+        The same as stored (coded gaps, skip symbols included); 0 for the
+        joint coding, whose positions count in ``weight_bits_coded``.
     bytes : int
         Bytes of this tensor in the file (codebook, tables and streams).
     ratio : float
         Its float32 size divided by ``bytes``.
     coding : str
-        ``"quantized dense"``, ``"quantized sparse"``, ``"sparse"`` or ``"raw"``.
+        ``"quantized dense"``, ``"quantized sparse"``, ``"quantized joint"``,
+        ``"sparse"`` or ``"raw"``.
+    coder : str
+        The entropy coder of each of its streams, joined by ``+``: ``"rans"``,
+        ``"huffman"``, ``"one"`` (a stream of one repeated symbol, stored as
+        that symbol), or ``"-"`` for raw values.
     """
 
     name: str
     weights: int
     kept: float
     weight_bits: float
-    weight_bits_huffman: float
+    weight_bits_coded: float
     index_bits: float
-    index_bits_huffman: float
+    index_bits_coded: float
     bytes: int
     ratio: float
     coding: str
+    coder: str
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,7 @@ class CompressionReport:
         ``float32_bytes / file_bytes``.
     """
 
-    layers: list = field(default_factory=list)
+    layers: list[LayerReport] = field(default_factory=list)
     file_bytes: int = 0
     float32_bytes: int = 0
 
@@ -80,22 +91,23 @@ class CompressionReport:
         return self.file_bytes - sum(row.bytes for row in self.layers)
 
     def __str__(self) -> str:
-        head = (f"{'layer':<22}{'#weights':>10}{'kept':>8}{'wbits':>7}{'wbits+H':>9}"
-                f"{'ibits':>7}{'ibits+H':>9}{'bytes':>9}{'ratio':>8}  coding")
+        head = (f"{'layer':<22}{'#weights':>10}{'kept':>8}{'wbits':>7}{'coded':>9}"
+                f"{'ibits':>7}{'coded':>9}{'bytes':>9}{'ratio':>9}  coding (coder)")
         lines = [head, "-" * len(head)]
         for r in self.layers:
             lines.append(f"{r.name:<22}{r.weights:>10}{r.kept:>8.1%}{r.weight_bits:>7.1f}"
-                         f"{r.weight_bits_huffman:>9.2f}{r.index_bits:>7.1f}"
-                         f"{r.index_bits_huffman:>9.2f}{r.bytes:>9}{_ratio_text(r)}  {r.coding}")
+                         f"{r.weight_bits_coded:>9.2f}{r.index_bits:>7.1f}"
+                         f"{r.index_bits_coded:>9.2f}{r.bytes:>9}{_ratio_text(r)}  {r.coding} "
+                         f"({r.coder})")
         lines.append(f"{'header, magic, CRC':<22}{'':>58}{self.overhead_bytes:>9}")
         n = sum(r.weights for r in self.layers)
         kept = sum(r.kept * r.weights for r in self.layers) / n if n else 0.0
         lines.append(f"{'total':<22}{n:>10}{kept:>8.1%}{'':>40}{self.file_bytes:>9}"
-                     f"{self.ratio:>7.1f}x  (float32: {self.float32_bytes} bytes)")
+                     f"{self.ratio:>8.1f}x  (float32: {self.float32_bytes} bytes)")
         return "\n".join(lines)
 
 
-def compression_report(model) -> CompressionReport:
+def compression_report(model: torch.nn.Module) -> CompressionReport:
     """Per tensor: weights, share kept, bits per weight and per index, bytes, ratio.
 
     The figures are those of the file :func:`save_compressed` would write (the
@@ -121,42 +133,32 @@ def compression_report(model) -> CompressionReport:
     True
     """
     data, entries = encode_model(model)
+    tensors = _dense_names(model)
     rows = []
     for e in entries:
         n = int(math.prod(e["shape"]))
-        itemsize = {"float16": 16, "bfloat16": 16, "float64": 64, "int8": 8, "uint8": 8,
-                    "int16": 16, "int32": 32, "int64": 64, "bool": 8}.get(e["dtype"], 32)
-        kind = e["k"]
-        if kind == "q":
-            nnz = e["nnz"] if e["m"] == "sparse" else n
+        itemsize = 8 * np.dtype(_STORAGE[e["dtype"]]).itemsize
+        streams = e["streams"]
+        nnz, kind = e["nnz"], e["coding"]
+        per = (lambda bits: bits / nnz if nnz else 0.0)
+        wbits, wbits_c, ibits, ibits_c = itemsize, itemsize, 0.0, 0.0
+        if kind.startswith("quantized"):
             wbits = math.ceil(math.log2(e["K"] + 1)) if e["K"] else 0
-            wbits_h = e["v"]["b"] / nnz if nnz else 0.0
-            coding = f"quantized {e['m']}"
-        elif kind == "s":
-            nnz = e["nnz"]
-            wbits = wbits_h = itemsize
-            coding = "sparse"
-        else:
-            nnz, wbits, wbits_h, coding = n, itemsize, itemsize, "raw"
-        if "p" in e:
-            p = e["p"]
-            ibits = math.ceil(math.log2(p["cap"] + 1)) * p["c"] / nnz if nnz else 0.0
-            ibits_h = p["b"] / nnz if nnz else 0.0
-        else:
-            ibits = ibits_h = 0.0
-        rows.append(LayerReport(e["name"], n, 0.0, wbits, wbits_h, ibits, ibits_h, e["bytes"],
-                                4 * n / e["bytes"] if e["bytes"] else math.inf, coding))
-    # Share kept: counted on the model itself (a dense coding does not record it).
-    tensors = _dense_names(model)
-    final = []
-    for row in rows:
-        t = tensors[row.name]
+            wbits_c = per(streams[-1][1])
+        if kind in ("sparse", "quantized sparse", "quantized joint"):
+            cap, count = e["cap"], streams[0][2]
+            ibits = per(math.ceil(math.log2(cap + 1)) * count)
+            if kind != "quantized joint":
+                ibits_c = per(streams[0][1])
+        t = tensors[e["name"]]
         values = t[1] if isinstance(t, tuple) else t
-        nonzero = int((values.detach() != 0).sum()) if row.weights else 0
-        final.append(LayerReport(**{**row.__dict__, "kept": nonzero / row.weights if row.weights else 0.0}))
-    return CompressionReport(final, len(data), 4 * sum(r.weights for r in final))
+        kept = int((values.detach() != 0).sum()) / n if n else 0.0
+        coder = "+".join(s[0] for s in streams) or "-"
+        rows.append(LayerReport(e["name"], n, kept, wbits, wbits_c, ibits, ibits_c, e["bytes"],
+                                4 * n / e["bytes"] if e["bytes"] else math.inf, kind, coder))
+    return CompressionReport(rows, len(data), 4 * sum(r.weights for r in rows))
 
 
-def _ratio_text(row) -> str:
+def _ratio_text(row: LayerReport) -> str:
     # A tensor pruned away entirely takes no bytes: no finite ratio to print.
-    return f"{row.ratio:>7.1f}x" if row.bytes else f"{'all 0':>8}"
+    return f"{row.ratio:>8.1f}x" if row.bytes else f"{'all 0':>9}"

@@ -1,140 +1,137 @@
-"""Structural pruning: remove whole output units and the inputs that read them.
+"""Structural pruning: remove whole units, so the model gets smaller and faster.
 
 Masking (``torch.nn.utils.prune``) keeps every matrix at full size, so the
-pruned model runs exactly as fast as the original. Here the weakest output
-units of a ``Linear`` (channels of a ``Conv2d``) are cut out of its weight and
-bias, the matching input columns are cut out of the layer that consumes them,
-and per-channel layers in between (``BatchNorm``) are cut alike: the matrices
-shrink and inference gets faster.
+masked model runs exactly as fast as the original. :func:`prune_units`
+traces the model into groups of coupled units (:mod:`~dlkernels.compress.depgraph`)
+and cuts the weakest units of each group out of every tensor that holds them:
+the matrices shrink and inference gets faster.
 """
 
 from __future__ import annotations
 
-import copy
+import math
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from dlkernels._lib.torch_checks import check_finite, check_fraction, check_module
-from dlkernels._lib.validation import check_choice
+from dlkernels._lib.torch_checks import check_fraction, check_module, named_layers
+from dlkernels._lib.validation import check_choice, check_count
+from dlkernels.compress._attention import tie_sizes
+from dlkernels.compress._importance import IMPORTANCES, unit_scores
+from dlkernels.compress._shrink import shrink
+from dlkernels.compress._warning import PruningWarning
+from dlkernels.compress.depgraph import trace_graph
 
 __all__ = ["prune_units"]
 
-PRODUCERS = (nn.Linear, nn.Conv2d)
-# Modules that act on each unit (channel) separately: a removed unit's output
-# never reaches another unit through them.
-PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-                nn.Mish, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
-                nn.Softplus, nn.Softsign, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout,
-                nn.Identity, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d,
-                nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
-_NORMS = ("l1", "l2")
+_SCOPES = ("layer", "global")
+_ATTENTION = ("heads", "head_dims")
 
 
-def _leaves(model) -> list[tuple[str, nn.Module]]:
-    """The modules of a (nested) ``nn.Sequential`` in execution order."""
-    out = []
-    for name, child in model.named_children():
-        if isinstance(child, nn.Sequential):
-            out += [(f"{name}.{n}", m) for n, m in _leaves(child)]
-        else:
-            out.append((name, child))
-    return out
+def prune_units(model: nn.Module, amount: float | dict[str, float], *,
+                example_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None,
+                importance: str = "l1", scope: str = "layer", round_to: int = 8,
+                protect: str | nn.Module | Sequence[str | nn.Module] | None = None,
+                consumers: dict[str, str | Sequence[str]] | None = None, attention: str = "heads",
+                steps: int = 1, on_step: Callable[[nn.Module, int], object] | None = None) -> nn.Module:
+    """A smaller copy of ``model`` without the weakest units (channels, features, heads).
 
-
-def _chains_sequential(model) -> list[tuple[str, list[str], str]]:
-    """(producer, [norms in between], consumer) for each producer of a Sequential."""
-    leaves = _leaves(model)
-    chains = []
-    for i, (name, module) in enumerate(leaves):
-        if not isinstance(module, PRODUCERS):
-            continue
-        between = []
-        for other_name, other in leaves[i + 1:]:
-            if isinstance(other, PRODUCERS):
-                chains.append((name, between, other_name))
-                break
-            if isinstance(other, NORMS):
-                between.append(other_name)
-            elif not isinstance(other, (*PASS_THROUGH, nn.Flatten)):
-                raise TypeError(
-                    f"model: cannot prune {name!r} structurally: the {type(other).__name__} "
-                    f"{other_name!r} between it and the next layer does not act on each unit "
-                    f"separately (name the pairs with consumers=... to prune others)")
-        # A producer with no consumer is the output layer: its units stay.
-    return chains
-
-
-def _chains_named(model, consumers) -> list[tuple[str, list[str], str]]:
-    if not isinstance(consumers, dict):
-        raise TypeError(f"consumers must be a dict of producer name -> consumer name, "
-                        f"got {type(consumers).__name__}")
-    modules = dict(model.named_modules())
-    chains = []
-    for producer, path in consumers.items():
-        path = [path] if isinstance(path, str) else list(path)
-        if not path or not all(isinstance(p, str) for p in [producer, *path]):
-            raise TypeError(f"consumers[{producer!r}] must be a module name or a list of names")
-        for n in [producer, *path]:
-            if n not in modules:
-                raise ValueError(f"consumers names {n!r}, which is not a module of the model")
-        *between, consumer = path
-        for n in between:
-            if not isinstance(modules[n], NORMS):
-                raise TypeError(f"consumers[{producer!r}]: {n!r} is a {type(modules[n]).__name__}; "
-                                f"only BatchNorm1d/2d may sit between a producer and its consumer")
-        chains.append((producer, between, consumer))
-    return chains
-
-
-def _unit_norms(weight: torch.Tensor, norm: str) -> torch.Tensor:
-    rows = weight.detach().reshape(weight.shape[0], -1).to(torch.float64)
-    return rows.abs().sum(1) if norm == "l1" else rows.pow(2).sum(1).sqrt()
-
-
-def prune_units(model, amount: float, norm: str = "l1", consumers: dict | None = None) -> nn.Module:
-    """A smaller copy of ``model`` without the weakest output units of its layers.
-
-    For each ``Linear`` (``Conv2d``) that feeds another one, the ``amount``
-    share of its output units (channels) with the smallest weight norm are
-    removed, with their bias entries, the matching inputs of the consuming
-    layer and the matching channels of any ``BatchNorm`` in between. A
-    ``Flatten`` from a ``Conv2d`` into a ``Linear`` is followed (each channel
-    owns ``in_features / channels`` consecutive inputs).
+    The model is traced into groups of units that must be removed together
+    (:func:`~dlkernels.compress.unit_groups`): a convolution's output channels
+    with the BatchNorm after it and the input channels of every layer that
+    reads them, all the addends of a residual sum, both sides of a
+    concatenation, a Linear's inputs after a flatten, the channels of a
+    depthwise convolution's input and output, an embedding's features with
+    everything added to them, the heads of an ``nn.MultiheadAttention``.
+    From each group the ``amount`` share of units with the lowest importance
+    is cut out of every tensor that holds them. The model's outputs keep
+    their size.
 
     Parameters
     ----------
     model : torch.nn.Module
-        An ``nn.Sequential`` (nested ones are followed), or any module when
-        ``consumers`` is given. Not modified.
-    amount : float
-        Share of the units of each layer to remove, in ``[0, 1)``
-        (``floor(amount * units)``, at least one unit always stays).
-    norm : {"l1", "l2"}
-        How a unit's weight row (a channel's filter) is measured.
+        Any module that ``torch.fx`` or ``torch.export`` can trace. Not
+        modified.
+    amount : float or dict
+        Share of the units of each group to remove, in ``[0, 1)``; or a dict
+        from module names to shares, for the groups those modules output
+        (other groups keep their units).
+    example_inputs : torch.Tensor or tuple of torch.Tensor, optional
+        Positional arguments of one forward call, run once to learn shapes.
+        Needed unless the model's input goes straight into a ``Linear`` or
+        ``Embedding``.
+    importance : {"l1", "l2", "bn", "taylor"}
+        How units are ranked: the L1 or L2 norm of all the weights a unit owns
+        in its group (producers' rows, consumers' columns, norm parameters);
+        the absolute BatchNorm/GroupNorm/LayerNorm scale; or the first-order
+        Taylor estimate ``|sum w * grad|`` over the same weights, which reads
+        the ``.grad`` of one batch's ``loss.backward()``.
+    scope : {"layer", "global"}
+        ``"layer"`` removes ``floor(amount * n)`` units of each group of ``n``;
+        ``"global"`` ranks all units together (importance divided by its
+        group's mean) and removes the ``amount`` share of all of them, at least
+        one unit staying in each group.
+    round_to : int
+        The number of units each group keeps is rounded up to a multiple of
+        this (8: what CPU and GPU kernels like; 1: no rounding). Groups with
+        fewer units keep them all.
+    protect : str, module or list of them, optional
+        Modules whose output units all stay (e.g. a classifier). The model's
+        outputs are always kept.
     consumers : dict, optional
-        For models that are not ``nn.Sequential``: producer name -> consumer
-        name, or -> a list ``[batchnorm names..., consumer name]``. Only these
-        producers are pruned.
+        ``{producer name: name or list of names}``: prune only these
+        producers' groups, and check each against the traced graph: the names
+        must be exactly the other modules that hold the producer's units (the
+        layers that read them, the norms in between, and in a residual group
+        the other producers).
+    attention : {"heads", "head_dims"}
+        ``nn.MultiheadAttention`` keeps ``embed_dim == num_heads * head_dim``
+        equal to its query and output features: when those lose units, it
+        loses whole heads or the same dimensions of every head.
+    steps : int
+        Prune in this many steps, each to a linearly growing share of the
+        original units (``amount * step / steps``).
+    on_step : callable, optional
+        ``on_step(model, step)`` after each step with the current smaller
+        model (``step`` from 1): fine-tune it there. With
+        ``importance="taylor"`` it must leave one batch's gradients in
+        ``.grad`` for the next step.
 
     Returns
     -------
     torch.nn.Module
-        A deep copy with smaller layers. Its outputs equal those of ``model``
-        with the removed units masked out (their weight rows and biases, and
-        the consumer's matching input weights, set to zero), up to float
-        rounding.
+        A deep copy with smaller tensors, of the same classes. Its outputs
+        equal those of ``model`` with the removed units masked (their
+        weights zeroed everywhere), up to float rounding; LayerNorm and
+        GroupNorm normalize over the units that stay.
 
     Raises
     ------
     TypeError
-        If a module between two layers does not act on each unit separately
-        (e.g. an LSTM or a grouped convolution), or a layer is of a kind that
-        cannot be pruned structurally.
+        If the model cannot be traced, an operation that is not understood
+        reads units (the message names the module and the operation), or an
+        argument has the wrong type.
     ValueError
-        If ``amount`` is outside ``[0, 1)``, ``norm`` unknown, a weight is NaN
-        or infinite, or the shapes of a producer and its consumer do not match.
+        If ``amount`` is outside ``[0, 1)``, an option is unknown, a weight is
+        NaN or infinite, a name is not a module of the model, ``consumers``
+        does not match the traced graph, or ``importance="taylor"`` finds no
+        gradients.
+
+    Warns
+    -----
+    PruningWarning
+        If nothing is removed although ``amount > 0`` (every group pinned or
+        kept whole by ``round_to``).
+
+    Notes
+    -----
+    Units are *pinned* (never removed) where removing them would change the
+    result: the model's outputs, protected modules, and units that an
+    operation reads as a whole (a softmax, a sum or mean over channels,
+    indexing a channel). :func:`~dlkernels.compress.unit_groups` lists each
+    group with the reasons it is pinned.
 
     Examples
     --------
@@ -145,103 +142,179 @@ def prune_units(model, amount: float, norm: str = "l1", consumers: dict | None =
     ...                           torch.nn.Linear(100, 10))
     >>> small = prune_units(mlp, 0.5)
     >>> [small[0].out_features, small[2].out_features, small[4].out_features]
-    [150, 50, 10]
+    [152, 56, 10]
     """
     check_module(model)
-    amount = check_fraction(amount, "amount")
-    check_choice(norm, "norm", _NORMS)
-    if consumers is None:
-        if not isinstance(model, nn.Sequential):
-            raise TypeError(f"model: a {type(model).__name__} is not an nn.Sequential; name the "
-                            f"producer -> consumer pairs with consumers=...")
-        chains = _chains_sequential(model)
-    else:
-        chains = _chains_named(model, consumers)
+    amounts = _check_amount(model, amount)
+    check_choice(importance, "importance", IMPORTANCES)
+    check_choice(scope, "scope", _SCOPES)
+    check_choice(attention, "attention", _ATTENTION)
+    round_to = check_count(round_to, "round_to", 1)
+    steps = check_count(steps, "steps", 1)
+    if on_step is not None and not callable(on_step):
+        raise TypeError(f"on_step must be callable, got {type(on_step).__name__}")
+    if scope == "global" and isinstance(amounts, dict):
+        raise ValueError("amount: a dict of per-layer shares needs scope='layer'")
+    protected = [] if protect is None else [n for n, _ in named_layers(model, (nn.Module,), protect,
+                                                                         "protect")]
+    if consumers is not None:
+        _check_consumers(model, consumers)
+    options = dict(example_inputs=example_inputs, importance=importance, scope=scope, round_to=round_to,
+                   protected=protected, consumers=consumers, attention=attention)
+    current = model
+    for step in range(1, steps + 1):
+        before, after = (step - 1) / steps, step / steps
+
+        def share(a, before=before, after=after):  # of the units left, so step k ends at a * k / steps
+            return a * after if before == 0 else 1.0 - (1.0 - a * after) / (1.0 - a * before)
+        step_amounts = ({k: share(v) for k, v in amounts.items()} if isinstance(amounts, dict)
+                        else share(amounts))
+        current = _prune_once(current, step_amounts, **options)
+        if on_step is not None:
+            on_step(current, step)
+    return current
+
+
+def _check_amount(model, amount):
+    if isinstance(amount, dict):
+        names = dict(model.named_modules())
+        out = {}
+        for k, v in amount.items():
+            if not isinstance(k, str):
+                raise TypeError(f"amount: dict keys must be module names, got {type(k).__name__}")
+            if k not in names:
+                raise ValueError(f"amount names {k!r}, which is not a module of the model")
+            out[k] = check_fraction(v, f"amount[{k!r}]")
+        return out
+    return check_fraction(amount, "amount")
+
+
+def _check_consumers(model, consumers) -> None:
+    if not isinstance(consumers, dict):
+        raise TypeError(f"consumers must be a dict of producer name -> consumer name(s), "
+                        f"got {type(consumers).__name__}")
     modules = dict(model.named_modules())
-    keep_out: dict[str, torch.Tensor] = {}
-    keep_in: dict[str, torch.Tensor] = {}
-    for producer, between, consumer in chains:
-        p, c = modules[producer], modules[consumer]
-        for n, m in ((producer, p), (consumer, c)):
-            if not isinstance(m, PRODUCERS):
-                raise TypeError(f"model: {n!r} is a {type(m).__name__}; only Linear and Conv2d "
-                                f"can be pruned structurally")
-            if isinstance(m, nn.Conv2d) and m.groups != 1:
-                raise TypeError(f"model: {n!r} is a grouped Conv2d (groups={m.groups}), which "
-                                f"cannot be pruned structurally")
-            if m._parameters.get("weight") is None:
-                raise ValueError(f"model: {n!r} has no weight parameter (quantized already?)")
-            check_finite(m.weight.detach(), f"{n}.weight")
-        units = p.weight.shape[0]
-        in_c = c.weight.shape[1]
-        if isinstance(p, nn.Linear) and isinstance(c, nn.Conv2d):
-            raise TypeError(f"model: {producer!r} (Linear) feeds {consumer!r} (Conv2d): "
-                            f"cannot follow units through that reshape")
-        if in_c % units or (isinstance(c, nn.Conv2d) and in_c != units):
-            raise ValueError(f"model: {consumer!r} has {in_c} inputs, which do not match the "
-                             f"{units} units of {producer!r}")
-        for n in between:
-            if modules[n].num_features != units:
-                raise ValueError(f"model: {n!r} has {modules[n].num_features} features, "
-                                 f"not the {units} units of {producer!r}")
-        n_remove = min(int(amount * units), units - 1)
-        order = torch.sort(_unit_norms(p.weight, norm), stable=True).indices
-        kept = torch.sort(order[n_remove:]).values.to(p.weight.device)
-        keep_out[producer] = kept
-        for n in between:
-            keep_out[n] = kept
-        per_unit = in_c // units  # > 1 after a Flatten from a Conv2d into a Linear
-        cols = (kept[:, None] * per_unit + torch.arange(per_unit, device=kept.device)).reshape(-1)
-        keep_in[consumer] = cols.to(c.weight.device)
-    # Everything is checked: build the smaller copy.
-    small = copy.deepcopy(model)
-    small_modules = dict(small.named_modules())
-    with torch.no_grad():
-        for name in dict.fromkeys([*keep_out, *keep_in]):
-            old = small_modules[name]
-            _replace(small, name, _shrunk(old, keep_out.get(name), keep_in.get(name)))
-    return small
+    for producer, path in consumers.items():
+        path = [path] if isinstance(path, str) else path
+        if not isinstance(path, (list, tuple)) or not path or \
+                not all(isinstance(p, str) for p in [producer, *path]):
+            raise TypeError(f"consumers[{producer!r}] must be a module name or a list of names")
+        for n in [producer, *path]:
+            if n not in modules:
+                raise ValueError(f"consumers names {n!r}, which is not a module of the model")
 
 
-def _shrunk(module: nn.Module, rows, cols) -> nn.Module:
-    """A new module holding only output units ``rows`` and inputs ``cols`` (None: all)."""
-    kw = {"device": module.weight.device if hasattr(module, "weight") and module.weight is not None
-          else None}
-    if isinstance(module, NORMS):
-        kw["dtype"] = module.running_mean.dtype if module.running_mean is not None else None
-        new = type(module)(len(rows), eps=module.eps, momentum=module.momentum,
-                           affine=module.affine, track_running_stats=module.track_running_stats,
-                           **{k: v for k, v in kw.items() if v is not None})
-        for attr in ("weight", "bias", "running_mean", "running_var"):
-            src = getattr(module, attr)
-            if src is not None:
-                getattr(new, attr).copy_(src[rows])
-        if module.num_batches_tracked is not None:
-            new.num_batches_tracked.copy_(module.num_batches_tracked)
-        new.train(module.training)
-        return new
-    weight = module.weight
-    if rows is not None:
-        weight = weight[rows]
-    if cols is not None:
-        weight = weight[:, cols]
-    kw["dtype"] = weight.dtype
-    has_bias = module.bias is not None
-    if isinstance(module, nn.Linear):
-        new = nn.Linear(weight.shape[1], weight.shape[0], bias=has_bias, **kw)
-    else:
-        new = nn.Conv2d(weight.shape[1], weight.shape[0], module.kernel_size, stride=module.stride,
-                        padding=module.padding, dilation=module.dilation, bias=has_bias,
-                        padding_mode=module.padding_mode, **kw)
-    new.weight.copy_(weight)
-    if has_bias:
-        new.bias.copy_(module.bias if rows is None else module.bias[rows])
-    new.weight.requires_grad_(module.weight.requires_grad)
-    new.train(module.training)
-    return new
+def _restricted(g, consumers: dict) -> set:
+    """The groups named by ``consumers``, each checked against the traced graph."""
+    roots = set()
+    for producer, path in consumers.items():
+        named = {path} if isinstance(path, str) else set(path)
+        spaces = g.producers.get(producer)
+        if not spaces:
+            module = g.model.get_submodule(producer)
+            raise TypeError(f"consumers: {producer!r} (a {type(module).__name__}) outputs no units that "
+                            f"can be removed")
+        root = spaces[0].root()
+        readers = {g.owner[m[0]] for m in root.members} - {producer}
+        if named != readers:
+            raise ValueError(f"consumers[{producer!r}] names {sorted(named)}, but in the traced graph "
+                             f"the units of {producer!r} are read by {sorted(readers)}")
+        roots.add(root)
+    return roots
 
 
-def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)
+def _top(scores: torch.Tensor, keep: int, blocks: int) -> torch.Tensor:
+    """Sorted indices of the ``keep`` highest scores, ``keep / blocks`` per block (ties: lower index goes)."""
+    n = len(scores)
+    per, k = n // blocks, keep // blocks
+    kept = []
+    for b in range(blocks):
+        order = torch.sort(scores[b * per:(b + 1) * per], stable=True).indices
+        kept.append(torch.sort(order[per - k:]).values + b * per)
+    return torch.cat(kept)
+
+
+def _round_up(x: int, m: int, cap: int) -> int:
+    return min(cap, -(-x // m) * m)
+
+
+def _group_amounts(g, roots, amounts) -> dict:
+    if not isinstance(amounts, dict):
+        return {r: amounts for r in roots}
+    out = {}
+    for path, a in amounts.items():
+        spaces = g.producers.get(path)
+        if not spaces:
+            module = g.model.get_submodule(path)
+            raise ValueError(f"amount names {path!r} (a {type(module).__name__}), which outputs no units")
+        root = spaces[0].root()
+        if root in out and out[root] != a:
+            other = next(p for p, s in g.producers.items() if s and s[0].root() is root and p in amounts)
+            raise ValueError(f"amount gives {other!r} and {path!r} different shares, but their units "
+                             f"are removed together")
+        out[root] = a
+    return {r: a for r, a in out.items() if r in roots}
+
+
+def _plan(g, amounts, *, importance, scope, round_to, restrict, attention):
+    internal = {id(s.root()) for site in g.attention for s in (site.heads, site.head_dims)}
+    roots = [r for r in g.roots() if not r.pins and r.size > 1 and id(r) not in internal
+             and any(g.is_param[m[0]] for m in r.members) and (restrict is None or r in restrict)]
+    shares = {r: a for r, a in _group_amounts(g, roots, amounts).items() if a > 0}
+    cache: dict = {}
+    scores = {r: unit_scores(g, r, importance, cache) for r in shares}
+    keep = {}
+    if scope == "layer":
+        # (the tolerance keeps a step's share, computed in floats, from missing a whole unit)
+        keep = {r: r.size - int(a * r.size + 1e-9) for r, a in shares.items()}
+    elif shares:
+        share = next(iter(shares.values()))
+        norm = [scores[r] / scores[r].mean() if scores[r].mean() > 0 else scores[r] for r in shares]
+        owner = torch.cat([torch.full((r.size,), i) for i, r in enumerate(shares)])
+        drop = torch.sort(torch.cat(norm), stable=True).indices[:int(share * len(owner))]
+        counts = torch.bincount(owner[drop], minlength=len(shares))
+        keep = {r: max(1, r.size - int(c)) for r, c in zip(shares, counts)}
+    multiple = {r: math.lcm(round_to, r.blocks) for r in g.roots()}
+    keep = {r: _round_up(k, multiple[r], r.size) for r, k in keep.items()}
+    sites = [s for s in g.attention if s.query is not None]
+    counts = tie_sizes(sites, keep, multiple, attention)
+    kept = {r: _top(scores[r], k, r.blocks) for r, k in keep.items() if k < r.size}
+    inside = {}
+    for s in g.attention:
+        n_heads, n_dims = counts.get(s.path, (s.module.num_heads, s.module.head_dim))
+        inside[s.path] = tuple(
+            torch.arange(space.size) if k == space.size
+            else _top(unit_scores(g, space.root(), importance, cache), k, 1)
+            for space, k in ((s.heads, n_heads), (s.head_dims, n_dims)))
+    return kept, inside
+
+
+def _prune_once(model, amounts, *, example_inputs, importance, scope, round_to, protected, consumers,
+                attention):
+    g = trace_graph(model, example_inputs)
+    for path in protected:
+        spaces = g.producers.get(path)
+        if not spaces:
+            raise ValueError(f"protect names {path!r} (a {type(g.model.get_submodule(path)).__name__}), "
+                             f"which outputs no units")
+        for s in spaces:
+            s.pin(f"protected {path!r}")
+    restrict = None if consumers is None else _restricted(g, consumers)
+    kept, inside = _plan(g, amounts, importance=importance, scope=scope, round_to=round_to,
+                         restrict=restrict, attention=attention)
+    wanted = any(a > 0 for a in amounts.values()) if isinstance(amounts, dict) else amounts > 0
+    if wanted and not kept:
+        warnings.warn(f"prune_units removed nothing: {_why_nothing(g, round_to)}", PruningWarning,
+                      stacklevel=3)
+    return shrink(g, kept, inside)
+
+
+def _why_nothing(g, round_to: int) -> str:
+    groups = [r for r in g.roots() if any(g.is_param[m[0]] for m in r.members)]
+    pinned = [r for r in groups if r.pins]
+    reasons = sorted({r.pins[0] for r in pinned})
+    text = f"{len(pinned)} of {len(groups)} groups are pinned ({'; '.join(reasons[:3])})"
+    small = [r for r in groups if not r.pins and r.size <= round_to]
+    if small:
+        text += f", {len(small)} have no more than round_to={round_to} units"
+    return text + " and the rest lose no unit at this amount"

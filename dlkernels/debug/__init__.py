@@ -7,9 +7,9 @@
   outputs out of range and samples that leak into each other.
 * A pytest plugin (registered on install) with fixtures for these checks.
 
-The names are imported on first use, so ``import dlkernels.debug`` (which the pytest
-plugin does in every test run) works without torch; using a name then raises an
-ImportError that says how to install torch.
+Without torch, ``import dlkernels.debug`` raises one ImportError that says how to
+install it. The pytest plugin lives apart, in :mod:`dlkernels.pytest_plugin`, so
+that pytest starts where torch is not installed.
 
 .. autosummary::
    :toctree: generated/
@@ -32,8 +32,19 @@ ImportError that says how to install torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+from dlkernels._lib.torch_import import require_torch
+
+require_torch("dlkernels.debug")  # one clear ImportError without torch
+
+from dlkernels.debug.batch_mixing import assert_no_batch_mixing  # noqa: E402
+from dlkernels.debug.check_reports import IsolationReport, TrainingStepReport  # noqa: E402
+from dlkernels.debug.memory import MemoryProfiler  # noqa: E402
+from dlkernels.debug.memory_results import MemoryEvent, ModuleMemory, PhaseMemory  # noqa: E402
+from dlkernels.debug.optimizer_isolation import (assert_optimizer_isolation,  # noqa: E402
+                                                 check_optimizer_isolation)
+from dlkernels.debug.training_step import (assert_finite, assert_output_range,  # noqa: E402
+                                           assert_params_change, assert_params_unchanged,
+                                           check_training_step)
 
 __all__ = [
     "MemoryProfiler", "ModuleMemory", "PhaseMemory", "MemoryEvent",
@@ -42,27 +53,3 @@ __all__ = [
     "assert_output_range", "assert_no_batch_mixing",
     "check_optimizer_isolation", "assert_optimizer_isolation", "IsolationReport",
 ]
-
-_WHERE = {name: "memory" for name in ("MemoryProfiler", "ModuleMemory", "PhaseMemory", "MemoryEvent")}
-_WHERE.update({name: "checks" for name in __all__ if name not in _WHERE})
-
-if TYPE_CHECKING:  # pragma: no cover
-    from dlkernels.debug.checks import (IsolationReport, TrainingStepReport, assert_finite,
-                                     assert_no_batch_mixing, assert_optimizer_isolation,
-                                     assert_output_range, assert_params_change,
-                                     assert_params_unchanged, check_optimizer_isolation,
-                                     check_training_step)
-    from dlkernels.debug.memory import MemoryEvent, MemoryProfiler, ModuleMemory, PhaseMemory
-
-
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dlkernels.debug' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"dlkernels.debug.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))

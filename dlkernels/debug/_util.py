@@ -1,28 +1,15 @@
 """Helpers shared by the profiler and the checks: nested tensors, storages, sizes.
 
-Nothing here imports torch at module import time: :mod:`dlkernels.debug` is imported by
-the pytest plugin in every test run, also where torch is not installed.
+The functions import torch when called; :mod:`dlkernels.debug` has checked by then that
+it is installed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-__all__ = ["require_torch", "iter_tensors", "flat_tensors", "storage_key", "tensor_bytes",
+__all__ = ["iter_tensors", "flat_tensors", "storage_key", "tensor_bytes",
            "distinct_bytes", "format_bytes", "parameter_index"]
-
-_MISSING_TORCH = ("dlkernels.debug needs torch, which is not installed: "
-                  "pip install 'dlkernels[torch]' -c constraints.txt")
-
-
-def require_torch():
-    """Import and return torch, or raise an ImportError that names the extra to install."""
-    try:
-        import torch
-    except ImportError as exc:
-        raise ImportError(_MISSING_TORCH) from exc
-    return torch
-
 
 def iter_tensors(obj, path: str = "", *, strict: bool = False, what: str = "value",
                  _depth: int = 0) -> Iterator[tuple[str, object]]:

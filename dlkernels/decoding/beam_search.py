@@ -32,7 +32,8 @@ class BeamSearchOutput(NamedTuple):
     lengths: torch.Tensor
 
 
-def map_state(fn: Callable[[torch.Tensor], torch.Tensor], state: Any, path: str = "state"):
+def map_state(fn: Callable[[torch.Tensor, str], torch.Tensor], state: Any,
+              path: str = "state") -> Any:
     """Apply ``fn(tensor, path)`` to every tensor of a nested dict/list/tuple state.
 
     Named tuples keep their type; other leaves (ints, None, strings) are kept as they are.
@@ -71,9 +72,10 @@ def _check_token(value, name: str) -> int:
     return int(value)
 
 
-def beam_search(step_fn, init_state, batch_size: int, beam_size: int, max_length: int,
-                bos_id: int, eos_id: int, length_penalty: float = 1.0, num_return: int = 1,
-                *, pad_id: int | None = None, device=None) -> BeamSearchOutput:
+def beam_search(step_fn: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]], init_state: Any,
+                batch_size: int, beam_size: int, max_length: int, bos_id: int, eos_id: int,
+                length_penalty: float = 1.0, num_return: int = 1, *, pad_id: int | None = None,
+                device: str | torch.device | None = None) -> BeamSearchOutput:
     """Beam search over a model's next-token log-probabilities, all beams of all items at once.
 
     Parameters

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from dlkernels._lib.array_types import PathLike
 
 import torch
 from torch import nn
@@ -67,9 +70,11 @@ class Distiller:
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, optimizer: torch.optim.Optimizer,
-                 loss: Callable = distillation_loss, schedule: TemperatureSchedule | float = 4.0,
-                 *, alpha: float = 0.9, accumulation_steps: int = 1, amp: bool = False,
-                 callbacks: Iterable[Callable] = (), device=None):
+                 loss: Callable[..., torch.Tensor] = distillation_loss,
+                 schedule: TemperatureSchedule | float = 4.0, *, alpha: float = 0.9,
+                 accumulation_steps: int = 1, amp: bool = False,
+                 callbacks: Iterable[Callable[[Distiller, dict[str, Any]], object]] = (),
+                 device: str | torch.device | None = None) -> None:
         if not isinstance(teacher, nn.Module) or not isinstance(student, nn.Module):
             raise TypeError("teacher and student must be torch.nn.Module instances")
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -81,22 +86,27 @@ class Distiller:
             schedule = TemperatureSchedule(_check_temperature(schedule))
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-        self.teacher, self.student, self.optimizer = teacher, student, optimizer
-        self.loss, self.schedule, self.alpha = loss, schedule, float(alpha)
-        self.accumulation_steps = check_count(accumulation_steps, "accumulation_steps", minimum=1)
-        self.callbacks = list(callbacks)
+        self.teacher: nn.Module = teacher
+        self.student: nn.Module = student
+        self.optimizer: torch.optim.Optimizer = optimizer
+        self.loss: Callable[..., torch.Tensor] = loss
+        self.schedule: TemperatureSchedule = schedule
+        self.alpha: float = float(alpha)
+        self.accumulation_steps: int = check_count(accumulation_steps, "accumulation_steps",
+                                                   minimum=1)
+        self.callbacks: list[Callable[[Distiller, dict[str, Any]], object]] = list(callbacks)
         first = next(student.parameters(), None)
-        self.device = torch.device(device) if device is not None else (
+        self.device: torch.device = torch.device(device) if device is not None else (
             first.device if first is not None else torch.device("cpu"))
-        self.amp = bool(amp)
+        self.amp: bool = bool(amp)
         self._scaler = (torch.amp.GradScaler("cuda") if self.amp and self.device.type == "cuda"
                         else None)
-        self.model = self._maybe_ddp(student)
+        self.model: nn.Module = self._maybe_ddp(student)
         self.teacher.eval()
-        self.step = 0        # optimizer steps taken
-        self.epoch = 0       # epochs completed
+        self.step: int = 0        # optimizer steps taken
+        self.epoch: int = 0       # epochs completed
         self._micro = 0      # micro-batches since the last optimizer step
-        self._history: list[dict] = []
+        self._history: list[dict[str, Any]] = []
 
     def _maybe_ddp(self, student: nn.Module) -> nn.Module:
         dist = torch.distributed
@@ -112,7 +122,7 @@ class Distiller:
         return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
     # -- hooks ----------------------------------------------------------------------------
-    def unpack(self, batch):
+    def unpack(self, batch: Any) -> tuple[Any, Any]:
         """``(inputs, target)`` from a batch: a pair, or inputs alone (target None)."""
         if isinstance(batch, (tuple, list)) and len(batch) == 2:
             inputs, target = batch
@@ -122,18 +132,23 @@ class Distiller:
                 if isinstance(t, torch.Tensor) else t)
         return move(inputs), move(target)
 
-    def teacher_logits(self, inputs) -> torch.Tensor:
-        return self.teacher(inputs)
+    def teacher_logits(self, inputs: Any) -> torch.Tensor:
+        """The teacher's logits for ``inputs`` (override for models called differently)."""
+        out: torch.Tensor = self.teacher(inputs)
+        return out
 
-    def student_logits(self, inputs) -> torch.Tensor:
-        return self.model(inputs)
+    def student_logits(self, inputs: Any) -> torch.Tensor:
+        """The student's logits for ``inputs`` (through DDP when it wraps the student)."""
+        out: torch.Tensor = self.model(inputs)
+        return out
 
     @property
     def temperature(self) -> float:
         """The temperature now (from the schedule, per step or per epoch)."""
         return self.schedule(self.step if self.schedule.per == "step" else self.epoch)
 
-    def compute_loss(self, batch) -> torch.Tensor:
+    def compute_loss(self, batch: Any) -> torch.Tensor:
+        """The distillation loss of one batch (the teacher runs without gradients)."""
         inputs, target = self.unpack(batch)
         with torch.no_grad():
             teacher = self.teacher_logits(inputs)
@@ -148,7 +163,7 @@ class Distiller:
         dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def train_step(self, batch) -> float:
+    def train_step(self, batch: Any) -> float:
         """One micro-batch: forward, backward, and an optimizer step every
         ``accumulation_steps`` micro-batches. Returns the (undivided) loss."""
         self.model.train()
@@ -182,7 +197,8 @@ class Distiller:
             callback(self, metrics)
         self._history.append(metrics)
 
-    def fit(self, batches: Iterable, epochs: int = 1, progress: bool = False) -> list[dict]:
+    def fit(self, batches: Iterable[Any], epochs: int = 1,
+            progress: bool = False) -> list[dict[str, Any]]:
         """Train for ``epochs`` passes over ``batches`` (a DataLoader or any re-iterable).
 
         Returns the metrics of every optimizer step. A DataLoader's
@@ -190,7 +206,7 @@ class Distiller:
         at the end of an epoch make one last, smaller optimizer step.
         """
         epochs = check_count(epochs, "epochs", minimum=1)
-        self._history: list[dict] = []
+        self._history = []
         for _ in range(epochs):
             sampler = getattr(batches, "sampler", None)
             if hasattr(sampler, "set_epoch"):
@@ -208,7 +224,7 @@ class Distiller:
         return self._history
 
     @torch.no_grad()
-    def evaluate(self, batches: Iterable) -> dict:
+    def evaluate(self, batches: Iterable[Any]) -> dict[str, float]:
         """The student's accuracy and mean cross-entropy over labelled batches."""
         self.student.eval()
         correct = total = 0
@@ -222,14 +238,16 @@ class Distiller:
         return {"accuracy": correct / max(total, 1), "loss": nll / max(total, 1)}
 
     # -- checkpoints ----------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        state = {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
+    def state_dict(self) -> dict[str, Any]:
+        """Student, optimizer (and AMP scaler) state and the step and epoch counters."""
+        state: dict[str, Any] = {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "step": self.step, "epoch": self.epoch}
         if self._scaler:
             state["scaler"] = self._scaler.state_dict()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
         self.student.load_state_dict(state["student"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
@@ -237,12 +255,12 @@ class Distiller:
             self._scaler.load_state_dict(state["scaler"])
         self._micro = 0
 
-    def save_checkpoint(self, path) -> None:
+    def save_checkpoint(self, path: PathLike) -> None:
         """Write student, optimizer and counters (only on rank 0 under DDP)."""
         if self.is_main_process:
             torch.save(self.state_dict(), os.fspath(path))
 
-    def load_checkpoint(self, path) -> None:
+    def load_checkpoint(self, path: PathLike) -> None:
         """Resume from :meth:`save_checkpoint` (``weights_only`` loading: runs no code)."""
         state = torch.load(os.fspath(path), map_location=self.device, weights_only=True)
         self.load_state_dict(state)

@@ -21,7 +21,8 @@ def _check_temperature(temperature) -> float:
     return t
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target=None,
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      target: torch.Tensor | None = None,
                       temperature: float = 4.0, alpha: float = 0.9,
                       reduction: str = "mean") -> torch.Tensor:
     """``alpha * T**2 * KL(p_teacher^T || p_student^T) + (1 - alpha) * CE(student, target)``.

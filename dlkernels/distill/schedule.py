@@ -41,15 +41,17 @@ class TemperatureSchedule:
     """
 
     def __init__(self, start: float, end: float | None = None, total: int = 1,
-                 kind: str = "constant", per: str = "step"):
-        self.start = _check_temperature(start)
-        self.end = self.start if end is None else _check_temperature(end)
+                 kind: str = "constant", per: str = "step") -> None:
+        self.start: float = _check_temperature(start)
+        self.end: float = self.start if end is None else _check_temperature(end)
         if isinstance(total, bool) or not isinstance(total, numbers.Integral) or total < 1:
             raise ValueError(f"total must be an int >= 1, got {total!r}")
         check_choice(kind, "kind", _KINDS)
         if per not in ("step", "epoch"):
             raise ValueError(f"per must be 'step' or 'epoch', got {per!r}")
-        self.total, self.kind, self.per = int(total), kind, per
+        self.total: int = int(total)
+        self.kind: str = kind
+        self.per: str = per
 
     def __call__(self, step: int) -> float:
         """The temperature at ``step`` (steps past ``total`` give ``end``)."""

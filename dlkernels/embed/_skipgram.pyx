@@ -46,14 +46,19 @@ cdef extern from *:
         }
     }
 
+    /* Written so that a NaN (every comparison false) takes an end of the table
+       instead of an index computed from it: the cast of a NaN to int is
+       undefined and read far outside the table. */
     static inline int fdl_sig_index(float x) {
-        if (x <= -FDL_SIG_MAX) return 0;
-        if (x >= FDL_SIG_MAX) return FDL_SIG_SIZE;
-        return (int)((x + FDL_SIG_MAX) * (FDL_SIG_SIZE / (2.0f * FDL_SIG_MAX)) + 0.5f);
+        if (x > -FDL_SIG_MAX && x < FDL_SIG_MAX)
+            return (int)((x + FDL_SIG_MAX) * (FDL_SIG_SIZE / (2.0f * FDL_SIG_MAX)) + 0.5f);
+        return x < 0.0f ? 0 : FDL_SIG_SIZE;
     }
 
-    /* -log(sigmoid(z)): from the table inside the range, its asymptotes outside. */
+    /* -log(sigmoid(z)): from the table inside the range, its asymptotes outside
+       (a NaN stays NaN, so that the caller sees training diverge). */
     static inline float fdl_neg_logsig(float z) {
+        if (z != z) return z;
         if (z >= FDL_SIG_MAX) return 0.0f;
         if (z <= -FDL_SIG_MAX) return -z;
         return -fdl_logsig_table[fdl_sig_index(z)];
@@ -162,7 +167,9 @@ cdef extern from *:
             for (int k = 0; k < n_t; k++) {
                 float f = fdl_dot(in_rows[j], out_rows[k], dim);
                 loss += fdl_neg_logsig(lab[k] > 0.5f ? f : -f);
-                g[j * n_t + k] = (lab[k] - fdl_sig_table[fdl_sig_index(f)]) * alpha;
+                /* A NaN dot (the rows overflowed: alpha far too large) updates
+                   nothing more; the NaN loss tells the caller. */
+                g[j * n_t + k] = f == f ? (lab[k] - fdl_sig_table[fdl_sig_index(f)]) * alpha : 0.0f;
             }
         }
         /* Input gradients from the old output rows, then the output rows from the
@@ -248,8 +255,11 @@ cdef void train_chunk(const Model *m, Py_ssize_t sent_start, Py_ssize_t sent_sto
     cdef float keep
     cdef double lr, loss = 0.0
     if sen == NULL or ctx == NULL or tgt == NULL or lab == NULL or g == NULL or delta == NULL:
-        # Out of memory in a worker: report it through a NaN loss (the facade raises).
-        loss_out[0] = 0.0 / 0.0
+        # Out of memory in a worker: report it through a pair count of -1 (the
+        # facade raises MemoryError; a NaN loss means diverged training instead).
+        loss_out[0] = 0.0
+        pairs_out[0] = -1
+        words_out[0] = 0
         free(sen); free(ctx); free(tgt); free(lab); free(g); free(delta)
         return
     lab[0] = 1.0

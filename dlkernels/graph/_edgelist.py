@@ -83,8 +83,15 @@ def read_edges(path, weighted: bool):
     ends: list[str] = []
     weights: list[float] = []
     need = 3 if weighted else 2
-    with open(name, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    # Bytes, decoded line by line, so that a file that is not UTF-8 text is
+    # reported with its name and line.
+    with open(name, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{name}:{number}: not UTF-8 text (byte {raw[exc.start]:#04x} "
+                                 f"at column {exc.start + 1}); an edge list is a text file") from None
             content = line.split("#", 1)[0]
             fields = content.split()
             if not fields:

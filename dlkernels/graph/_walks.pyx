@@ -56,6 +56,9 @@ cdef struct Bias:
     double ret, inside, outside
     # Acceptance probabilities: the biases divided by the envelope height M.
     double a_ret, a_in, a_out, a_low, a_high
+    # The biases divided by the largest one, for the exact fallback: masses
+    # weight * bias then never exceed the weight (no overflow for any weights).
+    double s_ret, s_in, s_out
     double height           # M
     bint outlier            # the return edge is handled as an outlier block
     bint keep_weight        # walks remember the weight of their last edge (for the block)
@@ -126,12 +129,12 @@ cdef inline bint row_contains(const int32_t *row, int64_t n, int32_t x) noexcept
     return row_find(row, n, x) >= 0
 
 
-cdef inline double bias_of(const CSR *g, const Bias *b, int32_t u, int32_t y) noexcept nogil:
+cdef inline double scaled_bias(const CSR *g, const Bias *b, int32_t u, int32_t y) noexcept nogil:
     if y == u:
-        return b.ret
+        return b.s_ret
     if row_contains(g.indices + g.indptr[u], g.indptr[u + 1] - g.indptr[u], y):
-        return b.inside
-    return b.outside
+        return b.s_in
+    return b.s_out
 
 
 cdef int64_t exact_step(const CSR *g, const Bias *b, int32_t u, int64_t base, int64_t deg,
@@ -141,10 +144,10 @@ cdef int64_t exact_step(const CSR *g, const Bias *b, int32_t u, int64_t base, in
     cdef int64_t i, last = base
     cdef double total = 0.0, target, mass
     for i in range(base, base + deg):
-        total += (g.weights[i] if g.weights != NULL else 1.0) * bias_of(g, b, u, g.indices[i])
+        total += (g.weights[i] if g.weights != NULL else 1.0) * scaled_bias(g, b, u, g.indices[i])
     target = next_double(state) * total
     for i in range(base, base + deg):
-        mass = (g.weights[i] if g.weights != NULL else 1.0) * bias_of(g, b, u, g.indices[i])
+        mass = (g.weights[i] if g.weights != NULL else 1.0) * scaled_bias(g, b, u, g.indices[i])
         if mass > 0:
             last = i
             target -= mass
@@ -173,7 +176,7 @@ cdef struct Walker:
     int64_t pos             # the proposed edge position (while proposing)
     double alias_coin       # the coin of a weighted proposal, read with its table entry
     double last_w           # weight of the edge u -> v just taken (if b.keep_weight)
-    double block, envelope  # the outlier block of the return edge and the envelope's mass
+    double block            # probability that the envelope's draw is the return edge's outlier block
     int attempts
     int stage               # what the next visit does: AT_NODE, ALIAS or PROPOSED
     bint free               # the proposal is accepted as is (first step or first order)
@@ -224,7 +227,7 @@ cdef inline void proposed(const CSR *g, const Bias *b, Walker *w) noexcept nogil
 cdef inline void draw(const CSR *g, const Bias *b, Walker *w) noexcept nogil:
     # Start an attempt: either the outlier block (the return edge, accepted) or a
     # proposal from the edge weights, to be decided on the next visit.
-    if w.block > 0 and next_double(&w.state) * w.envelope < w.block:
+    if w.block > 0 and next_double(&w.state) < w.block:
         move_back(g, w)
         return
     if g.table == NULL:
@@ -251,6 +254,7 @@ cdef bint at_node(const CSR *g, const Bias *b, Walker *w, Py_ssize_t length,
     # Returns True when the walk is complete.
     cdef Py_ssize_t rest
     cdef int64_t pos
+    cdef double w_ret = 0.0
     if w.t >= length:
         return True
     w.base = g.indptr[w.v]
@@ -266,12 +270,17 @@ cdef bint at_node(const CSR *g, const Bias *b, Walker *w, Py_ssize_t length,
     if not w.free:
         if b.outlier:
             if not directed:
-                w.block = w.last_w * (b.ret - b.height)
+                w_ret = w.last_w
             else:
                 pos = row_find(g.indices + w.base, w.deg, w.u)
                 if pos >= 0:
-                    w.block = edge_weight(g, w.base + pos) * (b.ret - b.height)
-            w.envelope = b.height * (g.totals[w.v] if g.totals != NULL else <double> w.deg) + w.block
+                    w_ret = edge_weight(g, w.base + pos)
+            if w_ret > 0:
+                # The block's mass w_ret * (1/p - M) over the envelope's M * total +
+                # that mass, as 1 / (1 + ...): finite for any weights (a ratio that
+                # overflows only makes the block's probability 0, its limit).
+                w.block = 1.0 / (1.0 + b.height / (b.ret - b.height) *
+                                 ((g.totals[w.v] if g.totals != NULL else <double> w.deg) / w_ret))
         if b.a_low < b.a_high:
             # The neighbour test will search the row of u: start loading its ends
             # and middle (all of a row of up to 32 neighbours, in 1 to 3 cache lines).
@@ -368,12 +377,13 @@ def random_walks(const int64_t[::1] indptr, const int32_t[::1] indices,
     from a longer run gives the same walks as the run in one call.
 
     ``weights``, ``table`` and ``totals`` are empty for an unweighted graph. The
-    caller has checked the graph, ``p, q > 0`` and the start nodes.
+    caller has checked the graph, ``p, q`` in ``[1e-9, 1e9]`` and the start nodes.
     """
     cdef Py_ssize_t rows = out.shape[0], length = out.shape[1], c
     cdef Py_ssize_t n_chunks = (rows + WALK_CHUNK - 1) // WALK_CHUNK
     cdef CSR g
     cdef Bias b
+    cdef double top
     if rows == 0 or length == 0:
         return
     g.indptr = &indptr[0]
@@ -393,6 +403,10 @@ def random_walks(const int64_t[::1] indptr, const int32_t[::1] indices,
     b.a_out = b.outside / b.height
     b.a_low = min(b.a_in, b.a_out)
     b.a_high = max(b.a_in, b.a_out)
+    top = max(b.ret, max(b.inside, b.outside))
+    b.s_ret = b.ret / top
+    b.s_in = b.inside / top
+    b.s_out = b.outside / top
     for c in prange(n_chunks, nogil=True, schedule="dynamic",
                     num_threads=threads_for(n_threads, n_chunks, 1)):
         walk_chunk(&g, &b, directed, &starts[0], &out[0, 0], length, c * WALK_CHUNK,

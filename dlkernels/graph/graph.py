@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dlkernels._lib.array_types import ArrayLike, FloatArray, IntArray, NDArray, PathLike
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import (as_array, as_float_array, check_bool, check_count,
@@ -13,19 +15,24 @@ from dlkernels._lib.validation import (as_array, as_float_array, check_bool, che
 from dlkernels.graph import _walks
 from dlkernels.sampling.alias import TABLE_DTYPE
 
+if TYPE_CHECKING:
+    from scipy.sparse import csr_array, sparray, spmatrix
+
+    from dlkernels._lib.persist import Archive
+
 __all__ = ["Graph", "MAX_NODES"]
 
 # Node ids are stored as int32 (half the memory of int64 for the edges and the walks).
 MAX_NODES = 2**31 - 1
 
 
-def _check_options(n_threads, **flags) -> tuple:
+def _check_options(n_threads: int | None, **flags: bool) -> tuple[Any, ...]:
     """The bool flags (in the order given), then the resolved thread count."""
     return (*(check_bool(value, name) for name, value in flags.items()),
             check_n_threads(n_threads))
 
 
-def _node_array(x, name: str, n_nodes: int | None) -> np.ndarray:
+def _node_array(x: ArrayLike, name: str, n_nodes: int | None) -> IntArray:
     """Edge endpoints: a 1-D int64 array of ids in [0, n_nodes) (or >= 0 if n_nodes is None)."""
     arr = as_array(x, name)
     if arr.ndim != 1:
@@ -48,7 +55,9 @@ def _node_array(x, name: str, n_nodes: int | None) -> np.ndarray:
     return arr
 
 
-def _csr_from_edges(src, dst, weights, n_nodes: int, directed: bool, self_loops: bool):
+def _csr_from_edges(src: IntArray, dst: IntArray, weights: FloatArray | None, n_nodes: int,
+                    directed: bool, self_loops: bool
+                    ) -> tuple[IntArray, NDArray[np.int32], FloatArray | None]:
     """Sorted, merged CSR arrays from validated edge arrays (weights None: unweighted)."""
     if not self_loops:
         keep = src != dst
@@ -86,8 +95,83 @@ def _csr_from_edges(src, dst, weights, n_nodes: int, directed: bool, self_loops:
     return indptr, indices, merged
 
 
+def _check_csr(indptr: ArrayLike, indices: ArrayLike, weights: ArrayLike | None, directed: bool,
+               node_ids: ArrayLike | None
+               ) -> tuple[IntArray, NDArray[np.int32], FloatArray | None, NDArray[Any] | None]:
+    """CSR arrays checked as a graph, converted to the stored dtypes (views where they
+    already have them): ``(indptr int64, indices int32, weights float64 or None, node_ids)``."""
+    indptr = as_array(indptr, "indptr")
+    indices = as_array(indices, "indices")
+    for name, arr in (("indptr", indptr), ("indices", indices)):
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
+        if arr.size and arr.dtype.kind not in "iu":
+            raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if indptr.size < 2:
+        raise ValueError(f"indptr must have n_nodes + 1 >= 2 entries (an empty graph has "
+                         f"no nodes to walk from), got {indptr.size}")
+    n_nodes = indptr.size - 1
+    if n_nodes > MAX_NODES:
+        raise ValueError(f"indptr describes {n_nodes} nodes; at most {MAX_NODES} are supported")
+    indptr = np.asarray(indptr, dtype=np.int64)
+    if indptr[0] != 0 or indptr[-1] != indices.size:
+        raise ValueError(f"indptr must run from 0 to len(indices) = {indices.size}, "
+                         f"got {indptr[0]} .. {indptr[-1]}")
+    steps = np.diff(indptr)
+    if (steps < 0).any():
+        pos = int(np.argmax(steps < 0))
+        raise ValueError(f"indptr must be non-decreasing, got {indptr[pos]} then "
+                         f"{indptr[pos + 1]} at position {pos}")
+    wide = np.asarray(indices, dtype=np.int64)
+    if wide.size and (wide.min() < 0 or wide.max() >= n_nodes):
+        pos = int(np.argmax((wide < 0) | (wide >= n_nodes)))
+        raise ValueError(f"indices must lie in [0, {n_nodes}), got {wide[pos]} at position {pos}")
+    rows = np.repeat(np.arange(n_nodes, dtype=np.int64), steps)
+    if wide.size > 1:
+        same_row = rows[1:] == rows[:-1]
+        bad = same_row & (wide[1:] <= wide[:-1])
+        if bad.any():
+            pos = int(np.argmax(bad)) + 1
+            raise ValueError(f"indices must be strictly increasing within each row (sorted, "
+                             f"no repeated edge), got {wide[pos - 1]} then {wide[pos]} in row "
+                             f"{rows[pos]}")
+    if weights is not None:
+        weights = as_float_array(weights, "weights", nonnegative=True, allow_empty=True)
+        if weights.shape != wide.shape:
+            raise ValueError(f"weights must have one value per edge ({wide.size}), got "
+                             f"shape {weights.shape}")
+        if weights.size and not weights.min() > 0:
+            pos = int(np.argmin(weights))
+            raise ValueError(f"weights must be > 0 (drop zero-weight edges), got "
+                             f"{weights[pos]} at position {pos}")
+        check_finite_total(weights, "weights")
+    if not directed:
+        key = rows * n_nodes + wide
+        reverse = wide * n_nodes + rows
+        order = np.argsort(reverse, kind="stable")
+        if not np.array_equal(reverse[order], key) or (
+                weights is not None and not np.array_equal(weights[order], weights)):
+            raise ValueError("directed=False needs a symmetric adjacency (every edge stored "
+                             "in both directions with equal weights)")
+    if node_ids is not None:
+        node_ids = as_array(node_ids, "node_ids")
+        if node_ids.shape != (n_nodes,):
+            raise ValueError(f"node_ids must have one label per node ({n_nodes}), got "
+                             f"shape {node_ids.shape}")
+        if node_ids.dtype.kind not in "iuU":
+            raise TypeError(f"node_ids must hold integers or strings, got dtype {node_ids.dtype}")
+        if np.unique(node_ids).size != n_nodes:
+            raise ValueError("node_ids must be distinct labels")
+        node_ids = np.asarray(node_ids)
+    return indptr, np.asarray(indices, dtype=np.int32), weights, node_ids
+
+
+
 class Graph:
     """A graph as CSR adjacency arrays, ready for :func:`dlkernels.graph.random_walks`.
+
+    A Graph is immutable: its arrays are read-only and no method changes it, so
+    any number of threads may use one graph at once without a lock.
 
     Build one with :meth:`from_edges`, :meth:`from_scipy` or :meth:`read_edgelist`;
     the constructor takes CSR arrays and checks them.
@@ -107,9 +191,9 @@ class Graph:
         Out-neighbours, strictly increasing within each row.
     weights : array-like of float, shape (nnz,), or None
         Edge weights, finite and > 0; None for an unweighted graph.
-    directed : bool
+    directed : bool, keyword-only
         If False, the adjacency must be symmetric (weights included).
-    node_ids : array-like, shape (n_nodes,), or None
+    node_ids : array-like, shape (n_nodes,), or None, keyword-only
         The original label of each node (ints or strings), kept by
         :meth:`read_edgelist`; None when nodes are their own ids.
     n_threads : int or None
@@ -131,82 +215,21 @@ class Graph:
     [0, 2]
     """
 
-    def __init__(self, indptr, indices, weights=None, directed: bool = False, node_ids=None,
-                 n_threads: int | None = None):
+    def __init__(self, indptr: ArrayLike, indices: ArrayLike, weights: ArrayLike | None = None, *,
+                 directed: bool = False, node_ids: ArrayLike | None = None,
+                 n_threads: int | None = None) -> None:
         directed = check_bool(directed, "directed")
         n_threads = check_n_threads(n_threads)
-        indptr = as_array(indptr, "indptr")
-        indices = as_array(indices, "indices")
-        for name, arr in (("indptr", indptr), ("indices", indices)):
-            if arr.ndim != 1:
-                raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
-            if arr.size and arr.dtype.kind not in "iu":
-                raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
-        if indptr.size < 2:
-            raise ValueError(f"indptr must have n_nodes + 1 >= 2 entries (an empty graph has "
-                             f"no nodes to walk from), got {indptr.size}")
-        n_nodes = indptr.size - 1
-        if n_nodes > MAX_NODES:
-            raise ValueError(f"indptr describes {n_nodes} nodes; at most {MAX_NODES} are supported")
-        indptr = np.array(indptr, dtype=np.int64)
-        if indptr[0] != 0 or indptr[-1] != indices.size:
-            raise ValueError(f"indptr must run from 0 to len(indices) = {indices.size}, "
-                             f"got {indptr[0]} .. {indptr[-1]}")
-        steps = np.diff(indptr)
-        if (steps < 0).any():
-            pos = int(np.argmax(steps < 0))
-            raise ValueError(f"indptr must be non-decreasing, got {indptr[pos]} then "
-                             f"{indptr[pos + 1]} at position {pos}")
-        wide = np.asarray(indices, dtype=np.int64)
-        if wide.size and (wide.min() < 0 or wide.max() >= n_nodes):
-            pos = int(np.argmax((wide < 0) | (wide >= n_nodes)))
-            raise ValueError(f"indices must lie in [0, {n_nodes}), got {wide[pos]} at position {pos}")
-        rows = np.repeat(np.arange(n_nodes, dtype=np.int64), steps)
-        if wide.size > 1:
-            same_row = rows[1:] == rows[:-1]
-            bad = same_row & (wide[1:] <= wide[:-1])
-            if bad.any():
-                pos = int(np.argmax(bad)) + 1
-                raise ValueError(f"indices must be strictly increasing within each row (sorted, "
-                                 f"no repeated edge), got {wide[pos - 1]} then {wide[pos]} in row "
-                                 f"{rows[pos]}")
-        if weights is not None:
-            weights = np.array(as_float_array(weights, "weights", nonnegative=True,
-                                              allow_empty=True))
-            if weights.shape != wide.shape:
-                raise ValueError(f"weights must have one value per edge ({wide.size}), got "
-                                 f"shape {weights.shape}")
-            if weights.size and not weights.min() > 0:
-                pos = int(np.argmin(weights))
-                raise ValueError(f"weights must be > 0 (drop zero-weight edges), got "
-                                 f"{weights[pos]} at position {pos}")
-            check_finite_total(weights, "weights")
-        if not directed:
-            key = rows * n_nodes + wide
-            reverse = wide * n_nodes + rows
-            order = np.argsort(reverse, kind="stable")
-            if not np.array_equal(reverse[order], key) or (
-                    weights is not None and not np.array_equal(weights[order], weights)):
-                raise ValueError("directed=False needs a symmetric adjacency (every edge stored "
-                                 "in both directions with equal weights)")
-        if node_ids is not None:
-            node_ids = as_array(node_ids, "node_ids")
-            if node_ids.shape != (n_nodes,):
-                raise ValueError(f"node_ids must have one label per node ({n_nodes}), got "
-                                 f"shape {node_ids.shape}")
-            if node_ids.dtype.kind not in "iuU":
-                raise TypeError(f"node_ids must hold integers or strings, got dtype {node_ids.dtype}")
-            if np.unique(node_ids).size != n_nodes:
-                raise ValueError("node_ids must be distinct labels")
-            node_ids = np.array(node_ids)
-        self._set(indptr, wide.astype(np.int32), weights, directed, node_ids, n_threads)
+        arrays = _check_csr(indptr, indices, weights, directed, node_ids)
+        # The graph owns its arrays: a caller who changes theirs later changes nothing here.
+        own = [None if a is None else np.array(a) for a in arrays]
+        self._set(*own[:3], directed, own[3], n_threads)
 
-    def _set(self, indptr, indices, weights, directed, node_ids, n_threads):
+    def _set(self, indptr: IntArray, indices: NDArray[np.int32], weights: FloatArray | None,
+             directed: bool, node_ids: NDArray[Any] | None, n_threads: int) -> None:
         # Everything below is derived and cannot fail on checked arrays, so the
-        # object is complete or never made.
-        for arr in (indptr, indices, weights, node_ids):
-            if arr is not None:
-                arr.flags.writeable = False
+        # object is complete or never made. Every array is read-only from here on:
+        # a Graph never changes, so threads share it without a lock.
         self._indptr, self._indices, self._weights = indptr, indices, weights
         self._directed, self._node_ids = directed, node_ids
         self._table = np.empty(0, dtype=TABLE_DTYPE)
@@ -216,16 +239,21 @@ class Graph:
             totals = np.empty(indptr.size - 1, dtype=np.float64)
             _walks.build_tables(indptr, weights, table, totals, n_threads)
             self._table, self._totals = table, totals
+        for arr in (indptr, indices, weights, node_ids, self._table, self._totals):
+            if arr is not None and arr.flags.writeable:
+                arr.flags.writeable = False
 
     @classmethod
-    def _trusted(cls, indptr, indices, weights, directed, node_ids, n_threads) -> Graph:
+    def _trusted(cls, indptr: IntArray, indices: NDArray[np.int32], weights: FloatArray | None,
+                 directed: bool, node_ids: NDArray[Any] | None, n_threads: int) -> Graph:
         graph = cls.__new__(cls)
         graph._set(indptr, indices, weights, directed, node_ids, n_threads)
         return graph
 
     @classmethod
-    def _merged(cls, src, dst, weights, n_nodes, directed, self_loops, node_ids,
-                n_threads) -> Graph:
+    def _merged(cls, src: IntArray, dst: IntArray, weights: FloatArray | None, n_nodes: int,
+                directed: bool, self_loops: bool, node_ids: NDArray[Any] | None,
+                n_threads: int) -> Graph:
         # Checked edge arrays -> a graph. Merging can only add weights up (an
         # undirected graph doubles the total), so the sum is checked once more.
         indptr, indices, merged = _csr_from_edges(src, dst, weights, n_nodes, directed, self_loops)
@@ -236,7 +264,8 @@ class Graph:
     # -- constructors ---------------------------------------------------------------
 
     @classmethod
-    def from_edges(cls, src, dst, weights=None, directed: bool = False, *,
+    def from_edges(cls, src: ArrayLike, dst: ArrayLike, weights: ArrayLike | None = None, *,
+                   directed: bool = False,
                    n_nodes: int | None = None, self_loops: bool = False,
                    n_threads: int | None = None) -> Graph:
         """A graph from edge arrays: edge ``i`` goes from ``src[i]`` to ``dst[i]``.
@@ -305,8 +334,9 @@ class Graph:
         return cls._merged(src, dst, weights, n_nodes, directed, self_loops, None, n_threads)
 
     @classmethod
-    def from_scipy(cls, matrix, directed: bool = False, *, weighted: bool = True,
-                   self_loops: bool = False, n_threads: int | None = None) -> Graph:
+    def from_scipy(cls, matrix: sparray | spmatrix, *, directed: bool = False,
+                   weighted: bool = True, self_loops: bool = False,
+                   n_threads: int | None = None) -> Graph:
         """A graph from a square scipy sparse matrix: entry ``(i, j)`` is edge ``i -> j``.
 
         Parameters
@@ -381,7 +411,7 @@ class Graph:
                            self_loops, None, n_threads)
 
     @classmethod
-    def read_edgelist(cls, path, weighted: bool = False, directed: bool = False, *,
+    def read_edgelist(cls, path: PathLike, *, weighted: bool = False, directed: bool = False,
                       self_loops: bool = False, n_threads: int | None = None) -> Graph:
         """Read a text edge list: one ``src dst [weight]`` per line.
 
@@ -467,49 +497,49 @@ class Graph:
         return self._weights is not None
 
     @property
-    def indptr(self) -> np.ndarray:
+    def indptr(self) -> IntArray:
         """CSR row pointers, int64, shape (n_nodes + 1,) (read-only)."""
         return self._indptr
 
     @property
-    def indices(self) -> np.ndarray:
+    def indices(self) -> NDArray[np.int32]:
         """Out-neighbours, int32, sorted within each row (read-only)."""
         return self._indices
 
     @property
-    def weights(self) -> np.ndarray | None:
+    def weights(self) -> FloatArray | None:
         """Edge weights aligned with :attr:`indices` (read-only), or None if unweighted."""
         return self._weights
 
     @property
-    def node_ids(self) -> np.ndarray | None:
+    def node_ids(self) -> NDArray[Any] | None:
         """The original label of each node (from :meth:`read_edgelist`), or None."""
         return self._node_ids
 
-    def degree(self) -> np.ndarray:
+    def degree(self) -> IntArray:
         """Out-degree of every node (int64)."""
         return np.diff(self._indptr)
 
-    def _check_node(self, v) -> int:
+    def _check_node(self, v: int) -> int:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
             raise TypeError(f"v must be an int node id, got {type(v).__name__}")
         if not 0 <= v < self.n_nodes:
             raise IndexError(f"v must lie in [0, {self.n_nodes}), got {v}")
         return int(v)
 
-    def neighbors(self, v: int) -> np.ndarray:
+    def neighbors(self, v: int) -> NDArray[np.int32]:
         """Out-neighbours of node ``v`` in increasing order (a read-only view)."""
         v = self._check_node(v)
         return self._indices[self._indptr[v]:self._indptr[v + 1]]
 
-    def edge_weights(self, v: int) -> np.ndarray:
+    def edge_weights(self, v: int) -> FloatArray:
         """Weights of the out-edges of ``v``, aligned with :meth:`neighbors` (ones if unweighted)."""
         v = self._check_node(v)
         if self._weights is None:
             return np.ones(int(self._indptr[v + 1] - self._indptr[v]))
         return self._weights[self._indptr[v]:self._indptr[v + 1]]
 
-    def to_scipy(self):
+    def to_scipy(self) -> csr_array:
         """The adjacency as a ``scipy.sparse.csr_array`` (weights, or ones if unweighted)."""
         import scipy.sparse
 
@@ -520,11 +550,11 @@ class Graph:
 
     # -- persistence ----------------------------------------------------------------
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return {"indptr": self._indptr, "indices": self._indices, "weights": self._weights,
                 "directed": self._directed, "node_ids": self._node_ids}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickles are trusted (unpickling runs code anyway); the derived alias
         # tables are rebuilt rather than stored.
         arrays = {k: (None if v is None else np.array(v)) for k, v in state.items()
@@ -532,7 +562,7 @@ class Graph:
         self._set(arrays["indptr"], arrays["indices"], arrays["weights"], state["directed"],
                   arrays["node_ids"], check_n_threads(None))
 
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Write the graph to an ``.npz`` file (loading it never runs code).
 
         Parameters
@@ -549,14 +579,20 @@ class Graph:
         save_arrays(path, "Graph", **arrays)
 
     @classmethod
-    def load(cls, path, n_threads: int | None = None) -> Graph:
+    def load(cls, path: PathLike, *, mmap: bool = False, n_threads: int | None = None) -> Graph:
         """Read a graph written by :meth:`save`; every array is checked as by the constructor.
 
         Parameters
         ----------
         path : str or os.PathLike
             A file written by :meth:`Graph.save`.
-        n_threads : int or None
+        mmap : bool, default False, keyword-only
+            Map the edge arrays from the file instead of reading them into
+            memory: processes that load one file share its pages (the workers
+            of :func:`dlkernels.distributed.random_walks` do). The file is
+            still read through once to check its checksums and its arrays; it
+            must not change while the graph is in use.
+        n_threads : int or None, keyword-only
             Threads for the per-node alias tables of a weighted graph.
 
         Raises
@@ -565,18 +601,22 @@ class Graph:
             (a ValueError) if the file is not a Graph file, is damaged, or its
             arrays are not a valid graph.
         """
+        mmap = check_bool(mmap, "mmap")
+        n_threads = check_n_threads(n_threads)
         with read_archive(path, "Graph") as archive:
             archive.expect(["indptr", "indices", "directed"], optional=["weights", "node_ids"])
-            indptr = archive.array("indptr", "int64", (None,))
+            read = archive.mapped if mmap else archive.array
+            indptr = read("indptr", "int64", (None,))
             if indptr.shape[0] < 1:
                 raise ValueError("indptr is empty")
-            indices = archive.array("indices", "int32", (None,))
-            weights = archive.array("weights", "float64", indices.shape) \
+            indices = read("indices", "int32", (None,))
+            weights = read("weights", "float64", indices.shape) \
                 if "weights" in archive.members else None
             node_ids = read_node_ids(archive, indptr.shape[0] - 1) \
                 if "node_ids" in archive.members else None
-            return cls(indptr, indices, weights, directed=archive.scalar("directed", bool),
-                       node_ids=node_ids, n_threads=n_threads)
+            directed = archive.scalar("directed", bool)
+            arrays = _check_csr(indptr, indices, weights, directed, node_ids)
+            return cls._trusted(*arrays[:3], directed, arrays[3], n_threads)
 
     def __repr__(self) -> str:
         kind = "directed" if self._directed else "undirected"
@@ -584,7 +624,7 @@ class Graph:
         return f"Graph(n_nodes={self.n_nodes}, n_edges={self.n_edges}, {kind}{weighted})"
 
 
-def read_node_ids(archive, n_nodes: int) -> np.ndarray:
+def read_node_ids(archive: Archive, n_nodes: int) -> NDArray[Any]:
     """The ``node_ids`` member of a file: one integer or string label per node."""
     dtype = archive.header("node_ids")[0]
     if dtype.kind not in "iuU":

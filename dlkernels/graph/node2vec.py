@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
+from dlkernels._lib.array_types import ArrayLike, NDArray, PathLike, RngLike, Tensor
+from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.random import check_rng
 from dlkernels._lib.threads import check_n_threads
-from dlkernels._lib.validation import check_bool, check_count, check_real
+from dlkernels._lib.validation import check_bool
 from dlkernels.embed import SkipGram
-from dlkernels.embed.skipgram import check_params, read_fitted, read_params
+from dlkernels.embed.skipgram import FILE_NAMES, check_params, read_fitted, read_params
 from dlkernels.graph.graph import Graph, read_node_ids
-from dlkernels.graph.walks import random_walks
+from dlkernels.graph.walks import check_walk_params, random_walks
 
 __all__ = ["Node2Vec"]
 
 _WALK_PARAMS = ("walk_length", "walks_per_node", "p", "q")
-_SKIPGRAM_PARAMS = ("dim", "window", "negative", "hs", "sample", "alpha", "min_alpha", "epochs")
+_SKIPGRAM_PARAMS = ("dim", "window", "n_negatives", "hs", "sample", "alpha", "min_alpha",
+                    "epochs")
 
 
 class Node2Vec:
@@ -35,15 +41,17 @@ class Node2Vec:
     walks_per_node : int, default 10
         Walks started from every node.
     p, q : float, default 1
-        Return and in-out parameters of the walks (``> 0``).
+        Return and in-out parameters of the walks, in ``[1e-9, 1e9]``.
     window : int, default 10
         Skip-gram context size.
-    negative, hs, sample, alpha, min_alpha, epochs
+    n_negatives, hs, sample, alpha, min_alpha, epochs
         As in :class:`~dlkernels.embed.SkipGram`.
     rng : None, int or numpy.random.Generator
         Seeds the walks and the training.
     n_threads : int or None
         Threads for both stages (None: OpenMP's default).
+
+    Every parameter is keyword-only.
 
     Attributes
     ----------
@@ -54,6 +62,12 @@ class Node2Vec:
     skipgram : SkipGram
         The trained skip-gram model (loss history, :meth:`~SkipGram.most_similar`).
 
+    Notes
+    -----
+    Thread safety: :meth:`fit` (a write) runs alone; :attr:`vectors`,
+    :attr:`node_ids`, :attr:`skipgram` and the savers (reads) run concurrently
+    and never see half of a fit.
+
     Examples
     --------
     >>> from dlkernels.graph import Graph, Node2Vec
@@ -62,19 +76,33 @@ class Node2Vec:
     ...                  rng=0, n_threads=1).fit(two_triangles)
     >>> model.vectors.shape
     (6, 8)
-    >>> sorted(model.skipgram.most_similar(0, topn=2)[0].tolist())
+    >>> sorted(model.skipgram.most_similar(0, k=2)[0].tolist())
     [1, 2]
     """
 
-    def __init__(self, dim: int = 128, walk_length: int = 80, walks_per_node: int = 10,
-                 p: float = 1.0, q: float = 1.0, window: int = 10, negative: int = 5,
+    dim: int
+    walk_length: int
+    walks_per_node: int
+    p: float
+    q: float
+    window: int
+    n_negatives: int
+    hs: bool
+    sample: float
+    alpha: float
+    min_alpha: float
+    epochs: int
+    rng: RngLike
+    n_threads: int | None
+
+    def __init__(self, *, dim: int = 128, walk_length: int = 80, walks_per_node: int = 10,
+                 p: float = 1.0, q: float = 1.0, window: int = 10, n_negatives: int = 5,
                  hs: bool = False, sample: float = 1e-3, alpha: float = 0.025,
-                 min_alpha: float = 1e-4, epochs: int = 1, rng=None, n_threads: int | None = None):
-        params = check_params(dim, window, negative, hs, sample, alpha, min_alpha, epochs)
-        params["walk_length"] = check_count(walk_length, "walk_length", minimum=1)
-        params["walks_per_node"] = check_count(walks_per_node, "walks_per_node", minimum=1)
-        params["p"] = check_real(p, "p", low=0.0, low_open=True)
-        params["q"] = check_real(q, "q", low=0.0, low_open=True)
+                 min_alpha: float = 1e-4, epochs: int = 1, rng: RngLike = None,
+                 n_threads: int | None = None) -> None:
+        params = check_params(dim=dim, window=window, n_negatives=n_negatives, hs=hs,
+                              sample=sample, alpha=alpha, min_alpha=min_alpha, epochs=epochs)
+        params.update(check_walk_params(walk_length, walks_per_node, p, q, minimum_walks=1))
         check_n_threads(n_threads)
         if rng is not None:
             check_rng(rng)
@@ -82,16 +110,24 @@ class Node2Vec:
             setattr(self, name, value)
         self.rng = rng
         self.n_threads = n_threads
-        self.skipgram = None
-        self.node_ids = None
+        # (SkipGram, node_ids): swapped in whole by fit
+        self._fitted: tuple[SkipGram, NDArray[Any] | None] | None = None
 
-    def fit(self, graph: Graph, progress: bool = False) -> Node2Vec:
+    @writes
+    def fit(self, graph: Graph, *, walks: ArrayLike | Tensor | Iterable[ArrayLike | Tensor] | PathLike | None = None,
+            progress: bool = False) -> Node2Vec:
         """Walk ``graph`` and train the node vectors; returns the model.
 
         Parameters
         ----------
         graph : Graph
-        progress : bool, default False
+        walks : None, iterable of walk arrays, or a directory, keyword-only
+            Walks made elsewhere (for instance on a cluster by
+            :func:`dlkernels.distributed.write_walks`) to train on instead of
+            walking here, in any form :meth:`SkipGram.fit` reads; a directory
+            of shards is streamed, so walks larger than memory train. Their ids
+            must be nodes of ``graph``.
+        progress : bool, default False, keyword-only
             Progress bars for the walks and the training (needs tqdm).
 
         Returns
@@ -104,81 +140,109 @@ class Node2Vec:
         TypeError
             If ``graph`` is not a :class:`Graph`.
         ValueError
-            If the walks hold nothing to train on (a graph without edges).
+            If the walks hold nothing to train on (a graph without edges), or
+            would not fit in memory. The model is left as it was.
         """
         if not isinstance(graph, Graph):
             raise TypeError(f"graph must be a dlkernels.graph.Graph, got {type(graph).__name__}")
         progress = check_bool(progress, "progress")
         gen = check_rng(self.rng)
-        walks = random_walks(graph, self.walk_length, self.walks_per_node, self.p, self.q,
-                             rng=gen, n_threads=self.n_threads, progress=bool(progress))
+        if walks is None:
+            walks = random_walks(graph, self.walk_length, self.walks_per_node, p=self.p,
+                                 q=self.q, rng=gen, n_threads=self.n_threads, progress=progress)
         model = SkipGram(**{name: getattr(self, name) for name in _SKIPGRAM_PARAMS}, rng=gen,
                          n_threads=self.n_threads)
         try:
-            model.fit(walks, vocab_size=graph.n_nodes, progress=bool(progress))
+            model.fit(walks, vocab_size=graph.n_nodes, progress=progress)
         except ValueError as exc:
+            if "nothing to train on" not in str(exc):
+                raise
             raise ValueError(f"graph has nothing to train on: its walks never take a step "
                              f"({graph.n_edges} edges)") from exc
-        self.skipgram = model
-        self.node_ids = graph.node_ids
+        self._fitted = (model, graph.node_ids)
         return self
 
-    def fit_transform(self, graph: Graph, progress: bool = False) -> np.ndarray:
-        """:meth:`fit`, then return :attr:`vectors`."""
-        return self.fit(graph, progress=progress).vectors
+    @writes
+    def fit_transform(self, graph: Graph, *,
+                      walks: ArrayLike | Tensor | Iterable[ArrayLike | Tensor] | PathLike | None = None,
+                      progress: bool = False) -> NDArray[np.float32]:
+        """:meth:`fit`, then return :attr:`vectors` (of this fit, whatever other threads do)."""
+        return self.fit(graph, walks=walks, progress=progress).vectors
+
+    def _state(self) -> tuple[SkipGram, NDArray[Any] | None]:
+        if self._fitted is None:
+            raise ValueError("this Node2Vec is not fitted yet: call fit(graph) first")
+        return self._fitted
 
     @property
-    def vectors(self) -> np.ndarray:
-        """Node vectors, float32 of shape ``(n_nodes, dim)``."""
-        if self.skipgram is None:
-            raise ValueError("this Node2Vec is not fitted yet: call fit(graph) first")
-        return self.skipgram.vectors
+    @reads
+    def skipgram(self) -> SkipGram:
+        """The trained skip-gram model."""
+        return self._state()[0]
 
-    def save_word2vec_format(self, path) -> None:
+    @property
+    @reads
+    def node_ids(self) -> NDArray[Any] | None:
+        """The graph's node labels, or None (or not fitted yet)."""
+        return None if self._fitted is None else self._fitted[1]
+
+    @property
+    @reads
+    def vectors(self) -> NDArray[np.float32]:
+        """Node vectors, float32 of shape ``(n_nodes, dim)``."""
+        return self._state()[0].vectors
+
+    @reads
+    def save_word2vec_format(self, path: PathLike) -> None:
         """Write the vectors in word2vec's text format, one line per node, named by
         its label in :attr:`node_ids` (or its index)."""
-        words = None if self.node_ids is None else [str(x) for x in self.node_ids]
-        if self.skipgram is None:
-            raise ValueError("this Node2Vec is not fitted yet: call fit(graph) first")
-        self.skipgram.save_word2vec_format(path, words=words)
+        skipgram, node_ids = self._state()
+        words = None if node_ids is None else [str(x) for x in node_ids]
+        skipgram.save_word2vec_format(path, words=words)
 
-    def save(self, path) -> None:
+    @reads
+    def save(self, path: PathLike) -> None:
         """Write the parameters, node labels and trained tables to an ``.npz`` file.
 
         Parameters
         ----------
         path : str or os.PathLike
+            Where to write, exactly (no suffix is added).
         """
-        if self.skipgram is None:
-            raise ValueError("this Node2Vec is not fitted yet: call fit(graph) first")
-        state = self.skipgram._fitted
-        extra = {} if self.node_ids is None else {"node_ids": np.asarray(self.node_ids)}
+        skipgram, node_ids = self._state()
+        state = skipgram._fitted
+        extra = {} if node_ids is None else {"node_ids": np.asarray(node_ids)}
         save_arrays(path, "Node2Vec", **{name: getattr(self, name) for name in _WALK_PARAMS},
-                    **{name: getattr(self, name) for name in _SKIPGRAM_PARAMS},
+                    **{FILE_NAMES[name]: getattr(self, name) for name in _SKIPGRAM_PARAMS},
                     **{f"skipgram_{k}": v for k, v in state.items()}, **extra)
 
     @classmethod
-    def load(cls, path) -> Node2Vec:
+    def load(cls, path: PathLike) -> Node2Vec:
         """Read a model written by :meth:`save`.
 
         Parameters
         ----------
         path : str or os.PathLike
+
+        Raises
+        ------
+        dlkernels.FileFormatError
+            (a ValueError) for any other file, a damaged one, or invalid contents.
         """
         with read_archive(path, "Node2Vec") as archive:
             fitted_names = [f"skipgram_{name}" for name in ("vectors", "syn1neg", "syn1", "counts",
                                                             "loss_history", "trained_words")]
-            archive.expect(_WALK_PARAMS + _SKIPGRAM_PARAMS + tuple(fitted_names),
-                           optional=["node_ids"])
+            archive.expect(_WALK_PARAMS + tuple(FILE_NAMES[n] for n in _SKIPGRAM_PARAMS)
+                           + tuple(fitted_names), optional=["node_ids"])
             sg_params = read_params(archive, _SKIPGRAM_PARAMS)
             walk_params = {name: archive.scalar(name, int if name.startswith("walk") else float)
                            for name in _WALK_PARAMS}
             model = cls(**walk_params, **sg_params)
             skipgram = SkipGram(**sg_params)
             skipgram._fitted = read_fitted(archive, sg_params, prefix="skipgram_")
-            if "node_ids" in archive.members:
-                model.node_ids = read_node_ids(archive, skipgram.vocab_size)
-        model.skipgram = skipgram
+            node_ids = read_node_ids(archive, skipgram.vocab_size) \
+                if "node_ids" in archive.members else None
+        model._fitted = (skipgram, node_ids)
         return model
 
     def __repr__(self) -> str:

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar, overload
+
 import numpy as np
 
+from dlkernels._lib.array_types import ArrayLike, NDArray, Tensor
 from dlkernels._lib.arrays import is_tensor, to_numpy
 
 __all__ = ["split_csr"]
 
+_S = TypeVar("_S", bound=np.generic)
 
-def split_csr(values, offsets) -> list:
+
+@overload
+def split_csr(values: Tensor, offsets: ArrayLike | Tensor) -> list[Tensor]: ...
+@overload
+def split_csr(values: NDArray[_S], offsets: ArrayLike | Tensor) -> list[NDArray[_S]]: ...
+@overload
+def split_csr(values: ArrayLike, offsets: ArrayLike | Tensor) -> list[NDArray[Any]]: ...
+
+
+def split_csr(values: ArrayLike | Tensor,
+              offsets: ArrayLike | Tensor) -> list[NDArray[Any]] | list[Tensor]:
     """Split a flat result array into one array per query.
 
     Parameters

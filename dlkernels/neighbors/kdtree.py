@@ -2,31 +2,57 @@
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Callable
+from typing import Any, Generic, Literal, overload
 
 import numpy as np
 
+from dlkernels._lib.array_types import (ArrayLike, FloatingArray, IntArray, NDArray, Out, PathLike,
+                                        Tensor)
 from dlkernels._lib.arrays import is_tensor, like_input
+from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.threads import check_n_threads
-from dlkernels._lib.validation import as_array, check_count
-from dlkernels.neighbors import _kdtree
+from dlkernels._lib.validation import as_array, check_alloc, check_bool, check_count
+from dlkernels.neighbors import _kdtree_build, _kdtree_query
 
 __all__ = ["KDTree"]
 
 # p -> the kernels' code (0 is the maximum norm).
 _P_CODES = {1: 1, 2: 2, np.inf: 0}
 _ARRAY_NAMES = ("points", "perm", "dims", "vals", "boxes")
+_MAX_LEAFSIZE = 2**31 - 1
+# read(key, dtype, shape): one stored array, checked before use.
+_Reader = Callable[[str, Any, tuple[int, ...]], NDArray[Any]]
+# What the query kernels take of one tree: (points, perm, dims, vals, boxes, leaf_start, offset).
+_View = tuple[FloatingArray, IntArray, NDArray[np.int32], FloatingArray, FloatingArray, IntArray,
+              int]
 
 
-def _as_points(x, name: str, dtype=None, d: int | None = None) -> np.ndarray:
-    """A C-contiguous 2-D float32/float64 array of finite values.
+def _coordinate_bound(dtype: np.dtype[Any] | type[np.floating[Any]], d: int) -> float:
+    """Largest absolute coordinate a tree of ``dtype`` in ``d`` dimensions accepts.
+
+    The largest power of two ``B`` with ``16 d B**2 <= finfo(dtype).max``. Two
+    points within ``[-B, B]`` are at most ``4 d B**2`` apart squared, and every
+    partial sum and incremental bound the search forms stays below that (up to
+    rounding, which the factor 4 to spare covers), so no distance overflows.
+    """
+    limit = math.sqrt(float(np.finfo(dtype).max) / (16 * max(d, 1)))
+    return math.ldexp(1.0, math.frexp(limit)[1] - 1)
+
+
+def _as_points(X: ArrayLike | Tensor, name: str, dtype: np.dtype[Any] | None = None,
+               d: int | None = None) -> FloatingArray:
+    """A C-contiguous 2-D float32/float64 array of finite values within the
+    coordinate bound.
 
     Without ``dtype``, float32 stays float32 and anything else real becomes
     float64; with ``dtype``, values are cast to it (and checked after the cast).
-    A 1-D ``x`` is one point when ``d`` is given.
+    A 1-D ``X`` is one point when ``d`` is given.
     """
-    arr = as_array(x, name)
+    arr = as_array(X, name)
     if arr.dtype.kind not in "biuf":
         what = "real" if arr.dtype.kind == "c" else "numeric"
         raise TypeError(f"{name} must be {what}, got dtype {arr.dtype}")
@@ -41,27 +67,38 @@ def _as_points(x, name: str, dtype=None, d: int | None = None) -> np.ndarray:
         dtype = np.float32 if arr.dtype == np.float32 else np.float64
     with np.errstate(over="ignore"):  # an overflow to inf is reported just below
         arr = np.ascontiguousarray(arr, dtype=dtype)
-    pos = _kdtree.first_nonfinite(arr.reshape(-1))
+    bound = _coordinate_bound(dtype, arr.shape[1])
+    pos = _kdtree_build.first_outside(arr.reshape(-1), bound)
     if pos >= 0:
         row, col = divmod(int(pos), arr.shape[1])
-        cast = f" in {np.dtype(dtype).name}" if dtype == np.float32 else ""
-        raise ValueError(f"{name} must be finite{cast}, got {arr[row, col]} at point {row}, "
-                         f"coordinate {col}")
+        value = arr[row, col]
+        where = f"got {value} at point {row}, coordinate {col}"
+        if not np.isfinite(value):
+            cast = f" in {np.dtype(dtype).name}" if dtype == np.float32 else ""
+            raise ValueError(f"{name} must be finite{cast}, {where}")
+        raise ValueError(f"{name} must lie within [-{bound:.6g}, {bound:.6g}] "
+                         f"(+-2**{math.frexp(bound)[1] - 1}) for {np.dtype(dtype).name} points "
+                         f"of {arr.shape[1]} coordinates (farther out, squared distances could "
+                         f"overflow); {where}. Scale the points down")
     return arr
 
 
-def _check_p(p) -> int:
+def _check_p(p: float) -> int:
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real) or p not in _P_CODES:
         raise ValueError(f"p must be 1, 2 or numpy.inf, got {p!r}")
     return _P_CODES[p]
 
 
-def _reduced(r: np.ndarray | float, p_code: int):
-    """Distance -> the kernels' reduced distance (the square for p=2)."""
-    return r * r if p_code == 2 else r
+def _reduced(r: NDArray[np.float64] | float, p_code: int) -> Any:
+    """Distance -> the kernels' reduced distance (the square for p=2).
+
+    A square beyond float64 is inf: no bound, as the distance it stands for
+    exceeds every distance of points within the coordinate bound."""
+    with np.errstate(over="ignore"):
+        return r * r if p_code == 2 else r
 
 
-def _check_radius(r, name: str, m: int, one_point: bool) -> np.ndarray:
+def _check_radius(r: ArrayLike, name: str, m: int, one_point: bool) -> NDArray[np.float64]:
     """``r`` as float64 of shape (m,): a non-negative scalar or one per query (inf allowed)."""
     arr = as_array(r, name)
     if arr.dtype.kind not in "biuf":
@@ -83,14 +120,25 @@ def _check_radius(r, name: str, m: int, one_point: bool) -> np.ndarray:
 class _Tree:
     """One static tree of the forest: flat arrays, no Python object per node."""
 
+    points: FloatingArray
+    perm: IntArray
+    dims: NDArray[np.int32]
+    vals: FloatingArray
+    boxes: FloatingArray
+    leaf_start: IntArray
+    n: int
+    d: int
+    depth: int
+    offset: int
+
     __slots__ = ("points", "perm", "dims", "vals", "boxes", "leaf_start", "n", "d", "depth",
                  "offset")
 
     @classmethod
-    def build(cls, data: np.ndarray, leafsize: int, offset: int, n_threads: int) -> _Tree:
+    def build(cls, data: FloatingArray, leafsize: int, offset: int, n_threads: int) -> _Tree:
         n, d = data.shape
         tree = cls._empty(n, d, leafsize, offset, data.dtype)
-        _kdtree.build(data, tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
+        _kdtree_build.build(data, tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
                       tree.leaf_start, tree.depth, n_threads)
         return tree
 
@@ -99,29 +147,31 @@ class _Tree:
         """A tree's sizes and leaf boundaries, without its arrays."""
         tree = cls()
         tree.n, tree.d, tree.offset = n, d, offset
-        tree.depth = _kdtree.layout(n, leafsize)
+        tree.depth = _kdtree_build.layout(n, leafsize)
         n_leaves = 1 << tree.depth
         tree.leaf_start = np.arange(n_leaves + 1, dtype=np.int64) * n // n_leaves
         return tree
 
     @classmethod
-    def _empty(cls, n: int, d: int, leafsize: int, offset: int, dtype) -> _Tree:
+    def _empty(cls, n: int, d: int, leafsize: int, offset: int, dtype: np.dtype[Any]) -> _Tree:
         tree = cls._frame(n, d, leafsize, offset)
         for key, (shape, kind) in cls.shapes(n, d, leafsize, dtype).items():
             setattr(tree, key, (np.zeros if key in ("dims", "vals") else np.empty)(shape, kind))
         return tree
 
     @staticmethod
-    def shapes(n: int, d: int, leafsize: int, dtype) -> dict:
+    def shapes(n: int, d: int, leafsize: int,
+               dtype: np.dtype[Any]) -> dict[str, tuple[tuple[int, ...], Any]]:
         """Shape and dtype of each flat array of a tree of ``n`` points (nothing allocated)."""
-        n_leaves = 1 << _kdtree.layout(n, leafsize)
+        n_leaves = 1 << _kdtree_build.layout(n, leafsize)
         inner = max(n_leaves - 1, 1)
         return {"points": ((n * d,), dtype), "perm": ((n,), np.int64),
                 "dims": ((inner,), np.int32), "vals": ((2 * inner,), dtype),
                 "boxes": ((n_leaves * 2 * d,), dtype)}
 
     @classmethod
-    def from_arrays(cls, read, n: int, d: int, leafsize: int, offset: int, dtype) -> _Tree:
+    def from_arrays(cls, read: _Reader, n: int, d: int, leafsize: int, offset: int,
+                    dtype: np.dtype[Any]) -> _Tree:
         """Rebuild from stored arrays, checked so that a bad file cannot crash a query.
 
         ``read(key, dtype, shape)`` returns each array after checking its dtype
@@ -132,13 +182,16 @@ class _Tree:
         tree = cls._frame(n, d, leafsize, offset)
         for key, value in arrays.items():
             setattr(tree, key, value)
+        bound = _coordinate_bound(dtype, d)
         for key in ("points", "vals", "boxes"):
-            if np.isnan(getattr(tree, key)).any():
-                raise ValueError(f"NaN in {key}")
-        if _kdtree.first_nonfinite(tree.points) >= 0:
-            raise ValueError("non-finite points")
-        problem = _kdtree.check_tree(tree.points, tree.perm, tree.dims, tree.vals, tree.boxes,
-                                     tree.leaf_start, d)
+            values = getattr(tree, key)
+            pos = _kdtree_build.first_outside(values, bound)
+            if pos >= 0:
+                value = values[pos]
+                what = "NaN" if np.isnan(value) else f"{value}, beyond [-{bound}, {bound}],"
+                raise ValueError(f"{what} in {key}")
+        problem = _kdtree_build.check_tree(tree.points, tree.perm, tree.dims, tree.vals,
+                                           tree.boxes, tree.leaf_start, d)
         if problem:
             raise ValueError(f"an inconsistent tree: {problem}")
         return tree
@@ -147,21 +200,21 @@ class _Tree:
     def max_leaf(self) -> int:
         return int(np.max(np.diff(self.leaf_start)))
 
-    def view(self) -> tuple:
+    def view(self) -> _View:
         return (self.points, self.perm, self.dims, self.vals, self.boxes, self.leaf_start,
                 self.offset)
 
-    def original(self) -> np.ndarray:
+    def original(self) -> FloatingArray:
         """The points in id order, shape (n, d)."""
         out = np.empty((self.n, self.d), dtype=self.points.dtype)
-        _kdtree.extract(self.points, self.perm, self.leaf_start, out)
+        _kdtree_build.extract(self.points, self.perm, self.leaf_start, out)
         return out
 
-    def arrays(self) -> dict:
+    def arrays(self) -> dict[str, NDArray[Any]]:
         return {key: getattr(self, key) for key in _ARRAY_NAMES}
 
 
-class KDTree:
+class KDTree(Generic[Out]):
     """Exact k-nearest-neighbour and radius search with a balanced KD-tree.
 
     The tree is built once in O(n log n) without the GIL (its top levels and
@@ -180,17 +233,23 @@ class KDTree:
 
     Parameters
     ----------
-    data : array-like or torch.Tensor, shape (n, d)
-        Finite coordinates, at least one point. float32 data is kept and
-        searched in float32; any other real dtype is converted to float64.
-        The tree holds its own copy, in host memory (a CUDA tensor is copied
-        to the host). Query results follow the queries: numpy in, numpy out;
-        a tensor in, tensors out on its device.
-    leafsize : int, default 16
+    X : array-like or torch.Tensor, shape (n, d)
+        The points: finite coordinates, at least one point. float32 points
+        are kept and searched in float32; any other real dtype is converted
+        to float64. The tree holds its own copy, in host memory (a CUDA
+        tensor is copied to the host). Query results follow the queries:
+        numpy in, numpy out; a tensor in, tensors out on its device.
+        Coordinates must lie within ``[-B, B]``, where ``B`` is the largest
+        power of two with ``16 * d * B**2`` at most the dtype's largest value
+        (``2**61``, about 2.3e18, for float32 points of up to 3 coordinates;
+        2**509, about 1.7e153, for float64): farther apart, squared distances could
+        overflow to infinity and the search could not find the points.
+    leafsize : int, default 16, keyword-only
         Most points in a leaf (positive). Leaves hold between about
         ``leafsize / 2`` and ``leafsize`` points (the tree is complete).
     n_threads : int or None, keyword-only
-        Threads for the build (None: OpenMP's default).
+        Threads for the build (None: OpenMP's default; negative counts back
+        from the number of cores).
 
     Attributes
     ----------
@@ -211,6 +270,13 @@ class KDTree:
     for float64 the distances equal brute force up to the rounding of that
     formula. Queries are converted to ``dtype`` first.
 
+    Thread safety: :meth:`query`, :meth:`query_radius`, :attr:`data`,
+    :meth:`save` and pickling are reads; any number of them run at once from
+    different threads, each with the GIL released inside its kernel.
+    :meth:`add` is a write: it waits for the reads in flight, runs alone, and
+    every read sees the forest entirely before or entirely after it (a
+    readers-writer lock, ``dlkernels._lib.locks``).
+
     Examples
     --------
     >>> import numpy as np
@@ -225,22 +291,29 @@ class KDTree:
     [[3]]
     """
 
-    def __init__(self, data, leafsize: int = 16, *, n_threads: int | None = None):
-        leafsize = check_count(leafsize, "leafsize")
-        if leafsize < 1:
-            raise ValueError(f"leafsize must be a positive int, got {leafsize}")
+    @overload
+    def __init__(self: KDTree[Tensor], X: Tensor, *, leafsize: int = 16,
+                 n_threads: int | None = None) -> None: ...
+    @overload
+    def __init__(self: KDTree[NDArray[Any]], X: ArrayLike, *, leafsize: int = 16,
+                 n_threads: int | None = None) -> None: ...
+
+    def __init__(self, X: ArrayLike | Tensor, *, leafsize: int = 16,
+                 n_threads: int | None = None) -> None:
+        # The bound of the file format; a larger leaf size means one leaf anyway.
+        leafsize = check_count(leafsize, "leafsize", minimum=1, maximum=_MAX_LEAFSIZE)
         n_threads = check_n_threads(n_threads)
-        points = _as_points(data, "data")
+        points = _as_points(X, "X")
         if points.shape[0] == 0 or points.shape[1] == 0:
-            raise ValueError(f"data must hold at least one point of at least one coordinate, "
+            raise ValueError(f"X must hold at least one point of at least one coordinate, "
                              f"got shape {points.shape}")
-        self._template = data.new_empty(0) if is_tensor(data) else None
+        self._template = X.new_empty(0) if is_tensor(X) else None
         self._leafsize = leafsize
         self._d = points.shape[1]
         self._dtype = points.dtype
         self._trees = [_Tree.build(points, leafsize, 0, n_threads)]
         self._n = points.shape[0]
-        self._data = None
+        self._data: FloatingArray | None = None
 
     # -- reading ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -257,7 +330,7 @@ class KDTree:
         return self._d
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[np.floating[Any]]:
         """Precision of the stored points and of the distances (float32 or float64)."""
         return self._dtype
 
@@ -272,8 +345,9 @@ class KDTree:
         return len(self._trees)
 
     @property
-    def data(self):
-        """The points in id order, shape (n, d), read-only (a tensor if data was one)."""
+    @reads
+    def data(self) -> Out:
+        """The points in id order, shape (n, d), read-only (a tensor if ``X`` was one)."""
         if self._data is None:
             parts = [tree.original() for tree in self._trees]
             data = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -284,33 +358,45 @@ class KDTree:
         return self._data
 
     # -- queries -----------------------------------------------------------------------
-    def _queries(self, x):
-        arr = as_array(x, "x")
+    def _queries(self, X: ArrayLike | Tensor) -> tuple[FloatingArray, bool]:
+        arr = as_array(X, "X")
         one = arr.ndim == 1
-        return _as_points(arr, "x", dtype=self._dtype, d=self._d), one
+        return _as_points(arr, "X", dtype=self._dtype, d=self._d), one
 
-    def _common(self):
-        depth = max(tree.depth for tree in self._trees)
-        max_leaf = max(tree.max_leaf for tree in self._trees)
-        return [tree.view() for tree in self._trees], depth, max_leaf
+    def _common(self) -> tuple[list[_View], int, int]:
+        trees = self._trees  # read once: views, depth and leaf size of one forest
+        depth = max(tree.depth for tree in trees)
+        max_leaf = max(tree.max_leaf for tree in trees)
+        return [tree.view() for tree in trees], depth, max_leaf
 
-    def query(self, x, k: int = 1, p=2, distance_upper_bound: float = np.inf,
-              n_threads: int | None = None):
+    @overload
+    def query(self, X: Tensor, k: int = 1, *, p: float = 2,
+              distance_upper_bound: float = np.inf,
+              n_threads: int | None = None) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def query(self, X: ArrayLike, k: int = 1, *, p: float = 2,
+              distance_upper_bound: float = np.inf,
+              n_threads: int | None = None) -> tuple[FloatingArray, IntArray]: ...
+
+    @reads
+    def query(self, X: ArrayLike | Tensor, k: int = 1, *, p: float = 2,
+              distance_upper_bound: float = np.inf,
+              n_threads: int | None = None) -> tuple[FloatingArray | Tensor, IntArray | Tensor]:
         """The ``k`` nearest points to each query point.
 
         Parameters
         ----------
-        x : array-like or torch.Tensor, shape (m, d) or (d,)
-            Query points (finite). A 1-D ``x`` is one point and gives 1-D results.
+        X : array-like or torch.Tensor, shape (m, d) or (d,)
+            Query points (finite). A 1-D ``X`` is one point and gives 1-D results.
         k : int, default 1
             Neighbours per query (positive). Where fewer than ``k`` points exist,
             or lie within ``distance_upper_bound``, the rest is padding.
-        p : {1, 2, numpy.inf}, default 2
+        p : {1, 2, numpy.inf}, default 2, keyword-only
             The Minkowski norm: Manhattan, Euclidean or maximum distance.
-        distance_upper_bound : float, default inf
+        distance_upper_bound : float, default inf, keyword-only
             Return only neighbours strictly closer than this (SciPy's
             convention); a finite bound also makes the search faster.
-        n_threads : int or None
+        n_threads : int or None, keyword-only
             Threads to use (None: OpenMP's default). Results do not depend on it.
 
         Returns
@@ -329,12 +415,13 @@ class KDTree:
         Raises
         ------
         ValueError
-            ``x`` of the wrong dimension or not finite, ``k < 1``, a bad ``p``
+            ``X`` of the wrong dimension, not finite or beyond the coordinate
+            bound (see the class), ``k < 1`` or too large for memory, a bad ``p``
             or a negative or NaN ``distance_upper_bound``.
         TypeError
-            ``x`` not real, or ``k`` not an int.
+            ``X`` not real, or ``k`` not an int.
         """
-        queries, one = self._queries(x)
+        queries, one = self._queries(X)
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
             raise TypeError(f"k must be a positive int, got {type(k).__name__}")
         if k < 1:
@@ -345,39 +432,67 @@ class KDTree:
                 not isinstance(distance_upper_bound, numbers.Real):
             raise TypeError(f"distance_upper_bound must be a real number, "
                             f"got {type(distance_upper_bound).__name__}")
-        ub = float(distance_upper_bound)
+        try:
+            ub = float(distance_upper_bound)
+        except OverflowError:  # an int beyond float64: no bound at all
+            ub = np.inf if distance_upper_bound > 0 else -np.inf
         if not ub >= 0:
             raise ValueError(f"distance_upper_bound must be non-negative, got {ub}")
         n_threads = check_n_threads(n_threads)
         m = queries.shape[0]
+        # One row of output must fit even without queries: k = 2**40 is refused here.
+        check_alloc(max(m, 1) * k, self._dtype.itemsize + 8, "k")
         dist = np.empty((m, k), dtype=self._dtype)
         idx = np.empty((m, k), dtype=np.int64)
         trees, depth, max_leaf = self._common()
-        _kdtree.knn(trees, queries, k, p_code, _reduced(ub, p_code), dist, idx, depth, max_leaf,
-                    n_threads)
+        _kdtree_query.knn(trees, queries, k, p_code, _reduced(ub, p_code), dist, idx, depth,
+                          max_leaf, n_threads)
         if one:
             dist, idx = dist[0], idx[0]
-        return like_input(dist, x), like_input(idx, x)
+        return like_input(dist, X), like_input(idx, X)
 
-    def query_radius(self, x, r, return_distance: bool = False, sort_results: bool = False,
-                     n_threads: int | None = None, *, p=2):
+    @overload
+    def query_radius(self, X: Tensor, r: ArrayLike, *, return_distance: Literal[False] = False,
+                     sort_results: bool = False, p: float = 2,
+                     n_threads: int | None = None) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def query_radius(self, X: Tensor, r: ArrayLike, *, return_distance: Literal[True],
+                     sort_results: bool = False, p: float = 2,
+                     n_threads: int | None = None) -> tuple[Tensor, Tensor, Tensor]: ...
+    @overload
+    def query_radius(self, X: ArrayLike, r: ArrayLike, *, return_distance: Literal[False] = False,
+                     sort_results: bool = False, p: float = 2,
+                     n_threads: int | None = None) -> tuple[IntArray, IntArray]: ...
+    @overload
+    def query_radius(self, X: ArrayLike, r: ArrayLike, *, return_distance: Literal[True],
+                     sort_results: bool = False, p: float = 2,
+                     n_threads: int | None = None) -> tuple[IntArray, FloatingArray, IntArray]: ...
+    @overload
+    def query_radius(self, X: ArrayLike | Tensor, r: ArrayLike, *, return_distance: bool,
+                     sort_results: bool = False, p: float = 2, n_threads: int | None = None
+                     ) -> tuple[Any, Any] | tuple[Any, Any, Any]: ...
+
+    @reads
+    def query_radius(self, X: ArrayLike | Tensor, r: ArrayLike, *, return_distance: bool = False,
+                     sort_results: bool = False, p: float = 2, n_threads: int | None = None
+                     ) -> tuple[Any, Any] | tuple[Any, Any, Any]:
         """All points within distance ``r`` of each query point (inclusive).
 
         Parameters
         ----------
-        x : array-like or torch.Tensor, shape (m, d) or (d,)
-            Query points (finite); a 1-D ``x`` is one query.
+        X : array-like or torch.Tensor, shape (m, d) or (d,)
+            Query points (finite); a 1-D ``X`` is one query.
         r : float or array-like of shape (m,)
             Radius (non-negative; ``inf`` returns every point), or one per query.
-        return_distance : bool, default False
+        return_distance : bool, default False, keyword-only
             Also return the distances.
-        sort_results : bool, default False
+        sort_results : bool, default False, keyword-only
             Order each query's results by distance (ties by id). Otherwise the
             order is that of the tree's leaves: fixed, but not meaningful.
-        n_threads : int or None
-            Threads to use (None: OpenMP's default). Results do not depend on it.
         p : {1, 2, numpy.inf}, default 2, keyword-only
             The Minkowski norm, as in :meth:`query`.
+        n_threads : int or None, keyword-only
+            Threads to use (None: OpenMP's default). Results do not depend on it.
 
         Returns
         -------
@@ -392,24 +507,29 @@ class KDTree:
         Raises
         ------
         ValueError
-            ``x`` of the wrong dimension or not finite, a negative or NaN ``r``,
+            ``X`` of the wrong dimension, not finite or beyond the coordinate
+            bound, a negative or NaN ``r``,
             or ``r`` of the wrong length, or a bad ``p``.
         TypeError
-            ``x`` or ``r`` not real.
+            ``X`` or ``r`` not real, or a flag not a bool.
         """
-        queries, one = self._queries(x)
+        queries, one = self._queries(X)
         radii = _check_radius(r, "r", queries.shape[0], one)
+        return_distance = check_bool(return_distance, "return_distance")
+        sort_results = check_bool(sort_results, "sort_results")
         p_code = _check_p(p)
         n_threads = check_n_threads(n_threads)
         trees, depth, max_leaf = self._common()
-        ids, dist, offsets = _kdtree.radius(trees, queries, p_code, _reduced(radii, p_code),
-                                            bool(sort_results), depth, max_leaf, n_threads)
+        ids, dist, offsets = _kdtree_query.radius(trees, queries, p_code,
+                                                  _reduced(radii, p_code), sort_results, depth,
+                                                  max_leaf, n_threads)
         if not return_distance:
-            return like_input(ids, x), like_input(offsets, x)
-        return like_input(ids, x), like_input(dist, x), like_input(offsets, x)
+            return like_input(ids, X), like_input(offsets, X)
+        return like_input(ids, X), like_input(dist, X), like_input(offsets, X)
 
     # -- insertion -----------------------------------------------------------------------
-    def add(self, points, n_threads: int | None = None):
+    @writes
+    def add(self, X: ArrayLike | Tensor, *, n_threads: int | None = None) -> IntArray:
         """Insert points; their ids follow the existing ones.
 
         Ids of earlier points never change. Amortised cost O(log^2 n) per point
@@ -418,10 +538,10 @@ class KDTree:
 
         Parameters
         ----------
-        points : array-like or torch.Tensor, shape (b, d) or (d,)
+        X : array-like or torch.Tensor, shape (b, d) or (d,)
             Finite points with the tree's number of coordinates, converted to
             the tree's dtype. An empty batch changes nothing.
-        n_threads : int or None
+        n_threads : int or None, keyword-only
             Threads for the rebuilds (None: OpenMP's default).
 
         Returns
@@ -429,7 +549,7 @@ class KDTree:
         ndarray of int64, shape (b,)
             The ids given to the new points.
         """
-        batch = _as_points(points, "points", dtype=self._dtype, d=self._d)
+        batch = _as_points(X, "X", dtype=self._dtype, d=self._d)
         n_threads = check_n_threads(n_threads)
         start = self._n
         if batch.shape[0] == 0:
@@ -455,20 +575,23 @@ class KDTree:
         return np.arange(start, self._n, dtype=np.int64)
 
     # -- persistence -----------------------------------------------------------------
-    def _state(self) -> dict:
-        state = {"leafsize": np.int64(self._leafsize), "d": np.int64(self._d),
-                 "sizes": np.array([t.n for t in self._trees], dtype=np.int64),
-                 "dtype": np.array(self._dtype.name)}
-        for i, tree in enumerate(self._trees):
+    def _state(self) -> dict[str, Any]:
+        trees = self._trees
+        state: dict[str, Any] = {
+            "leafsize": np.int64(self._leafsize), "d": np.int64(self._d),
+            "sizes": np.array([t.n for t in trees], dtype=np.int64),
+            "dtype": np.array(self._dtype.name)}
+        for i, tree in enumerate(trees):
             for key, value in tree.arrays().items():
                 state[f"tree{i}_{key}"] = value
         return state
 
     @classmethod
-    def _from_parts(cls, leafsize: int, d: int, sizes: np.ndarray, dtype, read) -> KDTree:
+    def _from_parts(cls, leafsize: int, d: int, sizes: IntArray, dtype: np.dtype[Any],
+                    read: _Reader) -> KDTree[NDArray[Any]]:
         """A tree from its header and ``read(key, dtype, shape)`` for each stored array."""
-        if dtype not in (np.float32, np.float64) or leafsize < 1 or d < 1 or sizes.ndim != 1 \
-                or not 1 <= sizes.size <= 64 or (sizes < 1).any():
+        if dtype not in (np.float32, np.float64) or not 1 <= leafsize <= _MAX_LEAFSIZE \
+                or d < 1 or sizes.ndim != 1 or not 1 <= sizes.size <= 64 or (sizes < 1).any():
             raise ValueError(f"an invalid KDTree header (dtype {dtype}, leafsize {leafsize}, "
                              f"d {d}, sizes {sizes.tolist()[:8]})")
         trees, offset = [], 0
@@ -483,12 +606,13 @@ class KDTree:
         tree._trees, tree._n, tree._data = trees, offset, None
         return tree
 
-    def __getstate__(self) -> dict:
+    @reads
+    def __getstate__(self) -> dict[str, Any]:
         return self._state()
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickles run code anyway, but a state dict is still checked like a file.
-        def read(key, dtype, shape):
+        def read(key: str, dtype: Any, shape: tuple[int, ...]) -> NDArray[Any]:
             value = np.asarray(state[key])
             if value.dtype != dtype or value.shape != tuple(shape):
                 raise ValueError(f"pickled state holds {key} of shape {value.shape} and dtype "
@@ -500,7 +624,8 @@ class KDTree:
                                       np.dtype(str(state["dtype"])), read)
         self.__dict__.update(restored.__dict__)
 
-    def save(self, path) -> None:
+    @reads
+    def save(self, path: PathLike) -> None:
         """Write the tree (all its flat arrays) to an ``.npz`` file; loading never runs code.
 
         Parameters
@@ -511,7 +636,7 @@ class KDTree:
         save_arrays(path, "KDTree", **self._state())
 
     @classmethod
-    def load(cls, path) -> KDTree:
+    def load(cls, path: PathLike) -> KDTree[NDArray[Any]]:
         """Read a tree written by :meth:`save`, checking it before any query can use it.
 
         Raises
@@ -520,7 +645,7 @@ class KDTree:
             (a ValueError) for any other file, a damaged one, or an inconsistent tree.
         """
         with read_archive(path, "KDTree") as archive:
-            leafsize = archive.scalar("leafsize", int, low=1, high=2**31 - 1)
+            leafsize = archive.scalar("leafsize", int, low=1, high=_MAX_LEAFSIZE)
             d = archive.scalar("d", int, low=1, high=2**31 - 1)
             dtype = archive.scalar("dtype", str)
             if dtype not in ("float32", "float64"):

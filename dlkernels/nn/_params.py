@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,7 +11,8 @@ from torch import nn
 __all__ = ["make_rows", "init_rows"]
 
 
-def make_rows(n_rows: int, in_features: int, bias: bool, factory: dict):
+def make_rows(n_rows: int, in_features: int, bias: bool,
+              factory: dict[str, Any]) -> tuple[nn.Parameter, nn.Parameter | None]:
     """A ``(n_rows, in_features)`` weight and an optional ``(n_rows,)`` bias, uninitialised."""
     weight = nn.Parameter(torch.empty(n_rows, in_features, **factory))
     return weight, (nn.Parameter(torch.empty(n_rows, **factory)) if bias else None)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlkernels._lib.array_types import ArrayLike, Tensor
 from dlkernels._lib.torch_checks import check_features, check_targets
 from dlkernels._lib.validation import as_float_array, check_count
 from dlkernels.nn._params import init_rows, make_rows
+from dlkernels.nn._reduction import check_reduction, reduce_loss
+from dlkernels.nn._topk import check_k
 
 __all__ = ["ClassBasedSoftmax"]
 
@@ -52,7 +56,8 @@ class ClassBasedSoftmax(nn.Module):
 
     Parameters
     ----------
-    in_features : int
+    dim : int
+        Size of each input vector.
     n_classes : int
         At least 2.
     n_clusters : int, optional
@@ -63,6 +68,8 @@ class ClassBasedSoftmax(nn.Module):
         (see Notes). Without counts, clusters are runs of equal size in class
         order.
     bias : bool, default True
+    reduction : {"mean", "sum", "none"}, default "mean"
+        How :meth:`forward` reduces the per-example losses.
     device, dtype
 
     Attributes
@@ -98,16 +105,27 @@ class ClassBasedSoftmax(nn.Module):
     True
     """
 
-    def __init__(self, in_features: int, n_classes: int, n_clusters: int | None = None,
-                 counts=None, *, bias: bool = True, device=None, dtype=None):
+    dim: int
+    n_classes: int
+    n_clusters: int
+    reduction: str
+    cluster: torch.Tensor
+    head: nn.Linear
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def __init__(self, dim: int, n_classes: int, *, n_clusters: int | None = None,
+                 counts: ArrayLike | Tensor | None = None, bias: bool = True,
+                 reduction: str = "mean", device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.in_features = check_count(in_features, "in_features", minimum=1)
+        self.dim = check_count(dim, "dim", minimum=1)
         self.n_classes = V = check_count(n_classes, "n_classes", minimum=2)
         if n_clusters is None:
             n_clusters = max(1, round(math.sqrt(V)))
         self.n_clusters = check_count(n_clusters, "n_clusters", minimum=1)
         if self.n_clusters > V:
             raise ValueError(f"n_clusters must be at most n_classes={V}, got {n_clusters}")
+        self.reduction = check_reduction(reduction)
         if counts is None:
             cluster = np.arange(V) * self.n_clusters // V
         else:
@@ -130,18 +148,19 @@ class ClassBasedSoftmax(nn.Module):
         self.register_buffer("position", torch.as_tensor(row - offsets[cluster], device=device))
         self.register_buffer("row_cluster", torch.as_tensor(cluster[order], device=device))
         factory = {"device": device, "dtype": dtype}
-        self.head = nn.Linear(self.in_features, self.n_clusters, bias=bias, **factory)
-        self.weight, self.bias = make_rows(V, self.in_features, bias, factory)
+        self.head = nn.Linear(self.dim, self.n_clusters, bias=bias, **factory)
+        self.weight, self.bias = make_rows(V, self.dim, bias, factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.head.reset_parameters()
         init_rows(self.weight, self.bias)
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood of each target, shape of ``target``."""
-        flat = check_features(x, self.in_features)
-        t = check_targets(target, self.n_classes, x.shape[:-1])
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of the targets: reduced, or the shape of ``target``
+        with ``reduction="none"``."""
+        flat = check_features(input, self.dim)
+        t = check_targets(target, self.n_classes, input.shape[:-1])
         cl = self.cluster[t]
         nll = -F.log_softmax(self.head(flat), dim=1).gather(1, cl[:, None]).squeeze(1)
         # Rows of each target's cluster, padded to the largest cluster: one gather
@@ -156,11 +175,11 @@ class ClassBasedSoftmax(nn.Module):
         logits = logits.masked_fill(~valid, -math.inf)
         pos = self.position[t]
         within = torch.logsumexp(logits, dim=1) - logits.gather(1, pos[:, None]).squeeze(1)
-        return (nll + within).reshape(target.shape)
+        return reduce_loss((nll + within).reshape(target.shape), self.reduction)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, input: torch.Tensor) -> torch.Tensor:
         """The full log-distribution over classes, ``(..., n_classes)``; it sums to 1."""
-        flat = check_features(x, self.in_features)
+        flat = check_features(input, self.dim)
         n = flat.shape[0]
         head = F.log_softmax(self.head(flat), dim=1)                     # (n, C)
         logits = F.linear(flat, self.weight, self.bias)                  # (n, V), row order
@@ -174,17 +193,25 @@ class ClassBasedSoftmax(nn.Module):
         lse = total.log() + peak
         by_row = logits - lse.gather(1, index) + head.gather(1, index)
         out = by_row[:, self.row]                                        # class order
-        return out.reshape(*x.shape[:-1], self.n_classes)
+        return out.reshape(*input.shape[:-1], self.n_classes)
+
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: Literal[False] = False) -> torch.Tensor: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, k: int = 1, *, return_log_prob: bool = False):
+    def predict(self, input: torch.Tensor, k: int = 1, *, return_log_prob: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` most probable classes (exact: ``topk`` of :meth:`log_prob`)."""
-        k = check_count(k, "k", minimum=1)
-        if k > self.n_classes:
-            raise ValueError(f"k must be at most n_classes={self.n_classes}, got {k}")
-        values, classes = self.log_prob(x).topk(k, dim=-1)
+        values, classes = self.log_prob(input).topk(check_k(k, self.n_classes), dim=-1)
         return (classes, values) if return_log_prob else classes
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, n_classes={self.n_classes}, "
-                f"n_clusters={self.n_clusters}")
+        return (f"dim={self.dim}, n_classes={self.n_classes}, n_clusters={self.n_clusters}, "
+                f"bias={self.bias is not None}, reduction={self.reduction!r}")

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlkernels._lib.array_types import ArrayLike, Tensor
 from dlkernels._lib.torch_checks import check_features, check_targets
-from dlkernels._lib.validation import check_count
+from dlkernels._lib.validation import check_bool, check_count
 from dlkernels.huffman import CodeTree, balanced_tree, huffman_tree
 from dlkernels.nn._params import init_rows, make_rows
+from dlkernels.nn._reduction import check_reduction, reduce_loss
+from dlkernels.nn._topk import check_k, shaped
 
 __all__ = ["HierarchicalSoftmax"]
 
@@ -33,7 +37,7 @@ class HierarchicalSoftmax(nn.Module):
 
     Parameters
     ----------
-    in_features : int
+    dim : int
         Size of each input vector.
     n_classes : int
         Number of classes (at least 2).
@@ -47,13 +51,15 @@ class HierarchicalSoftmax(nn.Module):
         Gradients of ``weight`` from :meth:`forward` as sparse tensors (as in
         :class:`torch.nn.Embedding`): only the visited nodes' rows. Use with an
         optimizer that accepts them (``torch.optim.SparseAdam``, ``SGD``).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        How :meth:`forward` reduces the per-example losses.
     device, dtype
         Where the parameters live.
 
     Attributes
     ----------
     tree : dlkernels.huffman.CodeTree
-    weight : torch.nn.Parameter, shape (n_classes - 1, in_features)
+    weight : torch.nn.Parameter, shape (n_classes - 1, dim)
     bias : torch.nn.Parameter or None, shape (n_classes - 1,)
 
     Notes
@@ -72,15 +78,24 @@ class HierarchicalSoftmax(nn.Module):
     >>> hs = HierarchicalSoftmax(8, 1000, counts=torch.arange(1000, 0, -1))
     >>> x, y = torch.randn(4, 8), torch.tensor([0, 5, 999, 3])
     >>> hs(x, y).shape
-    torch.Size([4])
+    torch.Size([])
     >>> bool(torch.allclose(hs.log_prob(x).exp().sum(1), torch.ones(4)))
     True
     """
 
-    def __init__(self, in_features: int, n_classes: int, counts=None, *, bias: bool = True,
-                 sparse: bool = False, device=None, dtype=None):
+    dim: int
+    n_classes: int
+    tree: CodeTree
+    sparse: bool
+    reduction: str
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def __init__(self, dim: int, n_classes: int, *, counts: ArrayLike | Tensor | None = None,
+                 bias: bool = True, sparse: bool = False, reduction: str = "mean",
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.in_features = check_count(in_features, "in_features", minimum=1)
+        self.dim = check_count(dim, "dim", minimum=1)
         self.n_classes = check_count(n_classes, "n_classes", minimum=2)
         if counts is None:
             tree = balanced_tree(self.n_classes)
@@ -89,10 +104,11 @@ class HierarchicalSoftmax(nn.Module):
             if tree.n_symbols != self.n_classes:
                 raise ValueError(f"counts must have one entry per class: {tree.n_symbols} "
                                  f"counts for n_classes={self.n_classes}")
-        self.tree: CodeTree = tree
-        self.sparse = bool(sparse)
+        self.tree = tree
+        self.sparse = check_bool(sparse, "sparse")
+        self.reduction = check_reduction(reduction)
         factory = {"device": device, "dtype": dtype}
-        self.weight, self.bias = make_rows(self.n_classes - 1, self.in_features, bias, factory)
+        self.weight, self.bias = make_rows(self.n_classes - 1, self.dim, bias, factory)
         # The tree as buffers, so it follows .to(device) and lives in state_dict.
         # Padding: node 0 with sign 0, which the mask below removes.
         paths = np.where(tree.paths < 0, 0, tree.paths)
@@ -123,34 +139,35 @@ class HierarchicalSoftmax(nn.Module):
             z = z + self.bias[nodes]  # dense gradient: one value per node, cheap
         return z
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood of each target class.
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of the target classes.
 
         Parameters
         ----------
-        x : torch.Tensor, shape (..., in_features)
+        input : torch.Tensor, shape (..., dim)
         target : torch.Tensor of int, shape (...)
             Class ids in ``[0, n_classes)``.
 
         Returns
         -------
-        torch.Tensor, shape (...)
-            ``-log p(target | x)`` per example (take ``.mean()`` for a loss).
+        torch.Tensor
+            The mean (or sum) of ``-log p(target | input)``, or one value per
+            example (shape of ``target``) with ``reduction="none"``.
 
         Raises
         ------
         TypeError, ValueError, IndexError
             Wrong dtypes, shapes that do not match, or a target out of range.
         """
-        flat = check_features(x, self.in_features)
-        t = check_targets(target, self.n_classes, x.shape[:-1])
+        flat = check_features(input, self.dim)
+        t = check_targets(target, self.n_classes, input.shape[:-1])
         nodes = self.paths[t]                      # (n, L)
         signs = self.signs[t].to(flat.dtype)       # (n, L): +1 right, -1 left, 0 padding
         z = self._node_logits(flat, nodes)
         nll = -(F.logsigmoid(signs * z) * signs.abs()).sum(1)
-        return nll.reshape(target.shape)
+        return reduce_loss(nll.reshape(target.shape), self.reduction)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, input: torch.Tensor) -> torch.Tensor:
         """The full log-distribution over classes, ``(..., n_classes)``; it sums to 1.
 
         Every internal node's decision is computed in one product, then the
@@ -159,12 +176,12 @@ class HierarchicalSoftmax(nn.Module):
         contiguous range). Costs O(V d) per example: meant for evaluation
         (perplexity, sampling), not for the training step.
         """
-        flat = check_features(x, self.in_features)
+        flat = check_features(input, self.dim)
         z = F.linear(flat, self.weight, self.bias)               # (n, V-1)
         right, left = F.logsigmoid(z), F.logsigmoid(-z)
         V = self.n_classes
 
-        def turn(parent, is_right):
+        def turn(parent: torch.Tensor, is_right: torch.Tensor) -> torch.Tensor:
             return torch.where(is_right, right[:, parent], left[:, parent])
 
         node_lp = z.new_zeros(flat.shape[0], V - 1)              # the root: log 1
@@ -172,10 +189,21 @@ class HierarchicalSoftmax(nn.Module):
             parent = self.node_parent[start:stop]
             node_lp[:, start:stop] = node_lp[:, parent] + turn(parent, self.node_right[start:stop])
         out = node_lp[:, self.leaf_parent] + turn(self.leaf_parent, self.leaf_right)
-        return out.reshape(*x.shape[:-1], V)
+        return out.reshape(*input.shape[:-1], V)
+
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: Literal[False] = False) -> torch.Tensor: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @overload
+    def predict(self, input: torch.Tensor, k: int = 1, *,
+                return_log_prob: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, k: int = 1, *, return_log_prob: bool = False):
+    def predict(self, input: torch.Tensor, k: int = 1, *, return_log_prob: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` most probable classes of each example, exactly, by best-first search.
 
         A path's probability only falls on the way down, so a subtree whose root
@@ -184,7 +212,7 @@ class HierarchicalSoftmax(nn.Module):
 
         Parameters
         ----------
-        x : torch.Tensor, shape (..., in_features)
+        input : torch.Tensor, shape (..., dim)
         k : int, default 1
             At most ``n_classes``.
         return_log_prob : bool, default False
@@ -210,10 +238,8 @@ class HierarchicalSoftmax(nn.Module):
         ``topk`` costs the same). Ties between exactly equal probabilities
         are broken arbitrarily.
         """
-        flat = check_features(x, self.in_features)
-        k = check_count(k, "k", minimum=1)
-        if k > self.n_classes:
-            raise ValueError(f"k must be at most n_classes={self.n_classes}, got {k}")
+        flat = check_features(input, self.dim)
+        k = check_k(k, self.n_classes)
         n, V = flat.shape[0], self.n_classes
         dtype, device = flat.dtype, flat.device
         neg_inf = torch.tensor(-math.inf, dtype=dtype, device=device)
@@ -246,11 +272,9 @@ class HierarchicalSoftmax(nn.Module):
             width = int((open_lp > -math.inf).sum(1).max())
             open_lp, order = open_lp.topk(width, dim=1)
             open_node = open_node.gather(1, order)
-        classes = best_id.reshape(*x.shape[:-1], k)
-        if return_log_prob:
-            return classes, best_lp.reshape(*x.shape[:-1], k)
-        return classes
+        return shaped(best_id, best_lp, input.shape[:-1], return_log_prob)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, n_classes={self.n_classes}, "
-                f"max_depth={self.tree.max_length}, bias={self.bias is not None}")
+        return (f"dim={self.dim}, n_classes={self.n_classes}, "
+                f"max_depth={self.tree.max_length}, bias={self.bias is not None}, "
+                f"sparse={self.sparse}, reduction={self.reduction!r}")

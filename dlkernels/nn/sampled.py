@@ -3,21 +3,26 @@
 All three score a class ``y`` as ``s(y) = w_y . x + b_y`` with an output
 matrix they own, and draw their noise from :class:`dlkernels.sampling.NegativeSampler`
 (``counts ** power``, alias method, on the CPU; ids are moved to the input's
-device). Each returns the per-example loss; take ``.mean()`` to train.
+device). Each reduces its per-example losses as ``reduction`` says (default:
+their mean, as torch's losses).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlkernels._lib.array_types import ArrayLike, NDArray, RngLike, Size, Tensor
 from dlkernels._lib.random import check_rng
 from dlkernels._lib.torch_checks import check_features, check_targets
 from dlkernels._lib.validation import as_float_array, check_count
 from dlkernels.nn._params import init_rows, make_rows
+from dlkernels.nn._reduction import check_reduction, reduce_loss
 from dlkernels.sampling import NegativeSampler
 
 __all__ = ["NegativeSamplingLoss", "NCELoss", "SampledSoftmaxLoss"]
@@ -26,13 +31,24 @@ __all__ = ["NegativeSamplingLoss", "NCELoss", "SampledSoftmaxLoss"]
 class _SampledLoss(nn.Module):
     """Output vectors and the noise sampler shared by the three losses."""
 
-    def __init__(self, in_features: int, n_classes: int, counts, n_samples: int,
-                 samples_name: str, power: float, rng, bias: bool, device, dtype):
+    dim: int
+    n_classes: int
+    n_negatives: int
+    reduction: str
+    sampler: NegativeSampler[NDArray[Any]]
+    rng: np.random.Generator
+    log_noise: torch.Tensor
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def __init__(self, dim: int, n_classes: int, counts: ArrayLike | Tensor, n_negatives: int,
+                 power: float, rng: RngLike, bias: bool, reduction: str,
+                 device: str | torch.device | None, dtype: torch.dtype | None) -> None:
         super().__init__()
-        self.in_features = check_count(in_features, "in_features", minimum=1)
+        self.dim = check_count(dim, "dim", minimum=1)
         self.n_classes = check_count(n_classes, "n_classes", minimum=2)
-        setattr(self, samples_name, check_count(n_samples, samples_name, minimum=1))
-        self._n = int(n_samples)
+        self.n_negatives = check_count(n_negatives, "n_negatives", minimum=1)
+        self.reduction = check_reduction(reduction)
         counts = as_float_array(counts, "counts", nonnegative=True)
         if counts.shape != (self.n_classes,):
             raise ValueError(f"counts must have one entry per class: shape {counts.shape} "
@@ -44,18 +60,22 @@ class _SampledLoss(nn.Module):
         self.register_buffer("log_noise", torch.as_tensor(
             self.sampler.log_prob(range(self.n_classes)), **factory).to(
                 dtype or torch.get_default_dtype()))
-        self.weight, self.bias = make_rows(self.n_classes, self.in_features, bias, factory)
+        self.weight, self.bias = make_rows(self.n_classes, self.dim, bias, factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         init_rows(self.weight, self.bias)
 
-    def _check(self, x, target):
-        flat = check_features(x, self.in_features)
-        t = check_targets(target, self.n_classes, x.shape[:-1])
+    def _check(self, input: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = check_features(input, self.dim)
+        t = check_targets(target, self.n_classes, input.shape[:-1])
         return flat, t.to(flat.device)
 
-    def _draw(self, shape, device, exclude=None) -> torch.Tensor:
+    def _reduce(self, loss: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return reduce_loss(loss.reshape(target.shape), self.reduction)
+
+    def _draw(self, shape: Size, device: torch.device,
+              exclude: torch.Tensor | None = None) -> torch.Tensor:
         ids = self.sampler.sample(shape, rng=self.rng, exclude=exclude)
         return torch.as_tensor(ids, device=device)
 
@@ -64,14 +84,19 @@ class _SampledLoss(nn.Module):
         s = torch.bmm(F.embedding(ids, self.weight), x.unsqueeze(2)).squeeze(2)
         return s + self.bias[ids] if self.bias is not None else s
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, input: torch.Tensor) -> torch.Tensor:
         """Scores ``s(y)`` of all classes, shape ``(..., n_classes)``, for evaluation."""
-        flat = check_features(x, self.in_features)
-        return F.linear(flat, self.weight, self.bias).reshape(*x.shape[:-1], self.n_classes)
+        flat = check_features(input, self.dim)
+        return F.linear(flat, self.weight, self.bias).reshape(*input.shape[:-1], self.n_classes)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, input: torch.Tensor) -> torch.Tensor:
         """The full softmax of :meth:`logits` (for evaluation; O(V d) per example)."""
-        return F.log_softmax(self.logits(x), dim=-1)
+        return F.log_softmax(self.logits(input), dim=-1)
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, n_classes={self.n_classes}, n_negatives={self.n_negatives}, "
+                f"power={self.sampler.power}, bias={self.bias is not None}, "
+                f"reduction={self.reduction!r}")
 
 
 class NegativeSamplingLoss(_SampledLoss):
@@ -83,7 +108,8 @@ class NegativeSamplingLoss(_SampledLoss):
 
     Parameters
     ----------
-    in_features, n_classes : int
+    dim, n_classes : int
+        Input size and number of classes.
     counts : array-like or torch.Tensor, shape (n_classes,)
         Class frequencies; the noise is ``counts ** power``, normalised.
     n_negatives : int, default 5
@@ -91,6 +117,7 @@ class NegativeSamplingLoss(_SampledLoss):
     rng : None, int or numpy.random.Generator
         Drives every draw; the same seed gives the same sequence of losses.
     bias : bool, default True
+    reduction : {"mean", "sum", "none"}, default "mean"
     device, dtype
 
     Examples
@@ -99,39 +126,42 @@ class NegativeSamplingLoss(_SampledLoss):
     >>> from dlkernels.nn import NegativeSamplingLoss
     >>> loss = NegativeSamplingLoss(16, 50, counts=torch.arange(50, 0, -1), rng=0)
     >>> loss(torch.randn(4, 16), torch.tensor([1, 2, 3, 4])).shape
-    torch.Size([4])
+    torch.Size([])
     """
 
-    def __init__(self, in_features: int, n_classes: int, counts, n_negatives: int = 5, *,
-                 power: float = 0.75, rng=None, bias: bool = True, device=None, dtype=None):
-        super().__init__(in_features, n_classes, counts, n_negatives, "n_negatives", power,
-                         rng, bias, device, dtype)
+    def __init__(self, dim: int, n_classes: int, *, counts: ArrayLike | Tensor,
+                 n_negatives: int = 5, power: float = 0.75, rng: RngLike = None,
+                 bias: bool = True, reduction: str = "mean",
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__(dim, n_classes, counts, n_negatives, power, rng, bias, reduction,
+                         device, dtype)
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        flat, t = self._check(x, target)
-        neg = self._draw((t.numel(), self._n), flat.device, exclude=t.cpu())
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        flat, t = self._check(input, target)
+        neg = self._draw((t.numel(), self.n_negatives), flat.device, exclude=t.cpu())
         pos_s = self._scores(flat, t[:, None]).squeeze(1)
         neg_s = self._scores(flat, neg)
         loss = -F.logsigmoid(pos_s) - F.logsigmoid(-neg_s).sum(1)
-        return loss.reshape(target.shape)
+        return self._reduce(loss, target)
 
 
 class NCELoss(_SampledLoss):
     """Noise-contrastive estimation (Gutmann & Hyvarinen, 2010; Mnih & Teh, 2012).
 
-    Each example's target is told apart from ``n_noise`` draws of the noise
-    distribution ``Q`` by logistic regression on ``s(y) - log(n_noise * Q(y))``,
+    Each example's target is told apart from ``n_negatives`` draws of the noise
+    distribution ``Q`` by logistic regression on ``s(y) - log(n_negatives * Q(y))``,
     with ``s`` an unnormalised log-probability (the partition function is taken
     as 1, which the model learns to satisfy).
 
     Parameters
     ----------
-    in_features, n_classes : int
+    dim, n_classes : int
     counts : array-like or torch.Tensor, shape (n_classes,)
-    n_noise : int, default 25
+    n_negatives : int, default 25
+        Noise samples per example.
     power : float, default 0.75
         Noise ``counts ** power`` (1 is the unigram distribution of Mnih & Teh).
-    rng, bias, device, dtype
+    rng, bias, reduction, device, dtype
         As in :class:`NegativeSamplingLoss`.
 
     Notes
@@ -140,39 +170,42 @@ class NCELoss(_SampledLoss):
     ``Q`` itself), so a noise draw may equal the target.
     """
 
-    def __init__(self, in_features: int, n_classes: int, counts, n_noise: int = 25, *,
-                 power: float = 0.75, rng=None, bias: bool = True, device=None, dtype=None):
-        super().__init__(in_features, n_classes, counts, n_noise, "n_noise", power,
-                         rng, bias, device, dtype)
+    def __init__(self, dim: int, n_classes: int, *, counts: ArrayLike | Tensor,
+                 n_negatives: int = 25, power: float = 0.75, rng: RngLike = None,
+                 bias: bool = True, reduction: str = "mean",
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__(dim, n_classes, counts, n_negatives, power, rng, bias, reduction,
+                         device, dtype)
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        flat, t = self._check(x, target)
-        noise = self._draw((t.numel(), self._n), flat.device)
-        log_k = math.log(self._n)
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        flat, t = self._check(input, target)
+        noise = self._draw((t.numel(), self.n_negatives), flat.device)
+        log_k = math.log(self.n_negatives)
         # A target with zero noise probability gets log Q = -inf: its delta is +inf
         # and its term -log sigmoid(inf) = 0, the right limit.
         pos = self._scores(flat, t[:, None]).squeeze(1) - (self.log_noise[t] + log_k)
         neg = self._scores(flat, noise) - (self.log_noise[noise] + log_k)
         loss = -F.logsigmoid(pos) - F.logsigmoid(-neg).sum(1)
-        return loss.reshape(target.shape)
+        return self._reduce(loss, target)
 
 
 class SampledSoftmaxLoss(_SampledLoss):
     """Sampled softmax with the logQ correction (Bengio & Senecal, 2008; Jean et al., 2015).
 
-    One set of ``n_samples`` classes is drawn (with replacement) from ``Q`` for
+    One set of ``n_negatives`` classes is drawn (with replacement) from ``Q`` for
     the whole minibatch. Each example's loss is the cross-entropy of its target
     against the target plus the samples, where a sampled class ``c`` scores
-    ``s(c) - log(n_samples * Q(c))`` and samples equal to the example's own
+    ``s(c) - log(n_negatives * Q(c))`` and samples equal to the example's own
     target (accidental hits) are removed.
 
     Parameters
     ----------
-    in_features, n_classes : int
+    dim, n_classes : int
     counts : array-like or torch.Tensor, shape (n_classes,)
-    n_samples : int, default 1024
+    n_negatives : int, default 1024
+        Classes sampled per minibatch (shared by its examples).
     power : float, default 0.75
-    rng, bias, device, dtype
+    rng, bias, reduction, device, dtype
         As in :class:`NegativeSamplingLoss`.
 
     Notes
@@ -180,7 +213,7 @@ class SampledSoftmaxLoss(_SampledLoss):
     With this correction ``sum_j exp(s(c_j)) / (n Q(c_j))`` over the samples
     that are not the target is an unbiased estimate of the partition function
     without the target, and the target adds its own ``exp(s(y))`` exactly. So
-    as ``n_samples`` grows the loss tends to the full softmax cross-entropy and
+    as ``n_negatives`` grows the loss tends to the full softmax cross-entropy and
     its gradient to the full gradient (tested). The target's own score is
     therefore not corrected.
 
@@ -188,24 +221,26 @@ class SampledSoftmaxLoss(_SampledLoss):
     --------
     >>> import torch
     >>> from dlkernels.nn import SampledSoftmaxLoss
-    >>> loss = SampledSoftmaxLoss(16, 1000, counts=torch.ones(1000), n_samples=64, rng=0)
-    >>> loss(torch.randn(4, 16), torch.tensor([1, 2, 3, 4])).shape
-    torch.Size([4])
+    >>> loss = SampledSoftmaxLoss(16, 1000, counts=torch.ones(1000), n_negatives=64, rng=0)
+    >>> x = torch.randn(4, 16, requires_grad=True)
+    >>> loss(x, torch.tensor([1, 2, 3, 4])).backward()
     """
 
-    def __init__(self, in_features: int, n_classes: int, counts, n_samples: int = 1024, *,
-                 power: float = 0.75, rng=None, bias: bool = True, device=None, dtype=None):
-        super().__init__(in_features, n_classes, counts, n_samples, "n_samples", power,
-                         rng, bias, device, dtype)
+    def __init__(self, dim: int, n_classes: int, *, counts: ArrayLike | Tensor,
+                 n_negatives: int = 1024, power: float = 0.75, rng: RngLike = None,
+                 bias: bool = True, reduction: str = "mean",
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__(dim, n_classes, counts, n_negatives, power, rng, bias, reduction,
+                         device, dtype)
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        flat, t = self._check(x, target)
-        sampled = self._draw(self._n, flat.device)                      # shared (n,)
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        flat, t = self._check(input, target)
+        sampled = self._draw(self.n_negatives, flat.device)             # shared (n,)
         pos = self._scores(flat, t[:, None])                             # (b, 1)
         neg = F.linear(flat, self.weight[sampled],
                        self.bias[sampled] if self.bias is not None else None)  # (b, n)
-        neg = neg - (self.log_noise[sampled] + math.log(self._n))
+        neg = neg - (self.log_noise[sampled] + math.log(self.n_negatives))
         neg = neg.masked_fill(sampled[None, :] == t[:, None], -math.inf)  # accidental hits
         logits = torch.cat([pos, neg], dim=1)
         loss = torch.logsumexp(logits, dim=1) - pos.squeeze(1)
-        return loss.reshape(target.shape)
+        return self._reduce(loss, target)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, Generic, overload
+
 import numpy as np
 
+from dlkernels._lib.array_types import (ArrayLike, FloatArray, IntArray, NDArray, Out, PathLike,
+                                        RngLike, Size, Tensor)
 from dlkernels._lib.arrays import is_cuda_tensor, is_tensor, like_input
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.random import draw_key
@@ -23,7 +27,7 @@ def normalise(weights: np.ndarray) -> np.ndarray:
     return scaled / scaled.sum()
 
 
-class AliasSampler:
+class AliasSampler(Generic[Out]):
     """Draw integers in ``[0, n)`` with probability proportional to ``weights``.
 
     Vose's alias method: the table is built once in O(n) and each draw costs one
@@ -55,7 +59,12 @@ class AliasSampler:
     [0, 2]
     """
 
-    def __init__(self, weights):
+    @overload
+    def __init__(self: AliasSampler[Tensor], weights: Tensor) -> None: ...
+    @overload
+    def __init__(self: AliasSampler[NDArray[Any]], weights: ArrayLike) -> None: ...
+
+    def __init__(self, weights: ArrayLike | Tensor) -> None:
         # An empty tensor on the weights' device: outputs follow it, without keeping the weights alive.
         self._template = weights.new_empty(0) if is_tensor(weights) else None
         w = as_float_array(weights, "weights", nonnegative=True)
@@ -69,7 +78,7 @@ class AliasSampler:
             self._device_table = _DeviceTable(self._table, weights.device)
 
     @classmethod
-    def _from_table(cls, probabilities: np.ndarray, table: np.ndarray) -> AliasSampler:
+    def _from_table(cls, probabilities: FloatArray, table: NDArray[Any]) -> AliasSampler[NDArray[Any]]:
         sampler = cls.__new__(cls)
         sampler._template = None
         sampler._probabilities = probabilities
@@ -81,11 +90,11 @@ class AliasSampler:
         return self._table.shape[0]
 
     @property
-    def probabilities(self):
+    def probabilities(self) -> Out:
         """The normalised weights, as numpy or as a tensor where weights were one."""
         return like_input(self._probabilities.copy(), self._template)
 
-    def sample(self, size, *, rng=None, n_threads: int | None = None):
+    def sample(self, size: Size, *, rng: RngLike = None, n_threads: int | None = None) -> Out:
         """Draw ``size`` independent category indices (int64).
 
         Parameters
@@ -107,7 +116,7 @@ class AliasSampler:
         _alias.sample(self._table, out, key, n_threads)
         return like_input(out.reshape(shape), self._template)
 
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Write the table to an ``.npz`` file (loading it never runs code).
 
         Parameters
@@ -119,7 +128,7 @@ class AliasSampler:
                     prob=self._table["prob"], alias=self._table["alias"])
 
     @classmethod
-    def load(cls, path) -> AliasSampler:
+    def load(cls, path: PathLike) -> AliasSampler[NDArray[Any]]:
         """Read a sampler written by :meth:`save` (a numpy-backed one).
 
         The table is checked before use: ids in range, no zero-probability id
@@ -145,7 +154,8 @@ class AliasSampler:
             return cls._checked_table(probabilities, prob, alias)
 
     @classmethod
-    def _checked_table(cls, probabilities, prob, alias) -> AliasSampler:
+    def _checked_table(cls, probabilities: FloatArray, prob: FloatArray,
+                       alias: IntArray) -> AliasSampler[NDArray[Any]]:
         n = probabilities.shape[0]
         # A file is data from outside: check the table could only draw valid ids
         # with positive probability before any kernel reads it.
@@ -188,4 +198,4 @@ class _DeviceTable:
         rows = torch.randint(n, shape, generator=generator, device=self.device)
         coins = torch.rand(shape, generator=generator, device=self.device, dtype=torch.float64)
         drawn = torch.where(coins < self.prob[rows], rows, self.alias[rows])
-        return drawn if shape else int(drawn)
+        return drawn

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import Any, Generic, overload
+
 import numpy as np
 
+from dlkernels._lib.array_types import (ArrayLike, FloatArray, IntArray, NDArray, Out, PathLike,
+                                        RngLike, Size, Tensor)
 from dlkernels._lib.arrays import is_tensor, like_input, to_numpy
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.random import check_rng, draw_key
@@ -22,7 +27,7 @@ from dlkernels.sampling.alias import AliasSampler
 __all__ = ["NegativeSampler"]
 
 
-class NegativeSampler:
+class NegativeSampler(Generic[Out]):
     """Draw ids from ``counts**power / sum(counts**power)`` (Mikolov et al., 2013).
 
     Parameters
@@ -51,7 +56,13 @@ class NegativeSampler:
     True
     """
 
-    def __init__(self, counts, *, power: float = 0.75):
+    @overload
+    def __init__(self: NegativeSampler[Tensor], counts: Tensor, *, power: float = 0.75) -> None: ...
+    @overload
+    def __init__(self: NegativeSampler[NDArray[Any]], counts: ArrayLike, *,
+                 power: float = 0.75) -> None: ...
+
+    def __init__(self, counts: ArrayLike | Tensor, *, power: float = 0.75) -> None:
         self._template = counts.new_empty(0) if is_tensor(counts) else None
         counts = as_float_array(counts, "counts", nonnegative=True)
         if not counts.max() > 0:
@@ -63,7 +74,7 @@ class NegativeSampler:
             scaled = (counts / counts.max()) ** self.power
         self._set_noise(np.where(counts > 0, scaled, 0.0))
 
-    def _set_noise(self, noise: np.ndarray) -> None:
+    def _set_noise(self, noise: FloatArray) -> None:
         self._alias = AliasSampler(noise)
         self._noise = noise
         self._probs = self._alias._probabilities
@@ -78,7 +89,7 @@ class NegativeSampler:
         return self._power
 
     @property
-    def alias_table(self) -> np.ndarray:
+    def alias_table(self) -> NDArray[np.void]:
         """The alias table of the noise (read-only): rows of (prob float64, alias int64).
 
         For compiled consumers that draw from it themselves (the skip-gram trainer).
@@ -88,11 +99,18 @@ class NegativeSampler:
         return table
 
     @property
-    def probabilities(self):
+    def probabilities(self) -> Out:
         """The noise distribution."""
         return like_input(self._probs.copy(), self._template)
 
-    def log_prob(self, ids):
+    @overload
+    def log_prob(self, ids: int | np.integer[Any]) -> float: ...
+    @overload
+    def log_prob(self, ids: Tensor) -> Tensor: ...
+    @overload
+    def log_prob(self, ids: ArrayLike) -> Out: ...
+
+    def log_prob(self, ids: ArrayLike | Tensor) -> float | Out | Tensor:
         """Log-probability of ``ids`` under the noise distribution.
 
         This is the ``log Q(y)`` of the logQ correction in sampled softmax and NCE.
@@ -106,16 +124,17 @@ class NegativeSampler:
         -------
         float or numpy.ndarray of float64
             ``log Q(id)``, ``-inf`` for an id of count 0; a float for an int, else
-            the shape of ``ids`` (a tensor for a tensor).
+            the shape of ``ids`` (a tensor for a tensor or if ``counts`` was one).
         """
         idx = as_index_array(ids, "ids", len(self), ndim=None)
         with np.errstate(divide="ignore"):
-            result = np.log(self._probs[idx])
-        if idx.ndim == 0:
+            result = np.asarray(np.log(self._probs[idx]))
+        if isinstance(ids, numbers.Integral):
             return float(result)
         return like_input(result, ids if is_tensor(ids) else self._template)
 
-    def sample(self, size, *, rng=None, exclude=None, n_threads: int | None = None):
+    def sample(self, size: Size, *, rng: RngLike = None, exclude: ArrayLike | Tensor | None = None,
+               n_threads: int | None = None) -> Out:
         """Draw negatives, with replacement.
 
         Parameters
@@ -143,7 +162,8 @@ class NegativeSampler:
             raise ValueError("size must have a first dimension (one row per exclude row), got ()")
         return self._sample_excluding(shape, rng, exclude, n_threads, "exclude")
 
-    def _sample_excluding(self, shape, rng, exclude, n_threads, name: str):
+    def _sample_excluding(self, shape: tuple[int, ...], rng: RngLike, exclude: ArrayLike | Tensor,
+                          n_threads: int | None, name: str) -> Out:
         excluded = self._check_exclude(exclude, shape[0], name)
         out = np.empty((shape[0], int(np.prod(shape[1:]))), dtype=np.int64)
         n_threads = check_n_threads(n_threads)
@@ -151,7 +171,7 @@ class NegativeSampler:
                                 n_threads)
         return like_input(out.reshape(shape), self._template)
 
-    def _check_exclude(self, exclude, rows: int, name: str) -> np.ndarray:
+    def _check_exclude(self, exclude: ArrayLike | Tensor, rows: int, name: str) -> IntArray:
         ex = as_array(exclude, name)
         if ex.size and ex.dtype.kind not in "iu":
             raise TypeError(f"{name} must hold integer ids, got dtype {ex.dtype}")
@@ -178,8 +198,16 @@ class NegativeSampler:
                 raise ValueError(f"{name} row {full[0]} excludes every id that can be drawn")
         return np.ascontiguousarray(ids)
 
-    def pairs(self, positive_pairs, n_negatives: int = 1, *, rng=None,
-              n_threads: int | None = None):
+    @overload
+    def pairs(self, positive_pairs: Tensor, n_negatives: int = 1, *, rng: RngLike = None,
+              n_threads: int | None = None) -> tuple[Tensor, Tensor, Tensor]: ...
+    @overload
+    def pairs(self, positive_pairs: ArrayLike, n_negatives: int = 1, *, rng: RngLike = None,
+              n_threads: int | None = None) -> tuple[Out, Out, Out]: ...
+
+    def pairs(self, positive_pairs: ArrayLike | Tensor, n_negatives: int = 1, *,
+              rng: RngLike = None, n_threads: int | None = None
+              ) -> tuple[Out, Out, Out] | tuple[Tensor, Tensor, Tensor]:
         """Balanced training pairs: each positive followed by ``n_negatives`` negatives.
 
         Parameters
@@ -216,7 +244,7 @@ class NegativeSampler:
         return (like_input(out_inputs, template), like_input(candidates, template),
                 like_input(labels.ravel(), template))
 
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Write the noise distribution to an ``.npz`` file (loading it never runs code).
 
         Parameters
@@ -227,7 +255,7 @@ class NegativeSampler:
         save_arrays(path, "NegativeSampler", noise=self._noise, power=self.power)
 
     @classmethod
-    def load(cls, path) -> NegativeSampler:
+    def load(cls, path: PathLike) -> NegativeSampler[NDArray[Any]]:
         """Read a sampler written by :meth:`save` (a numpy-backed one).
 
         Parameters

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from dlkernels._lib.array_types import (ArrayLike, FloatArray, IntArray, PathLike, RngLike, Size,
+                                        Tensor)
 from dlkernels._lib.locks import lock_of, reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
 from dlkernels._lib.validation import as_index_array, check_real, check_size
@@ -48,7 +48,7 @@ class PrioritizedSampler:
     True
     """
 
-    def __init__(self, capacity: int, *, alpha: float = 0.6, beta: float = 0.4):
+    def __init__(self, capacity: int, *, alpha: float = 0.6, beta: float = 0.4) -> None:
         self._alpha = check_real(alpha, "alpha", low=0.0)
         self.beta = beta
         self._tree = SumTree(capacity)
@@ -88,7 +88,7 @@ class PrioritizedSampler:
         return self._max_priority
 
     @writes
-    def update(self, indices, priorities) -> None:
+    def update(self, indices: ArrayLike | Tensor, priorities: ArrayLike | Tensor) -> None:
         """Set the priorities of ``indices`` (stored as ``priority**alpha``).
 
         A repeated index takes its last priority. Nothing is written unless the
@@ -116,8 +116,9 @@ class PrioritizedSampler:
         self._max_priority = max(self._max_priority, largest)
 
     @reads
-    def sample(self, size, *, beta: float | None = None, rng=None, stratified: bool = True,
-               n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, size: Size, *, beta: float | None = None, rng: RngLike = None,
+               stratified: bool = True,
+               n_threads: int | None = None) -> tuple[IntArray, FloatArray]:
         """Draw ``size`` slots in proportion to their priority.
 
         Parameters
@@ -142,7 +143,7 @@ class PrioritizedSampler:
         return self._tree._sample_weighted(shape, beta, rng, bool(stratified), n_threads)
 
     @reads
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Write priorities and settings to an ``.npz`` file (loading it never runs code).
 
         Parameters
@@ -154,7 +155,7 @@ class PrioritizedSampler:
                     beta=self.beta, max_priority=self._max_priority)
 
     @classmethod
-    def load(cls, path) -> PrioritizedSampler:
+    def load(cls, path: PathLike) -> PrioritizedSampler:
         """Read a sampler written by :meth:`save`.
 
         Parameters

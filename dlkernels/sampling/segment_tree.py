@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import Any, overload
+
 import numpy as np
 
+from dlkernels._lib.array_types import (ArrayLike, FloatArray, IntArray, PathLike, RngLike, Size,
+                                        Tensor)
 from dlkernels._lib.arrays import like_input
 from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.persist import read_archive, save_arrays
@@ -22,7 +27,7 @@ from dlkernels.sampling import _segment_tree
 __all__ = ["SumTree"]
 
 
-def one_value_per_index(values, indices: np.ndarray, name: str) -> np.ndarray:
+def one_value_per_index(values: ArrayLike | Tensor, indices: IntArray, name: str) -> FloatArray:
     """``values`` checked (finite, non-negative) as float64, one per index.
 
     A scalar is repeated for every index; anything else must have one value per
@@ -72,7 +77,7 @@ class SumTree:
     [0, 2, 2]
     """
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int) -> None:
         capacity = check_count(capacity, "capacity", minimum=1)
         check_alloc(capacity, 3 * 8, "capacity")  # sums and minimums of every level
         self._capacity = capacity
@@ -82,7 +87,7 @@ class SumTree:
         self._mins = np.full(self._offsets[-1] - self._offsets[1], np.inf)
 
     @classmethod
-    def from_weights(cls, weights) -> SumTree:
+    def from_weights(cls, weights: ArrayLike | Tensor) -> SumTree:
         """Build a tree holding ``weights`` in O(N).
 
         Parameters
@@ -124,7 +129,7 @@ class SumTree:
 
     @property
     @reads
-    def values(self) -> np.ndarray:
+    def values(self) -> FloatArray:
         """A copy of all values, in slot order."""
         return self._sums[:self._capacity].copy()
 
@@ -142,8 +147,15 @@ class SumTree:
             raise ValueError("min() of a SumTree with no positive value")
         return smallest
 
+    @overload
+    def get(self, indices: int | np.integer[Any]) -> float: ...
+    @overload
+    def get(self, indices: Tensor) -> Tensor: ...
+    @overload
+    def get(self, indices: ArrayLike) -> FloatArray: ...
+
     @reads
-    def get(self, indices):
+    def get(self, indices: ArrayLike | Tensor) -> float | FloatArray | Tensor:
         """Values at ``indices``.
 
         Parameters
@@ -155,18 +167,17 @@ class SumTree:
         -------
         float or numpy.ndarray
             A float for an int, else an array of the shape of ``indices`` (a tensor
-            for a tensor).
+            for a tensor; 0-d for a 0-d array).
         """
         idx = as_index_array(indices, "indices", self._capacity, ndim=None)
-        found = self._sums[idx]
-        return float(found) if idx.ndim == 0 else like_input(found, indices)
+        found = np.asarray(self._sums[idx])
+        return float(found) if isinstance(indices, numbers.Integral) else like_input(found, indices)
 
-    def __getitem__(self, indices):
-        return self.get(indices)
+    __getitem__ = get  # tree[indices]
 
     # -- writing ---------------------------------------------------------------
     @writes
-    def update(self, indices, values) -> None:
+    def update(self, indices: ArrayLike | Tensor, values: ArrayLike | Tensor) -> None:
         """Set ``tree[indices] = values``; O(log N) per index.
 
         A repeated index takes its last value, as numpy's fancy assignment does.
@@ -190,7 +201,7 @@ class SumTree:
         idx = as_index_array(indices, "indices", self._capacity, ndim=None).ravel()
         self._write(idx, one_value_per_index(values, idx, "values"), "values")
 
-    def _write(self, indices: np.ndarray, values: np.ndarray, name: str,
+    def _write(self, indices: IntArray, values: FloatArray, name: str,
                power: float = 1.0) -> float:
         # Checked int64 indices and float64 values: set the leaves to values**power,
         # unless the new total would overflow float64. Returns the largest value.
@@ -206,7 +217,7 @@ class SumTree:
                                            values, power, check_total=False)
         return largest
 
-    def __setitem__(self, indices, values) -> None:
+    def __setitem__(self, indices: ArrayLike | Tensor, values: ArrayLike | Tensor) -> None:
         self.update(indices, values)
 
     # -- sampling --------------------------------------------------------------
@@ -214,8 +225,14 @@ class SumTree:
         if not self.total > 0:
             raise ValueError(f"cannot {what}: the tree's total is 0")
 
+    @overload
+    def find(self, prefix_sums: Tensor, *, n_threads: int | None = None) -> Tensor: ...
+    @overload
+    def find(self, prefix_sums: ArrayLike, *, n_threads: int | None = None) -> IntArray: ...
+
     @reads
-    def find(self, prefix_sums, *, n_threads: int | None = None):
+    def find(self, prefix_sums: ArrayLike | Tensor, *,
+             n_threads: int | None = None) -> IntArray | Tensor:
         """Slot ``i`` with ``cumsum[i-1] <= v < cumsum[i]`` for each ``v`` in ``prefix_sums``.
 
         Equivalent to ``numpy.searchsorted(numpy.cumsum(values), v, side="right")``
@@ -250,8 +267,8 @@ class SumTree:
         return like_input(out.reshape(values.shape), prefix_sums)
 
     @reads
-    def sample(self, size, *, rng=None, stratified: bool = False,
-               n_threads: int | None = None) -> np.ndarray:
+    def sample(self, size: Size, *, rng: RngLike = None, stratified: bool = False,
+               n_threads: int | None = None) -> IntArray:
         """Draw ``size`` slots, each with probability value / total, with replacement.
 
         Parameters
@@ -280,8 +297,8 @@ class SumTree:
                              bool(stratified), n_threads)
         return out.reshape(shape)
 
-    def _sample_weighted(self, shape: tuple, beta: float, rng, stratified: bool,
-                         n_threads) -> tuple[np.ndarray, np.ndarray]:
+    def _sample_weighted(self, shape: tuple[int, ...], beta: float, rng: RngLike,
+                         stratified: bool, n_threads: int | None) -> tuple[IntArray, FloatArray]:
         # Used by PrioritizedSampler, under its lock (the tree's): indices and
         # (value/min)^-beta in one pass.
         n_threads = check_n_threads(n_threads)
@@ -295,7 +312,7 @@ class SumTree:
 
     # -- persistence -----------------------------------------------------------
     @reads
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Write the values to an ``.npz`` file (loading it never runs code).
 
         Parameters
@@ -306,7 +323,7 @@ class SumTree:
         save_arrays(path, "SumTree", values=self.values)
 
     @classmethod
-    def load(cls, path) -> SumTree:
+    def load(cls, path: PathLike) -> SumTree:
         """Read a tree written by :meth:`save`.
 
         Parameters

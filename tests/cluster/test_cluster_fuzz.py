@@ -73,8 +73,8 @@ def test_kmeans_1d_bad_x(case, k):
 def test_kmeans_bad_k(k):
     X = np.arange(6.0).reshape(3, 2)
     exc = ValueError if isinstance(k, int) and not isinstance(k, bool) else TypeError
-    with pytest.raises(exc, match="k must be"):
+    with pytest.raises(exc, match="n_clusters must be"):
         kmeans(X, k)
     assume(not (isinstance(k, int) and not isinstance(k, bool) and k > 3))
-    with pytest.raises(exc, match="k must be"):
+    with pytest.raises(exc, match="n_clusters must be"):
         kmeans_1d(X[:, 0], k)

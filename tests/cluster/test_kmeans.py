@@ -141,15 +141,15 @@ def test_torch_in_torch_out(rng):
 
 
 @pytest.mark.parametrize("kwargs, exc, name", [
-    ({"k": 0}, ValueError, "k must be >= 1"),
-    ({"k": 5}, ValueError, "k must be at most the number of points (4)"),
-    ({"k": 2.5}, TypeError, "k must be"),
+    ({"n_clusters": 0}, ValueError, "n_clusters must be >= 1"),
+    ({"n_clusters": 5}, ValueError, "n_clusters must be at most the number of points (4)"),
+    ({"n_clusters": 2.5}, TypeError, "n_clusters must be"),
     ({"X": [[0.0, np.nan]] * 4}, ValueError, "X must be finite, got nan at point 0, coordinate 1"),
     ({"X": [0.0, 1.0, 2.0]}, ValueError, "X must be 2-dimensional"),
     ({"X": np.zeros((0, 2))}, ValueError, "X must hold at least one point"),
     ({"X": [["a", "b"]] * 4}, TypeError, "X must be numeric"),
     ({"init": "kmeans++"}, ValueError, "init must be one of"),
-    ({"init": np.zeros((3, 2))}, ValueError, "init must have shape (k, d) = (2, 2)"),
+    ({"init": np.zeros((3, 2))}, ValueError, "init must have shape (n_clusters, d) = (2, 2)"),
     ({"init": [[0.0, np.inf], [1.0, 1.0]]}, ValueError, "init must be finite"),
     ({"max_iter": 0}, ValueError, "max_iter must be >= 1"),
     ({"tol": -1.0}, ValueError, "tol must be >= 0"),
@@ -158,7 +158,7 @@ def test_torch_in_torch_out(rng):
     ({"n_threads": 1.5}, TypeError, "n_threads must be an int"),
 ])
 def test_bad_input(kwargs, exc, name):
-    args = {"X": [[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [5.0, 6.0]], "k": 2, **kwargs}
+    args = {"X": [[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [5.0, 6.0]], "n_clusters": 2, **kwargs}
     with pytest.raises(exc, match=re.escape(name)):
         kmeans(**args)
 
@@ -170,3 +170,47 @@ def test_overflowing_norms_are_refused():
         kmeans(X, 2, rng=0)
     res = kmeans(X.astype(np.float64), 2, rng=0)  # float64 holds the squares
     assert sorted(np.bincount(res.labels).tolist()) == [1, 2]
+
+
+def test_max_iter_warns(rng):
+    from dlkernels.cluster import ConvergenceWarning
+
+    X = blobs(rng, n=2000, d=3, k=10, spread=2.0)
+    with pytest.warns(ConvergenceWarning, match="max_iter=1"):
+        res = kmeans(X, 10, max_iter=1, tol=0.0, rng=0)
+    assert res.n_iter == 1
+    check_labels_nearest(X, res)  # the labels are those of the returned centres
+
+
+def test_options_are_keyword_only(rng):
+    X = rng.normal(size=(20, 2))
+    with pytest.raises(TypeError):
+        kmeans(X, 2, "random")
+    with pytest.raises(TypeError):
+        kmeans(X, 2, "k-means++", 300, 1e-4, 0)
+
+
+def test_max_points_per_centroid_trains_on_a_sample(rng):
+    X = blobs(rng, n=6000, d=4, k=8, spread=1.0)
+    full = kmeans(X, 8, rng=0)
+    sampled = kmeans(X, 8, rng=0, max_points_per_centroid=50)
+    # Every point is labelled by its nearest final centre, and the inertia is
+    # over all of them.
+    check_labels_nearest(X, sampled)
+    assert sampled.labels.shape == (6000,)
+    # The centres are a Lloyd fixed point of a 400-point sample, not of X: they
+    # differ from the full fit, and fit X almost as well.
+    assert not np.array_equal(sampled.centers, full.centers)
+    assert sampled.inertia <= full.inertia * 1.05
+    # Deterministic, and the same at any thread count.
+    again = kmeans(X, 8, rng=0, max_points_per_centroid=50, n_threads=3)
+    np.testing.assert_array_equal(sampled.centers, again.centers)
+
+
+def test_max_points_per_centroid_off_when_it_changes_nothing(rng):
+    X = rng.normal(size=(300, 3))
+    a = kmeans(X, 5, rng=4)
+    b = kmeans(X, 5, rng=4, max_points_per_centroid=60)  # 5 * 60 = n: no sample
+    np.testing.assert_array_equal(a.centers, b.centers)
+    with pytest.raises(ValueError, match="max_points_per_centroid must be >= 1"):
+        kmeans(X, 5, max_points_per_centroid=0)

@@ -1,5 +1,7 @@
 """Hypothesis: random shapes and arguments for the public facades; errors are clean."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -7,8 +9,8 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from dlkernels.compress import (load_compressed, prune_magnitude, prune_units, quantize,  # noqa: E402
-                             save_compressed)
+from dlkernels.compress import (PruningWarning, load_compressed, prune_magnitude,  # noqa: E402
+                                prune_units, quantize, save_compressed)
 
 from .conftest import assert_same_snapshot, snapshot  # noqa: E402
 
@@ -26,35 +28,48 @@ def make(dims, seed):
 
 
 @given(sizes, st.floats(0, 0.999), st.sampled_from(["global", "layer"]), st.integers(0, 99))
-def test_prune_magnitude_counts(dims, sparsity, scope, seed):
+def test_prune_magnitude_counts(dims, amount, scope, seed):
     model = make(dims, seed)
-    result = prune_magnitude(model, sparsity, scope=scope)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PruningWarning)
+        result = prune_magnitude(model, amount, scope=scope)
+    emptied = [name for name, share in result.items() if share == 1.0]
+    # The warning comes exactly when a layer lost every weight, and names each such layer.
+    assert len(caught) == (1 if emptied and amount > 0 else 0)
+    for name in emptied if caught else ():
+        assert repr(name) in str(caught[0].message)
     ws = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
     zeros = sum(int((w == 0).sum()) for w in ws)
     if scope == "global":
-        assert zeros >= int(sparsity * sum(w.numel() for w in ws))
+        assert zeros >= int(amount * sum(w.numel() for w in ws))
     for name, share in result.items():
         assert 0 <= share <= 1
 
 
-@given(sizes, st.floats(0, 0.999), st.sampled_from(["l1", "l2"]), st.integers(0, 99))
-def test_prune_units_shapes_and_outputs(dims, amount, norm, seed):
+@given(sizes, st.floats(0, 0.999), st.sampled_from(["l1", "l2"]), st.sampled_from([1, 2, 8]),
+       st.integers(0, 99))
+def test_prune_units_shapes_and_outputs(dims, amount, importance, round_to, seed):
     model = make(dims, seed)
-    small = prune_units(model, amount, norm=norm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PruningWarning)   # nothing to remove at small amounts
+        small = prune_units(model, amount, importance=importance, round_to=round_to)
     x = torch.randn(3, dims[0])
     assert small(x).shape == (3, dims[-1])
     linears = [m for m in small if isinstance(m, torch.nn.Linear)]
     for m, d in zip(linears[:-1], dims[1:-1]):
-        assert m.out_features == d - min(int(amount * d), d - 1)
+        # floor(amount * d) removed, the rest rounded up to a multiple of round_to (at most d)
+        assert m.out_features == min(d, -(-(d - int(amount * d)) // round_to) * round_to)
 
 
 @given(sizes, st.integers(1, 6), st.sampled_from(["kmeans", "optimal", "ternary"]),
        st.floats(0, 0.95), st.integers(0, 99))
-def test_quantize_save_load(dims, bits, method, sparsity, seed):
+def test_quantize_save_load(dims, bits, method, amount, seed):
     import tempfile
 
     model = make(dims, seed)
-    prune_magnitude(model, sparsity)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PruningWarning)   # a 1-weight layer may go: not tested here
+        prune_magnitude(model, amount)
     quantize(model, bits=bits, method=method, bias_bits=bits)
     x = torch.randn(2, dims[0])
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,14 +82,16 @@ def test_quantize_save_load(dims, bits, method, sparsity, seed):
 
 
 @given(anything, anything, anything)
-def test_bad_arguments_leave_model_alone(sparsity, bits, amount):
+def test_bad_arguments_leave_model_alone(magnitude_amount, bits, amount):
     model = make([4, 3, 2], 0)
-    for call in (lambda: prune_magnitude(model, sparsity),
+    for call in (lambda: prune_magnitude(model, magnitude_amount),
                  lambda: quantize(model, bits=bits),
                  lambda: prune_units(model, amount)):
         before = snapshot(model)
         try:
-            call()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PruningWarning)
+                call()
         except (TypeError, ValueError):
             assert_same_snapshot(before, snapshot(model))
         else:

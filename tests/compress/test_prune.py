@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dlkernels.compress import prune_magnitude, remove_pruning  # noqa: E402
+from dlkernels.compress import PruningWarning, prune_magnitude, remove_pruning  # noqa: E402
 
 from .conftest import mlp  # noqa: E402
 
@@ -14,25 +14,46 @@ def weights(model):
     return [m.weight for m in model if isinstance(m, torch.nn.Linear)]
 
 
-def reference_mask(values: np.ndarray, sparsity: float) -> np.ndarray:
+def reference_mask(values: np.ndarray, amount: float) -> np.ndarray:
     """Keep-mask of the brute-force rule: drop floor(s*n) smallest |w|, ties by position."""
-    k = int(sparsity * values.size)
+    k = int(amount * values.size)
     keep = np.ones(values.size, dtype=bool)
     keep[np.argsort(np.abs(values), kind="stable")[:k]] = False
     return keep
 
 
-@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.9, 0.999])
-def test_global_matches_reference(sparsity):
+@pytest.mark.parametrize("amount", [0.0, 0.3, 0.9, 0.999])
+def test_global_matches_reference(amount):
     model = mlp()
     before = np.concatenate([w.detach().numpy().ravel() for w in weights(model)])
-    result = prune_magnitude(model, sparsity)
+    keep = reference_mask(before, amount)
+    bounds = np.cumsum([0] + [w.numel() for w in weights(model)])
+    emptied = [name for name, a, b in zip(("0", "2", "4"), bounds[:-1], bounds[1:]) if not keep[a:b].any()]
+    if emptied:
+        with pytest.warns(PruningWarning, match=", ".join(f"'{n}'" for n in emptied)):
+            result = prune_magnitude(model, amount)
+    else:
+        result = prune_magnitude(model, amount)
     after = np.concatenate([w.detach().numpy().ravel() for w in weights(model)])
-    keep = reference_mask(before, sparsity)
     np.testing.assert_array_equal(after, np.where(keep, before, 0))
     masks = np.concatenate([m.weight_mask.numpy().ravel() for m in model if hasattr(m, "weight_mask")])
     np.testing.assert_array_equal(masks, keep)
     assert set(result) == {"0", "2", "4"}
+
+
+def test_global_threshold_that_empties_a_layer_warns_with_its_name():
+    """The README's case: 90% of a 64-128-10 MLP by one threshold zeroes the whole output layer."""
+    model = mlp((64, 128, 10))
+    with torch.no_grad():
+        model[2].weight.mul_(0.01)   # the output layer's weights are all smaller than the first's
+    with pytest.warns(PruningWarning, match="every weight of '2'"):
+        result = prune_magnitude(model, 0.9)
+    assert result["2"] == 1.0 and bool((model[2].weight == 0).all())
+    other = mlp((64, 128, 10))
+    with torch.no_grad():
+        other[2].weight.mul_(0.01)
+    result = prune_magnitude(other, 0.9, scope="layer")   # per layer: no warning (errors are on)
+    assert result["2"] < 1.0
 
 
 def test_layer_scope_and_ties():
@@ -50,7 +71,8 @@ def test_layer_scope_and_ties():
 def test_only_named_layers():
     model = mlp()
     last = model[4].weight.detach().clone()
-    prune_magnitude(model, 0.8, layers=["0", model[2]])
+    with pytest.warns(PruningWarning, match="'2'"):   # one threshold for both: '2' is all below it
+        prune_magnitude(model, 0.8, layers=["0", model[2]])
     assert torch.equal(model[4].weight, last)
     assert not hasattr(model[4], "weight_mask")
 
@@ -59,7 +81,8 @@ def test_masks_only_grow():
     model = mlp()
     prune_magnitude(model, 0.5)
     first = [m.weight_mask.clone() for m in (model[0], model[2], model[4])]
-    prune_magnitude(model, 0.8)
+    with pytest.warns(PruningWarning, match="'2'"):
+        prune_magnitude(model, 0.8)
     for m, old in zip((model[0], model[2], model[4]), first):
         assert not (m.weight_mask & ~old).any()
     total = sum(m.weight_mask.numel() for m in (model[0], model[2], model[4]))
@@ -127,14 +150,14 @@ def test_conv_and_device_move():
 
 
 @pytest.mark.parametrize("kwargs, exc, name", [
-    ({"sparsity": 1.0}, ValueError, "sparsity"),
-    ({"sparsity": -0.1}, ValueError, "sparsity"),
-    ({"sparsity": float("nan")}, ValueError, "sparsity"),
-    ({"sparsity": "0.5"}, TypeError, "sparsity"),
-    ({"sparsity": 0.5, "scope": "model"}, ValueError, "scope"),
-    ({"sparsity": 0.5, "layers": ["9"]}, ValueError, "layers"),
-    ({"sparsity": 0.5, "layers": ["1"]}, TypeError, "layers"),
-    ({"sparsity": 0.5, "layers": [3]}, TypeError, "layers"),
+    ({"amount": 1.0}, ValueError, "amount"),
+    ({"amount": -0.1}, ValueError, "amount"),
+    ({"amount": float("nan")}, ValueError, "amount"),
+    ({"amount": "0.5"}, TypeError, "amount"),
+    ({"amount": 0.5, "scope": "model"}, ValueError, "scope"),
+    ({"amount": 0.5, "layers": ["9"]}, ValueError, "layers"),
+    ({"amount": 0.5, "layers": ["1"]}, TypeError, "layers"),
+    ({"amount": 0.5, "layers": [3]}, TypeError, "layers"),
 ])
 def test_bad_arguments_change_nothing(kwargs, exc, name, assert_model_unchanged):
     model = mlp((6, 5, 2))

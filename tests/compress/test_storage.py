@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dlkernels.compress import (compression_report, load_compressed, prune_magnitude,  # noqa: E402
-                             quantize, save_compressed)
+from dlkernels.compress import (PruningWarning, compression_report, load_compressed,  # noqa: E402
+                                prune_magnitude, quantize, save_compressed)
 
 from .conftest import mlp  # noqa: E402
 
@@ -16,7 +16,8 @@ from .conftest import mlp  # noqa: E402
 @pytest.fixture
 def compressed(tmp_path):
     model = mlp()
-    prune_magnitude(model, 0.9)
+    with pytest.warns(PruningWarning, match="'2'"):   # the global threshold empties the middle layer
+        prune_magnitude(model, 0.9)
     quantize(model, bits=5, bias_bits=5)
     path = tmp_path / "m.fdlz"
     size = save_compressed(model, path)
@@ -41,7 +42,8 @@ def test_report_counts_every_byte(compressed):
         p.numel() for p in mlp().parameters())
     assert report.overhead_bytes > 0 and sum(r.bytes for r in report.layers) + report.overhead_bytes == size
     rows = {r.name: r for r in report.layers}
-    assert rows["0.weight"].coding == "quantized sparse"
+    assert rows["0.weight"].coding.startswith("quantized")
+    assert rows["0.weight"].coder in ("rans", "huffman", "rans+rans", "huffman+rans", "rans+huffman")
     total_kept = sum(r.kept * r.weights for r in report.layers if r.name.endswith("weight"))
     assert total_kept == pytest.approx(0.1 * 50200, abs=1)
     text = str(report)

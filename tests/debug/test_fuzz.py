@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from dlkernels.debug import MemoryProfiler, check_training_step  # noqa: E402
-from dlkernels.debug.memory import OUTSIDE  # noqa: E402
+from dlkernels.debug.memory_results import OUTSIDE  # noqa: E402
 
 N = 4
 

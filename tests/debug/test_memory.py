@@ -25,7 +25,7 @@ from torch import nn  # noqa: E402
 from torch.utils.checkpoint import checkpoint  # noqa: E402
 
 from dlkernels.debug import MemoryProfiler  # noqa: E402
-from dlkernels.debug.memory import OUTSIDE, ROOT  # noqa: E402
+from dlkernels.debug.memory_results import OUTSIDE, ROOT  # noqa: E402
 
 F32 = 4  # bytes per float32 element
 B, D_IN, H1, H2, D_OUT = 32, 20, 64, 48, 10

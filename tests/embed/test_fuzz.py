@@ -30,7 +30,7 @@ def trainable(seqs) -> bool:
 @given(seqs=st.one_of(sequence_lists, arrays), dim=st.integers(1, 9), window=st.integers(1, 6),
        hs=st.booleans(), negative=st.integers(1, 4))
 def test_valid_or_nothing_to_train(seqs, dim, window, hs, negative):
-    model = SkipGram(dim=dim, window=window, hs=hs, negative=negative, rng=0, n_threads=2)
+    model = SkipGram(dim=dim, window=window, hs=hs, n_negatives=negative, rng=0, n_threads=2)
     if not trainable(seqs):
         try:
             model.fit(seqs)

@@ -2,6 +2,7 @@
 
 import pickle
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def assert_same_state(a: dict, b: dict):
 @pytest.mark.parametrize("hs, negative", [(False, 5), (True, 0)], ids=["ns", "hs"])
 def test_sbm_blocks_classified(sbm, hs, negative):
     walks, blocks = sbm
-    model = SkipGram(dim=32, window=5, negative=negative, hs=hs, epochs=2, rng=0,
+    model = SkipGram(dim=32, window=5, n_negatives=negative, hs=hs, epochs=2, rng=0,
                      n_threads=2).fit(walks)
     assert model.vectors.shape == (N_NODES, 32) and model.vectors.dtype == np.float32
     assert block_accuracy(model.vectors, blocks) >= 0.9
@@ -57,7 +58,7 @@ def test_sbm_blocks_classified(sbm, hs, negative):
 @pytest.mark.parametrize("hs, negative", [(False, 5), (True, 0), (True, 3)], ids=["ns", "hs", "both"])
 def test_loss_falls(sbm, hs, negative):
     walks, _ = sbm
-    model = SkipGram(dim=16, window=3, negative=negative, hs=hs, epochs=4, rng=0,
+    model = SkipGram(dim=16, window=3, n_negatives=negative, hs=hs, epochs=4, rng=0,
                      n_threads=1).fit(walks)
     history = model.loss_history
     assert history.shape == (4,) and np.isfinite(history).all()
@@ -80,24 +81,24 @@ def test_most_similar_matches_brute_force(sbm):
     v = model.vectors.astype(np.float64)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     for node in (0, 77, N_NODES - 1):
-        ids, sims = model.most_similar(node, topn=7)
+        ids, sims = model.most_similar(node, k=7)
         expected = [i for i in np.argsort(-(v @ v[node]), kind="stable") if i != node][:7]
         np.testing.assert_array_equal(ids, expected)
         np.testing.assert_allclose(sims, (v @ v[node])[expected], rtol=1e-6)
         # Same-block neighbours dominate.
         assert np.mean(blocks[ids] == blocks[node]) >= 0.7
-    ids, _ = model.most_similar(3, topn=10**6)
+    ids, _ = model.most_similar(3, k=10**6)
     assert sorted(ids.tolist()) == [i for i in range(N_NODES) if i != 3]
 
 
 # -- determinism ----------------------------------------------------------------------
 def test_reproducible_on_one_thread(sbm):
     walks, _ = sbm
-    a = SkipGram(dim=16, negative=3, hs=True, epochs=2, rng=5, n_threads=1).fit(walks)
-    b = SkipGram(dim=16, negative=3, hs=True, epochs=2, rng=5, n_threads=1).fit(walks)
+    a = SkipGram(dim=16, n_negatives=3, hs=True, epochs=2, rng=5, n_threads=1).fit(walks)
+    b = SkipGram(dim=16, n_negatives=3, hs=True, epochs=2, rng=5, n_threads=1).fit(walks)
     np.testing.assert_array_equal(a.vectors, b.vectors)
     np.testing.assert_array_equal(a.loss_history, b.loss_history)
-    c = SkipGram(dim=16, negative=3, hs=True, epochs=2, rng=6, n_threads=1).fit(walks)
+    c = SkipGram(dim=16, n_negatives=3, hs=True, epochs=2, rng=6, n_threads=1).fit(walks)
     assert not np.array_equal(a.vectors, c.vectors)
 
 
@@ -137,26 +138,82 @@ def split_reference(sequences):
     return out
 
 
+def sentences_of(corpus, vocab_size=None):
+    """Every sentence the corpus's training batches hold, and the chunk starts."""
+    summary = corpus.scan(vocab_size)
+    sentences, chunk_starts = [], []
+    next_chunk = 0
+    for batch in corpus.batches(summary):
+        assert batch.first_chunk == next_chunk and batch.offsets[0] == 0
+        next_chunk += batch.n_chunks
+        base = len(sentences)
+        sentences += [batch.tokens[a:b].tolist()
+                      for a, b in zip(batch.offsets[:-1], batch.offsets[1:])]
+        chunk_starts += (base + batch.bounds[:-1]).tolist()
+        assert batch.bounds[-1] == batch.offsets.size - 1
+    assert next_chunk == summary.n_chunks
+    return sentences, chunk_starts, summary
+
+
 @pytest.mark.parametrize("sequences", [
     np.array([[0, 1, 2, -1, -1], [3, -1, 4, 5, -1], [-1, -1, -1, -1, -1], [6, 6, 6, 6, 6]]),
     [np.array([0, 1]), np.array([], dtype=np.int64), [2, -1, 3, 3], np.array([4], dtype=np.uint8)],
+    [np.array([[0, 1, -1], [2, 2, 2]]), np.array([3, 4]), np.zeros((0, 5), dtype=np.int32)],
 ])
 def test_split_matches_reference(sequences):
-    tokens, offsets, vocab = _corpus.split(_corpus.flatten(sequences), None)
-    got = [tokens[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
-    assert got == split_reference(sequences)
-    assert vocab == max(max(s) for s in split_reference(sequences)) + 1
+    reference = []
+    for part in sequences:
+        part = np.asarray(part)
+        reference += split_reference(part if part.ndim == 2 else [part])
+    sentences, _, summary = sentences_of(_corpus.Corpus(sequences))
+    assert sentences == reference
+    assert summary.counts.size == max(max(s) for s in reference) + 1
+    np.testing.assert_array_equal(summary.counts, np.bincount(sum(reference, [])))
 
 
-def test_chunks_cover_every_sentence_once():
-    offsets = np.cumsum(np.r_[0, np.random.default_rng(0).integers(1, 3000, 500)])
-    bounds = _corpus.chunk_bounds(offsets)
-    assert bounds[0] == 0 and bounds[-1] == offsets.size - 1 and np.all(np.diff(bounds) > 0)
-    sizes = offsets[bounds[1:]] - offsets[bounds[:-1]]
-    # Every chunk but the last starts a new CHUNK_WORDS window.
-    assert np.all(offsets[bounds[1:-1]] // _corpus.CHUNK_WORDS
-                  > offsets[bounds[:-2]] // _corpus.CHUNK_WORDS)
-    assert sizes.sum() == offsets[-1]
+def test_chunks_do_not_depend_on_parts_or_batches(monkeypatch):
+    # Chunks (the random streams) follow the global position of each sentence:
+    # one array, many parts and tiny batches must give the same chunks.
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 3000, 400)
+    rows = np.full((lengths.size, lengths.max()), -1)
+    for r, n in enumerate(lengths):
+        rows[r, :n] = rng.integers(0, 50, n)
+    whole, starts, summary = sentences_of(_corpus.Corpus(rows))
+    offsets = np.r_[0, np.cumsum(lengths)]
+    chunk_of = offsets[:-1] // _corpus.CHUNK_WORDS
+    assert starts == np.flatnonzero(np.diff(chunk_of, prepend=-1)).tolist()
+    assert summary.n_chunks == len(starts) and summary.n_tokens == lengths.sum()
+    monkeypatch.setattr(_corpus, "BATCH_TOKENS", 5000)
+    monkeypatch.setattr(_corpus, "PIECE_CELLS", 7000)
+    parts = [rows[:7], rows[7:8], rows[8:200], *list(rows[200:250]), rows[250:]]
+    assert sentences_of(_corpus.Corpus(parts))[:2] == (whole, starts)
+
+
+def test_shards_equal_one_array(tmp_path, sbm):
+    walks, _ = sbm
+    for i, block in enumerate(np.array_split(walks, 7)):
+        np.save(tmp_path / f"walks-{i:03d}.npy", block.astype(np.int32))
+    (tmp_path / "notes.txt").write_text("not a shard")
+    one = SkipGram(dim=8, n_negatives=2, hs=True, epochs=2, rng=3, n_threads=1).fit(walks)
+    for source in (tmp_path, str(tmp_path), np.array_split(walks, 3)):
+        other = SkipGram(dim=8, n_negatives=2, hs=True, epochs=2, rng=3, n_threads=1).fit(source)
+        np.testing.assert_array_equal(other.vectors, one.vectors)
+        np.testing.assert_array_equal(other.loss_history, one.loss_history)
+
+
+def test_format_1_files_load_and_training_is_unchanged():
+    # Files written before n_negatives was renamed (their member is still
+    # "negative"), and vectors trained then: the same training gives them now.
+    data = Path(__file__).parent / "data"
+    loaded = SkipGram.load(data / "skipgram_format1.npz")
+    assert loaded.n_negatives == 3 and loaded.hs
+    old = np.load(data / "skipgram_format1_vectors.npy")
+    np.testing.assert_array_equal(loaded.vectors, old)
+    walks = np.array([[0, 1, 2, 3, 2, 1], [4, 5, 4, 3, 2, -1]] * 10)
+    again = SkipGram(dim=4, window=2, n_negatives=3, hs=True, epochs=2, rng=0,
+                     n_threads=1).fit(walks)
+    np.testing.assert_array_equal(again.vectors, old)
 
 
 def test_iterable_and_array_agree(sbm):
@@ -191,7 +248,7 @@ def test_blocks_wider_than_the_kernel_block():
     # need counts beyond 2**45, so hs runs alongside at its normal depth).
     rng = np.random.default_rng(0)
     walks = rng.zipf(1.5, size=(40, 100)) % 50
-    model = SkipGram(dim=8, window=40, negative=70, hs=True, epochs=2, rng=0,
+    model = SkipGram(dim=8, window=40, n_negatives=70, hs=True, epochs=2, rng=0,
                      n_threads=2).fit(walks)
     assert np.isfinite(model.vectors).all() and np.isfinite(model.loss_history).all()
     assert model.loss_history[1] < model.loss_history[0]
@@ -232,7 +289,7 @@ def test_word2vec_text_read_by_gensim(sbm, tmp_path):
 
 
 def test_save_load_and_pickle(sbm, tmp_path):
-    model = SkipGram(dim=12, negative=2, hs=True, epochs=2, rng=0, n_threads=1).fit(sbm[0])
+    model = SkipGram(dim=12, n_negatives=2, hs=True, epochs=2, rng=0, n_threads=1).fit(sbm[0])
     model.save(tmp_path / "m.npz")
     loaded = SkipGram.load(tmp_path / "m.npz")
     for m in (loaded, pickle.loads(pickle.dumps(model))):
@@ -256,8 +313,8 @@ def test_load_refuses_other_archives(tmp_path):
 # -- bad input ------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, exc, name", [
     ({"dim": 0}, ValueError, "dim"), ({"dim": 2.0}, TypeError, "dim"),
-    ({"window": 0}, ValueError, "window"), ({"negative": 0}, ValueError, "negative"),
-    ({"negative": -1, "hs": True}, ValueError, "negative"), ({"epochs": 0}, ValueError, "epochs"),
+    ({"window": 0}, ValueError, "window"), ({"n_negatives": 0}, ValueError, "n_negatives"),
+    ({"n_negatives": -1, "hs": True}, ValueError, "n_negatives"), ({"epochs": 0}, ValueError, "epochs"),
     ({"alpha": 0.0}, ValueError, "alpha"), ({"alpha": -1.0}, ValueError, "alpha"),
     ({"alpha": float("nan")}, ValueError, "alpha"), ({"min_alpha": 0.5}, ValueError, "min_alpha"),
     ({"sample": -1e-3}, ValueError, "sample"), ({"hs": 1}, TypeError, "hs"),
@@ -269,7 +326,7 @@ def test_bad_parameters(kwargs, exc, name):
 
 
 def test_negative_zero_allowed_with_hs():
-    assert SkipGram(negative=0, hs=True).negative == 0
+    assert SkipGram(n_negatives=0, hs=True).n_negatives == 0
 
 
 @pytest.mark.parametrize("sequences, vocab_size, exc, pattern", [
@@ -282,9 +339,10 @@ def test_negative_zero_allowed_with_hs():
     (np.array([[0.0, 1.0]]), None, TypeError, "sequences"),
     (np.array([[True, False]]), None, TypeError, "sequences"),
     (np.array([0, 1, 2]), None, ValueError, "2-dimensional"),
-    ([np.array([[0, 1]])], None, ValueError, "sequences[0]"),
+    ([np.zeros((2, 2, 2), dtype=int)], None, ValueError, "sequences[0]"),
     (["ab"], None, TypeError, "sequences[0]"),
-    ("0 1 2", None, TypeError, "sequences"),
+    ("0 1 2", None, ValueError, "not a directory"),
+    (b"0 1 2", None, TypeError, "sequences"),
     (5, None, TypeError, "sequences"),
     (np.array([[0, 1]]), 0, ValueError, "vocab_size"),
     (np.array([[0, 1]]), 2.5, TypeError, "vocab_size"),
@@ -310,7 +368,7 @@ def test_unfitted_and_bad_queries(sbm, tmp_path):
     for call, exc, name in [
         (lambda: model.most_similar(N_NODES), ValueError, "id"),
         (lambda: model.most_similar(-1), ValueError, "id"),
-        (lambda: model.most_similar(0, topn=0), ValueError, "topn"),
+        (lambda: model.most_similar(0, k=0), ValueError, "k"),
         (lambda: model.save_word2vec_format(tmp_path / "x", words=["a"]), ValueError, "words"),
         (lambda: model.save_word2vec_format(tmp_path / "x", words=["a b"] * N_NODES), ValueError, "words"),
         (lambda: model.fit(sbm[0], progress="yes"), TypeError, "progress"),
@@ -334,7 +392,7 @@ def test_as_good_as_gensim_on_larger_sbm():
     gensim_models = pytest.importorskip("gensim.models")
     neighbours, blocks = sbm_adjacency(1000, 5, p_in=0.05, p_out=0.0025, seed=3)
     walks = uniform_walks(neighbours, walk_length=80, walks_per_node=10, seed=4)
-    ours = SkipGram(dim=64, window=5, negative=5, rng=0, n_threads=2).fit(walks)
+    ours = SkipGram(dim=64, window=5, n_negatives=5, rng=0, n_threads=2).fit(walks)
     peer = gensim_models.Word2Vec([[str(x) for x in w[w >= 0]] for w in walks], vector_size=64,
                                   window=5, negative=5, sg=1, min_count=1, workers=2, seed=0)
     theirs = np.array([peer.wv[str(i)] for i in range(1000)])

@@ -92,6 +92,16 @@ class TestExactness:
         draws = next_nodes(g, 1, 0, p, q, 60_000, seed)
         assert_chisquare(draws, transition(g, 1, 0, p, q))
 
+    @pytest.mark.parametrize("p, q", [(1e-3, 1.0), (1.0, 1e-4), (1e-9, 1e9), (1e9, 1e-9)])
+    def test_weights_near_the_float64_limit(self, assert_chisquare, seed, p, q):
+        # The outlier block's mass w * (1/p - M) and the fallback's w * bias pass
+        # 1.8e308 here; both are computed as ratios that cannot overflow.
+        src, dst = np.array(EDGES).T
+        g = Graph.from_edges(src, dst, np.array(WEIGHTS) * 1e306)
+        draws = next_nodes(g, 1, 0, p, q, 60_000, seed)
+        # The probabilities do not depend on the scale of the weights.
+        assert_chisquare(draws, transition(Graph.from_edges(src, dst, WEIGHTS), 1, 0, p, q))
+
     def test_high_degree_rows(self, assert_chisquare, seed, rng):
         # Rows long enough that the binary search goes several levels deep.
         n = 400
@@ -222,11 +232,11 @@ class TestBadInput:
     ])
     def test_named_errors_leave_graph_alone(self, graph, kwargs, exc, name):
         before = (graph.indptr.copy(), graph.indices.copy(), graph.weights.copy(),
-                  graph._table.copy(), random_walks(graph, 10, 2, 0.5, 2.0, rng=0))
+                  graph._table.copy(), random_walks(graph, 10, 2, p=0.5, q=2.0, rng=0))
         with pytest.raises(exc, match=name):
             random_walks(graph, **kwargs)
         after = (graph.indptr, graph.indices, graph.weights, graph._table,
-                 random_walks(graph, 10, 2, 0.5, 2.0, rng=0))
+                 random_walks(graph, 10, 2, p=0.5, q=2.0, rng=0))
         for a, b in zip(before, after):
             np.testing.assert_array_equal(a, b)
 

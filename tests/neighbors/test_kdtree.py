@@ -443,6 +443,9 @@ class TestObject:
         (lambda s: s.update(sizes=np.array([5])), "shape"),
         (lambda s: s.update(sizes=np.array([0])), "header"),
         (lambda s: s.update(dtype=np.array("int8")), "dtype"),
+        # A consistent tree whose coordinates overflow when squared.
+        (lambda s: s.update({key: s[key] * 2.0**600 for key in
+                             ("tree0_points", "tree0_vals", "tree0_boxes")}), "beyond"),
         (lambda s: s.pop("tree0_perm"), "lacks"),
     ])
     def test_load_refuses_damaged_files(self, rng, tmp_path, damage, message):
@@ -477,23 +480,23 @@ class TestObject:
 
 class TestBadInput:
     @pytest.mark.parametrize("data, exc, message", [
-        (np.zeros((0, 3)), ValueError, "data"),
-        (np.zeros((5, 0)), ValueError, "data"),
-        (np.zeros(5), ValueError, "data"),
-        (np.zeros((2, 2, 2)), ValueError, "data"),
-        (np.array([[0.0, np.nan]]), ValueError, "data must be finite"),
-        (np.array([[0.0], [np.inf]]), ValueError, "data must be finite"),
-        (np.zeros((3, 2), dtype=complex), TypeError, "data must be real"),
-        (np.array([[object()]]), TypeError, "data"),
-        (np.array([["a", "b"]]), TypeError, "data"),
-        ([[1.0, 2.0], [3.0]], TypeError, "data"),
+        (np.zeros((0, 3)), ValueError, "X must"),
+        (np.zeros((5, 0)), ValueError, "X must"),
+        (np.zeros(5), ValueError, "X must"),
+        (np.zeros((2, 2, 2)), ValueError, "X must"),
+        (np.array([[0.0, np.nan]]), ValueError, "X must be finite"),
+        (np.array([[0.0], [np.inf]]), ValueError, "X must be finite"),
+        (np.zeros((3, 2), dtype=complex), TypeError, "X must be real"),
+        (np.array([[object()]]), TypeError, "X"),
+        (np.array([["a", "b"]]), TypeError, "X"),
+        ([[1.0, 2.0], [3.0]], TypeError, "X"),
     ])
     def test_constructor(self, data, exc, message):
         with pytest.raises(exc, match=message):
             KDTree(data)
 
     def test_float32_data_must_be_finite(self):
-        with pytest.raises(ValueError, match="data must be finite"):
+        with pytest.raises(ValueError, match="X must be finite"):
             KDTree(np.array([[np.inf, 0.0]], dtype=np.float32))
 
     @pytest.mark.parametrize("leafsize, exc", [(0, ValueError), (-1, ValueError),
@@ -507,13 +510,13 @@ class TestBadInput:
             KDTree(np.zeros((4, 2)), n_threads=0)
 
     @pytest.mark.parametrize("kwargs, exc, name", [
-        ({"x": np.zeros((3, 2))}, ValueError, "x must have 3 coordinates"),
-        ({"x": np.zeros(2)}, ValueError, "x must have 3 coordinates"),
-        ({"x": np.zeros((2, 3, 1))}, ValueError, "x must be 2-dimensional"),
-        ({"x": [[0.0, np.nan, 0.0]]}, ValueError, "x must be finite"),
-        ({"x": [[0.0, 0.0, -np.inf]]}, ValueError, "x must be finite"),
-        ({"x": np.zeros((2, 3), dtype=complex)}, TypeError, "x must be real"),
-        ({"x": [["a", "b", "c"]]}, TypeError, "x"),
+        ({"X": np.zeros((3, 2))}, ValueError, "X must have 3 coordinates"),
+        ({"X": np.zeros(2)}, ValueError, "X must have 3 coordinates"),
+        ({"X": np.zeros((2, 3, 1))}, ValueError, "X must be 2-dimensional"),
+        ({"X": [[0.0, np.nan, 0.0]]}, ValueError, "X must be finite"),
+        ({"X": [[0.0, 0.0, -np.inf]]}, ValueError, "X must be finite"),
+        ({"X": np.zeros((2, 3), dtype=complex)}, TypeError, "X must be real"),
+        ({"X": [["a", "b", "c"]]}, TypeError, "X"),
         ({"k": 0}, ValueError, "k must be a positive int, got 0"),
         ({"k": -2}, ValueError, "k must be a positive int"),
         ({"k": 1.5}, TypeError, "k must be a positive int"),
@@ -529,13 +532,13 @@ class TestBadInput:
     ])
     def test_query(self, rng, assert_raises_unchanged, kwargs, exc, name):
         tree = KDTree(uniform(rng, 50, 3))
-        args = {"x": np.zeros((2, 3)), **kwargs}
+        args = {"X": np.zeros((2, 3)), **kwargs}
         assert_raises_unchanged(tree, lambda: tree.query(**args), exc, name)
 
     def test_float32_tree_refuses_queries_beyond_float32(self, rng, assert_raises_unchanged):
         tree = KDTree(uniform(rng, 50, 3, np.float32))
         assert_raises_unchanged(tree, lambda: tree.query([[1e39, 0, 0]]), ValueError,
-                                "x must be finite in float32")
+                                "X must be finite in float32")
 
     @pytest.mark.parametrize("kwargs, exc, name", [
         ({"r": -0.1}, ValueError, "r must be non-negative, got -0.1"),
@@ -544,27 +547,43 @@ class TestBadInput:
         ({"r": [0.1, -1.0]}, ValueError, "r must be non-negative, got -1.0 at position 1"),
         ({"r": 1j}, TypeError, "r must be a real number"),
         ({"r": "x"}, TypeError, "r must be a real number"),
-        ({"x": np.zeros((2, 4))}, ValueError, "x must have 3 coordinates"),
-        ({"x": [[np.nan, 0, 0]]}, ValueError, "x must be finite"),
+        ({"X": np.zeros((2, 4))}, ValueError, "X must have 3 coordinates"),
+        ({"X": [[np.nan, 0, 0]]}, ValueError, "X must be finite"),
         ({"p": 4}, ValueError, "p must be"),
         ({"n_threads": 0}, ValueError, "n_threads"),
     ])
     def test_query_radius(self, rng, assert_raises_unchanged, kwargs, exc, name):
         tree = KDTree(uniform(rng, 50, 3))
-        args = {"x": np.zeros((2, 3)), "r": 0.5, **kwargs}
+        args = {"X": np.zeros((2, 3)), "r": 0.5, **kwargs}
         assert_raises_unchanged(tree, lambda: tree.query_radius(**args), exc, name)
 
     @pytest.mark.parametrize("points, exc, name", [
-        (np.zeros((2, 4)), ValueError, "points must have 3 coordinates"),
-        (np.zeros(4), ValueError, "points must have 3 coordinates"),
-        ([[0.0, 0.0, np.nan]], ValueError, "points must be finite"),
-        (np.zeros((2, 3), dtype=complex), TypeError, "points must be real"),
-        (np.array([[object()] * 3]), TypeError, "points"),
+        (np.zeros((2, 4)), ValueError, "X must have 3 coordinates"),
+        (np.zeros(4), ValueError, "X must have 3 coordinates"),
+        ([[0.0, 0.0, np.nan]], ValueError, "X must be finite"),
+        (np.zeros((2, 3), dtype=complex), TypeError, "X must be real"),
+        (np.array([[object()] * 3]), TypeError, "X"),
     ])
     def test_add(self, rng, assert_raises_unchanged, points, exc, name):
         tree = KDTree(uniform(rng, 50, 3))
         tree.add(uniform(rng, 10, 3))  # a forest of two trees
         assert_raises_unchanged(tree, lambda: tree.add(points), exc, name)
+
+    def test_options_are_keyword_only(self, rng):
+        # The data and the one defining quantity (k, r) are positional; nothing else.
+        X = uniform(rng, 50, 3)
+        tree = KDTree(X)
+        for call in (lambda: KDTree(X, 8), lambda: tree.query(X, 2, 1),
+                     lambda: tree.query_radius(X, 0.1, True), lambda: tree.add(X, 2)):
+            with pytest.raises(TypeError, match="positional argument"):
+                call()
+
+    @pytest.mark.parametrize("flag", ["return_distance", "sort_results"])
+    def test_query_radius_flags_are_bools(self, rng, assert_raises_unchanged, flag):
+        tree = KDTree(uniform(rng, 50, 3))
+        assert_raises_unchanged(tree, lambda: tree.query_radius(np.zeros((2, 3)), 0.5,
+                                                                **{flag: "yes"}),
+                                TypeError, flag)
 
     def test_add_refuses_bad_n_threads_before_changing_anything(self, rng, assert_raises_unchanged):
         tree = KDTree(uniform(rng, 50, 3))

@@ -1,4 +1,7 @@
-"""Sampled losses: the documented formulas on the same draws, and consistency as samples grow."""
+"""Sampled losses: the documented formulas on the same draws, and consistency as samples grow;
+the conventions every output layer shares."""
+
+import inspect
 
 import numpy as np
 import pytest
@@ -6,7 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from dlkernels.nn import NCELoss, NegativeSamplingLoss, SampledSoftmaxLoss  # noqa: E402
+from dlkernels.nn import (ClassBasedSoftmax, HierarchicalSoftmax, NCELoss,  # noqa: E402
+                          NegativeSamplingLoss, SampledSoftmaxLoss)
 from dlkernels.sampling import NegativeSampler  # noqa: E402
 
 V, D = 40, 5
@@ -20,7 +24,7 @@ def counts():
 
 def setup(cls, n, seed=0, **kw):
     torch.manual_seed(seed)
-    loss = cls(D, V, counts(), n, rng=seed, **kw).double()
+    loss = cls(D, V, counts=counts(), n_negatives=n, rng=seed, reduction="none", **kw).double()
     with torch.no_grad():
         loss.weight.normal_()
         loss.bias.normal_()
@@ -73,7 +77,7 @@ class TestFormulas:
         torch.testing.assert_close(a(x, y), b(x, y))
         assert a(x.reshape(2, 3, D), y.reshape(2, 3)).shape == (2, 3)
         x32 = x.float().requires_grad_()
-        f = cls(D, V, counts(), 3, rng=0)
+        f = cls(D, V, counts=counts(), n_negatives=3, rng=0, reduction="none")
         out = f(x32, y)
         assert out.dtype == torch.float32
         out.sum().backward()
@@ -84,13 +88,14 @@ class TestConsistency:
     def test_sampled_softmax_gradient_tends_to_full_gradient(self):
         """Mean gradient over repeated draws vs the full softmax gradient.
 
-        The estimator's bias falls like 1/n_samples and the noise of a mean of R
+        The estimator's bias falls like 1/n_negatives and the noise of a mean of R
         draws like 1/sqrt(R n); at a fixed seed the relative error must fall
         from small to large n and end below 5% (a deterministic check; at random
         seeds the 5% bound at n=2000, R=40 fails far less than once in 10**4).
         """
         torch.manual_seed(0)
-        loss = SampledSoftmaxLoss(D, V, np.ones(V) + np.arange(V) % 5, 1, rng=0).double()
+        loss = SampledSoftmaxLoss(D, V, counts=np.ones(V) + np.arange(V) % 5, n_negatives=1,
+                                  rng=0, reduction="none").double()
         with torch.no_grad():
             loss.weight.normal_(0, 0.7)
         x = torch.randn(8, D, dtype=torch.float64)
@@ -104,7 +109,7 @@ class TestConsistency:
         full = grad(lambda: F.cross_entropy(F.linear(x, loss.weight, loss.bias), y, reduction="none"))
         errors = []
         for n in (10, 100, 2000):
-            loss._n = loss.n_samples = n
+            loss.n_negatives = n
             mean = sum(grad(lambda: loss(x, y)) for _ in range(40)) / 40
             errors.append(float((mean - full).norm() / full.norm()))
         assert errors[0] > errors[1] > errors[2], errors
@@ -113,13 +118,13 @@ class TestConsistency:
     def test_negative_sampling_learns_conditional(self):
         # Two inputs with different next classes: training ranks the right class first.
         torch.manual_seed(0)
-        loss = NegativeSamplingLoss(D, V, np.ones(V), 5, rng=0)
+        loss = NegativeSamplingLoss(D, V, counts=np.ones(V), n_negatives=5, rng=0)
         x = torch.eye(D)[:2].repeat(16, 1)
         y = torch.tensor([3, 11]).repeat(16)
         opt = torch.optim.Adam(loss.parameters(), lr=0.1)
         for _ in range(80):
             opt.zero_grad()
-            loss(x, y).mean().backward()
+            loss(x, y).backward()
             opt.step()
         assert loss.log_prob(x[:2]).argmax(1).tolist() == [3, 11]
 
@@ -133,8 +138,56 @@ class TestBadInput:
         with pytest.raises(ValueError, match="target must have shape"):
             loss(x, y[:3])
         with pytest.raises(ValueError, match="counts must have one entry per class"):
-            cls(D, V, np.ones(V - 1), 3)
+            cls(D, V, counts=np.ones(V - 1), n_negatives=3)
         with pytest.raises(ValueError, match="counts must have at least one positive"):
-            cls(D, V, np.zeros(V), 3)
-        with pytest.raises(ValueError, match=">= 1, got 0"):
-            cls(D, V, np.ones(V), 0)
+            cls(D, V, counts=np.zeros(V), n_negatives=3)
+        with pytest.raises(ValueError, match="n_negatives must be >= 1, got 0"):
+            cls(D, V, counts=np.ones(V), n_negatives=0)
+
+
+class TestConventions:
+    """reduction, extra_repr and keyword-only options, the same for every output layer."""
+
+    LAYERS = {
+        "HierarchicalSoftmax": lambda **kw: HierarchicalSoftmax(D, V, counts=counts(), **kw),
+        "ClassBasedSoftmax": lambda **kw: ClassBasedSoftmax(D, V, n_clusters=5, **kw),
+        "NegativeSamplingLoss": lambda **kw: NegativeSamplingLoss(D, V, counts=counts(), rng=3,
+                                                                  **kw),
+        "NCELoss": lambda **kw: NCELoss(D, V, counts=counts(), rng=3, **kw),
+        "SampledSoftmaxLoss": lambda **kw: SampledSoftmaxLoss(D, V, counts=counts(),
+                                                              n_negatives=20, rng=3, **kw),
+    }
+
+    @pytest.mark.parametrize("name", LAYERS)
+    def test_reduction(self, name):
+        x = torch.randn(2, 3, D)
+        y = torch.randint(0, V, (2, 3))
+        losses = {}
+        for reduction in ("none", "sum", "mean"):
+            torch.manual_seed(0)
+            losses[reduction] = self.LAYERS[name](reduction=reduction)(x, y)  # same draws (rng=3)
+        assert losses["none"].shape == (2, 3)
+        assert losses["sum"].shape == losses["mean"].shape == ()
+        torch.testing.assert_close(losses["sum"], losses["none"].sum())
+        torch.testing.assert_close(losses["mean"], losses["none"].mean())
+        torch.manual_seed(0)
+        assert self.LAYERS[name]()(x, y).shape == ()      # default: mean
+        with pytest.raises(ValueError, match="reduction must be one of 'mean', 'sum', 'none', "
+                                             "got 'avg'"):
+            self.LAYERS[name](reduction="avg")
+
+    @pytest.mark.parametrize("name", LAYERS)
+    def test_extra_repr(self, name):
+        layer = self.LAYERS[name](reduction="sum")
+        assert layer.extra_repr().startswith(f"dim={D}, n_classes={V}, ")
+        assert layer.extra_repr().endswith("reduction='sum'")
+        assert repr(layer).startswith(f"{name}(")
+
+    @pytest.mark.parametrize("cls", [HierarchicalSoftmax, ClassBasedSoftmax, NegativeSamplingLoss,
+                                     NCELoss, SampledSoftmaxLoss])
+    def test_options_are_keyword_only(self, cls):
+        params = inspect.signature(cls).parameters
+        positional = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        assert positional == ["dim", "n_classes"]
+        forward = list(inspect.signature(cls.forward).parameters)
+        assert forward == ["self", "input", "target"]

@@ -235,6 +235,8 @@ class TestLogProb:
         got = sampler.log_prob(np.int64(5))
         assert type(got) is float and got == pytest.approx(np.log(noise(counts, 0.75)[5]), rel=1e-12)
         assert sampler.log_prob(3) == -np.inf
+        zero_d = sampler.log_prob(np.array(5))  # an array stays an array, whatever its shape
+        assert isinstance(zero_d, np.ndarray) and zero_d.shape == () and zero_d == got
 
     def test_bad_ids(self, counts, assert_raises_unchanged):
         sampler = NegativeSampler(counts)

@@ -108,6 +108,8 @@ class TestReadWrite:
         assert got.shape == (4, 5)
         np.testing.assert_array_equal(got, w[idx])
         assert tree.get([]).shape == (0,)
+        zero_d = tree.get(np.array(17))  # an array stays an array, whatever its shape
+        assert isinstance(zero_d, np.ndarray) and zero_d.shape == () and zero_d == w[17]
 
     @pytest.mark.parametrize("capacity", [1, 9, 100, 4099])
     def test_update_last_repeat_wins(self, rng, capacity):

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from dlkernels._lib.array_types import PathLike
+    from dlkernels.debug.memory import MemoryProfiler
+
 _PHASE_COLOURS = {"forward": "#dbe9f6", "backward": "#fde2cf", "optimizer": "#dff2dc",
                   "recompute": "#f6dcf0", "other": "#f2f2f2"}
 _MAX_LABELS = 48
@@ -14,7 +22,8 @@ def _unit(largest: float) -> tuple[str, float]:
     return "B", 1.0
 
 
-def plot_timeline(prof, path=None, *, title=None):
+def plot_timeline(prof: MemoryProfiler, path: PathLike | None = None, *,
+                  title: str | None = None) -> Figure:
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:

@@ -6,23 +6,6 @@ _I = npt.NDArray[np.int64]
 # One tree of a forest: (points, perm, dims, vals, boxes, leaf_start, id_offset).
 _TreeTuple = tuple[_A, _I, npt.NDArray[np.int32], _A, _A, _I, int]
 
-def layout(n: int, leafsize: int) -> int: ...
-def build(
-    data: _A,
-    points: _A,
-    perm: _I,
-    dims: npt.NDArray[np.int32],
-    vals: _A,
-    boxes: _A,
-    leaf_start: _I,
-    depth: int,
-    n_threads: int,
-) -> None: ...
-def extract(points: _A, perm: _I, leaf_start: _I, out: _A) -> None: ...
-def check_tree(
-    points: _A, perm: _I, dims: npt.NDArray[np.int32], vals: _A, boxes: _A, leaf_start: _I, d: int
-) -> str: ...
-def first_nonfinite(values: _A) -> int: ...
 def knn(
     trees: list[_TreeTuple],
     x: _A,
