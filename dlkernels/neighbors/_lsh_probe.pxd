@@ -40,7 +40,8 @@ from dlkernels.neighbors._lsh_kernels cimport (
     sign_code,
     tree_input,
 )
-from dlkernels.neighbors._lsh_rank cimport select_smallest, sort_pairs
+from dlkernels._lib._heap cimport sort_pairs
+from dlkernels.neighbors._lsh_rank cimport select_smallest
 from dlkernels.neighbors._lsh_state cimport (
     BATCH,
     RAW,

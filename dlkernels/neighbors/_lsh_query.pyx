@@ -31,7 +31,7 @@ from dlkernels._lib._openmp cimport omp_get_thread_num
 from dlkernels._lib._prefetch cimport prefetch_span
 from dlkernels.neighbors._lsh_kernels cimport dots, sketch_bounds
 from dlkernels.neighbors._lsh_probe cimport forget, gather, make_probes
-from dlkernels.neighbors._lsh_rank cimport Heap, heap_offer, heap_sort
+from dlkernels._lib._heap cimport heap_offer, heap_sort
 from dlkernels.neighbors._lsh_state cimport (
     BATCH,
     BLOCK,
@@ -157,9 +157,20 @@ cdef void prepare(const Store *st, const floating *q, Scratch *s, int16_t *q16,
     p[8] = 0.0 if st.l2 else unit
 
 
-cdef inline double tau_of(Heap h, Py_ssize_t size, Py_ssize_t k) noexcept nogil:
+cdef inline int64_t row_tag(const Store *st, int32_t row) noexcept nogil:
+    # The heaps of the k best break distance ties by tag: the row's insertion order
+    # above its number (seq < 2**31, kept so by the store), so equal distances rank
+    # by insertion order and the row comes back from the low 32 bits.
+    return (st.seq[row] << 32) | row
+
+
+cdef inline int32_t tag_row(int64_t tag) noexcept nogil:
+    return <int32_t> (tag & <int64_t> 0xFFFFFFFF)
+
+
+cdef inline double tau_of(const double *key, Py_ssize_t size, Py_ssize_t k) noexcept nogil:
     # Candidates whose bound exceeds this cannot enter the k best (rounding margin).
-    return h.key[0] * (1.0 + 1e-6) + 1e-12 if size == k else INFINITY
+    return key[0] * (1.0 + 1e-6) + 1e-12 if size == k else INFINITY
 
 
 cdef inline double reach(const Store *st, const double *p, double tau) noexcept nogil:
@@ -184,13 +195,14 @@ cdef inline bint may_beat(const float *sk, Py_ssize_t n, Py_ssize_t i, double t)
     return thr >= 0.0 and sk[i] <= thr * thr
 
 
-cdef void write_best(const Store *st, Heap h, Py_ssize_t size, Py_ssize_t k,
-                     floating *out_dist, int64_t *out_id) noexcept nogil:
-    cdef Py_ssize_t i, kept = heap_sort(h, size, st.seq)
-    for i in range(kept):
-        out_dist[i] = <floating> h.key[i]
-        out_id[i] = st.row_ids[h.tag[i]]
-    for i in range(kept, k):
+cdef void write_best(const Store *st, double *key, int64_t *tag, Py_ssize_t size,
+                     Py_ssize_t k, floating *out_dist, int64_t *out_id) noexcept nogil:
+    cdef Py_ssize_t i
+    heap_sort(key, tag, size)
+    for i in range(size):
+        out_dist[i] = <floating> key[i]
+        out_id[i] = st.row_ids[tag_row(tag[i])]
+    for i in range(size, k):
         out_dist[i] = <floating> INFINITY
         out_id[i] = -1
 
@@ -198,7 +210,7 @@ cdef void write_best(const Store *st, Heap h, Py_ssize_t size, Py_ssize_t k,
 cdef Py_ssize_t rerank(const Store *st, Scratch *s, const floating *vectors, const floating *q,
                        Py_ssize_t k, const int32_t *cand, Py_ssize_t nc,
                        Py_ssize_t *size) noexcept nogil:
-    """The k nearest of the ``nc`` candidate rows ``cand``, exactly, into ``s.best``
+    """The k nearest of the ``nc`` candidate rows ``cand``, exactly, into ``s.best_key``/``best_tag``
     (``size`` of them); returns the number of exact distances computed."""
     cdef Py_ssize_t i, j, m, dim = st.dim, n_exact, n_short = 0
     cdef double d, t
@@ -213,29 +225,29 @@ cdef Py_ssize_t rerank(const Store *st, Scratch *s, const floating *vectors, con
     #    bounded max-heap: most candidates fail one comparison with its root).
     m = min(nc, k + SHORTLIST)
     for i in range(nc):
-        heap_offer(s.shortlist, &n_short, m, s.sk[i], <int32_t> i, NULL)
+        heap_offer(s.short_key, s.short_pos, &n_short, m, <double> s.sk[i], <int32_t> i)
     for j in range(min(m, <Py_ssize_t> AHEAD)):
-        prefetch_span(vectors + cand[s.shortlist.tag[j]] * dim, dim * sizeof(floating))
+        prefetch_span(vectors + cand[s.short_pos[j]] * dim, dim * sizeof(floating))
     for j in range(m):
         if j + AHEAD < m:
-            prefetch_span(vectors + cand[s.shortlist.tag[j + AHEAD]] * dim,
+            prefetch_span(vectors + cand[s.short_pos[j + AHEAD]] * dim,
                           dim * sizeof(floating))
-        i = s.shortlist.tag[j]
+        i = s.short_pos[j]
         row = cand[i]
         d = exact_distance(st, q, vectors + row * dim, s.qp[8], st.inv_norms[row])
-        heap_offer(s.best, size, k, d, row, st.seq)
+        heap_offer(s.best_key, s.best_tag, size, k, d, row_tag(st, row))
         s.sk[i] = INFINITY      # done
     n_exact = m
     # 3. Exact distances of the others whose bound does not rule them out. (With
     #    fewer than k found, every candidate was in the shortlist: none is left.)
-    t = reach(st, s.qp, tau_of(s.best, size[0], k))
+    t = reach(st, s.qp, tau_of(s.best_key, size[0], k))
     for i in range(nc):
         if s.sk[i] != INFINITY and may_beat(s.sk, nc, i, t):
             row = cand[i]
             d = exact_distance(st, q, vectors + row * dim, s.qp[8], st.inv_norms[row])
             n_exact += 1
-            heap_offer(s.best, size, k, d, row, st.seq)
-            t = reach(st, s.qp, tau_of(s.best, size[0], k))
+            heap_offer(s.best_key, s.best_tag, size, k, d, row_tag(st, row))
+            t = reach(st, s.qp, tau_of(s.best_key, size[0], k))
     return n_exact
 
 
@@ -243,7 +255,7 @@ cdef void scan_block(const Store *st, Scratch *s, const floating *vectors,
                      const floating *queries, Py_ssize_t n_queries, Py_ssize_t k,
                      const int32_t *rows, Py_ssize_t n_rows) noexcept nogil:
     """Complete the k best of ``n_queries`` consecutive queries (their heaps
-    ``s.block_best``, seeded by a probed query, rows marked in their bitsets) over
+    ``s.block_key``/``block_tag``, seeded by a probed query, rows marked in their bitsets) over
     every row. Rows go in chunks that stay in cache while each query of the block
     bounds them."""
     cdef Py_ssize_t b, i, c0, nchunk, dim = st.dim, words = (st.n_rows + 63) // 64
@@ -259,16 +271,16 @@ cdef void scan_block(const Store *st, Scratch *s, const floating *vectors,
             q = queries + b * dim
             sketch_bounds(st.sketch, st.sketch_stride, st.s, rows + c0, nchunk,
                           s.block_q16 + b * st.s, s.block_qp[b], s.sk)
-            t = reach(st, s.block_qp[b], tau_of(s.block_best[b], s.block_size[b], k))
+            t = reach(st, s.block_qp[b], tau_of(s.block_key[b], s.block_size[b], k))
             for i in range(nchunk):
                 row = rows[c0 + i]
                 if may_beat(s.sk, nchunk, i, t) and not (
                         s.block_seen[b * words + (row >> 6)] & ((<uint64_t> 1) << (row & 63))):
-                    heap_offer(s.block_best[b], &s.block_size[b], k,
+                    heap_offer(s.block_key[b], s.block_tag[b], &s.block_size[b], k,
                                exact_distance(st, q, vectors + row * dim, s.block_qp[b][8],
                                               st.inv_norms[row]),
-                               row, st.seq)
-                    t = reach(st, s.block_qp[b], tau_of(s.block_best[b], s.block_size[b], k))
+                               row_tag(st, row))
+                    t = reach(st, s.block_qp[b], tau_of(s.block_key[b], s.block_size[b], k))
         c0 += nchunk
 
 
@@ -401,17 +413,17 @@ cdef void free_scratch(Scratch *s, int n) noexcept nogil:
         free(s[i].q16)
         free(s[i].qd)
         free(s[i].sk)
-        free(s[i].shortlist.key)
-        free(s[i].shortlist.tag)
+        free(s[i].short_key)
+        free(s[i].short_pos)
         free(s[i].qz)
-        free(s[i].best.key)
-        free(s[i].best.tag)
+        free(s[i].best_key)
+        free(s[i].best_tag)
         free(s[i].tmp)
         free(s[i].block_q16)
         free(s[i].block_seen)
         for b in range(BLOCK):
-            free(s[i].block_best[b].key)
-            free(s[i].block_best[b].tag)
+            free(s[i].block_key[b])
+            free(s[i].block_tag[b])
     free(s)
 
 
@@ -449,12 +461,12 @@ cdef Scratch *alloc_scratch(const Store *st, const Family *f, int n, Py_ssize_t 
             s[i].cell_score = <double *> malloc(cells * sizeof(double))
             s[i].q16 = <int16_t *> malloc(st.s * sizeof(int16_t))
             s[i].qz = <float *> malloc((dim + st.s) * sizeof(float))
-            s[i].shortlist.key = <double *> malloc((k + SHORTLIST) * sizeof(double))
-            s[i].shortlist.tag = <int32_t *> malloc((k + SHORTLIST) * sizeof(int32_t))
+            s[i].short_key = <double *> malloc((k + SHORTLIST) * sizeof(double))
+            s[i].short_pos = <int32_t *> malloc((k + SHORTLIST) * sizeof(int32_t))
             s[i].qd = <double *> malloc(dim * sizeof(double))
             s[i].sk = <float *> malloc(4 * chunk * sizeof(float))
-            s[i].best.key = <double *> malloc(max(k, 1) * sizeof(double))
-            s[i].best.tag = <int32_t *> malloc(max(k, 1) * sizeof(int32_t))
+            s[i].best_key = <double *> malloc(max(k, 1) * sizeof(double))
+            s[i].best_tag = <int64_t *> malloc(max(k, 1) * sizeof(int64_t))
             s[i].tmp = <double *> malloc(max(P, <Py_ssize_t> 1) * sizeof(double))
             ok = ok and not (
                 s[i].seen == NULL or s[i].cand == NULL or s[i].probes == NULL
@@ -464,16 +476,16 @@ cdef Scratch *alloc_scratch(const Store *st, const Family *f, int n, Py_ssize_t 
                 or s[i].xf == NULL or s[i].cscore == NULL or s[i].cells == NULL
                 or s[i].cell_score == NULL
                 or s[i].q16 == NULL or s[i].qd == NULL or s[i].sk == NULL or s[i].tmp == NULL
-                or s[i].shortlist.key == NULL or s[i].shortlist.tag == NULL or s[i].qz == NULL
-                or s[i].best.key == NULL or s[i].best.tag == NULL)
+                or s[i].short_key == NULL or s[i].short_pos == NULL or s[i].qz == NULL
+                or s[i].best_key == NULL or s[i].best_tag == NULL)
             if blocks:
                 s[i].block_q16 = <int16_t *> malloc(BLOCK * st.s * sizeof(int16_t))
                 s[i].block_seen = <uint64_t *> calloc(BLOCK * words, sizeof(uint64_t))
                 ok = ok and s[i].block_q16 != NULL and s[i].block_seen != NULL
                 for b in range(BLOCK):
-                    s[i].block_best[b].key = <double *> malloc(max(k, 1) * sizeof(double))
-                    s[i].block_best[b].tag = <int32_t *> malloc(max(k, 1) * sizeof(int32_t))
-                    ok = ok and s[i].block_best[b].key != NULL and s[i].block_best[b].tag != NULL
+                    s[i].block_key[b] = <double *> malloc(max(k, 1) * sizeof(double))
+                    s[i].block_tag[b] = <int64_t *> malloc(max(k, 1) * sizeof(int64_t))
+                    ok = ok and s[i].block_key[b] != NULL and s[i].block_tag[b] != NULL
     if not ok:
         free_scratch(s, n)
         raise MemoryError("LSHIndex: no memory for the per-thread query buffers")
@@ -513,7 +525,8 @@ def query(tuple store, tuple family, const floating[:, ::1] vectors,
             counts[q, 1] = nc
             counts[q, 2] = rerank(&st, s, &vectors[0, 0], &queries[q, 0], k, s.cand, nc,
                                   &s.n_best)
-            write_best(&st, s.best, s.n_best, k, &out_dist[q, 0], &out_ids[q, 0])
+            write_best(&st, s.best_key, s.best_tag, s.n_best, k, &out_dist[q, 0],
+                       &out_ids[q, 0])
             forget(s, s.cand, nc)
     free_scratch(scratch, threads)
 
@@ -551,15 +564,15 @@ def exact(tuple store, tuple family, const floating[:, ::1] vectors,
             rerank(&st, s, &vectors[0, 0], &queries[q, 0], k, s.cand, nc, &s.block_size[b])
             forget(s, s.cand, nc)
             for i in range(s.block_size[b]):
-                row = s.best.tag[i]
-                s.block_best[b].key[i] = s.best.key[i]
-                s.block_best[b].tag[i] = row
+                row = tag_row(s.best_tag[i])
+                s.block_key[b][i] = s.best_key[i]
+                s.block_tag[b][i] = s.best_tag[i]
                 s.block_seen[b * words + (row >> 6)] |= (<uint64_t> 1) << (row & 63)
         scan_block(&st, s, &vectors[0, 0], &queries[c * BLOCK, 0], nb, k, &rows[0],
                    rows.shape[0])
         for b in range(nb):
             q = c * BLOCK + b
-            write_best(&st, s.block_best[b], s.block_size[b], k, &out_dist[q, 0],
+            write_best(&st, s.block_key[b], s.block_tag[b], s.block_size[b], k, &out_dist[q, 0],
                        &out_ids[q, 0])
         # The heaps changed during the scan: clear the whole bitsets of the block.
         memset(s.block_seen, 0, nb * words * sizeof(uint64_t))

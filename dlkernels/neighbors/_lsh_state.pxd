@@ -4,8 +4,6 @@
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
-from dlkernels.neighbors._lsh_rank cimport Heap
-
 cdef enum:
     # Rows read from buckets before they are deduplicated.
     RAW = 256
@@ -108,14 +106,17 @@ cdef struct Scratch:
     double *qd              # (dim,) the query in float64
     float *qz               # (dim + s,) the query less the mean, then its sketch coordinates
     float *sk               # (4, n_rows) what bounds each candidate (see sketch_bounds)
-    Heap shortlist          # (k + SHORTLIST,) the smallest bounds: (bound, candidate position)
-    Heap best               # (k,) the k best so far: (distance, row)
+    double *short_key       # (k + SHORTLIST,) a heap of the smallest bounds ...
+    int32_t *short_pos      # ... and the candidates' positions
+    double *best_key        # (k,) a heap of the k best distances so far ...
+    int64_t *best_tag       # ... and their rows' tags (see row_tag in _lsh_query.pyx)
     Py_ssize_t n_best       # how many best holds
     Py_ssize_t n_used       # probes gather looked up (per-thread: passed by address)
     double *tmp             # (2 * n_bits,) sort keys
     # exact scan only: a block of BLOCK queries
     int16_t *block_q16      # (BLOCK, s)
     double block_qp[BLOCK][9]
-    Heap block_best[BLOCK]  # (k,) each
+    double *block_key[BLOCK]    # (k,) each: best_key and best_tag of each query
+    int64_t *block_tag[BLOCK]
     Py_ssize_t block_size[BLOCK]
     uint64_t *block_seen    # (BLOCK, words): rows already in each heap
