@@ -3,6 +3,7 @@ and add/remove sequences, and bad input to every method (the error names the
 argument and the index is left as it was)."""
 
 import re
+import warnings
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -99,7 +100,7 @@ def test_query_is_exact_top_k_of_candidates(X, metric, dtype, n_tables, n_probes
 
 @settings(max_examples=25)
 @given(X=point_sets(min_rows=30, max_rows=150), metric=metrics, data=st.data())
-def test_add_remove_sequences_follow_a_model(X, metric, data):
+def test_add_remove_sequences_follow_a_model(X, metric, data, tmp_path_factory):
     if data.draw(st.booleans()):
         index = random_index(X.shape[1], metric, data, n_tables=3,
                              n_bits=data.draw(st.integers(1, 8)), rng=0)
@@ -108,13 +109,35 @@ def test_add_remove_sequences_follow_a_model(X, metric, data):
     model: dict[int, np.ndarray] = {}   # id -> vector, in insertion order
     next_id, pos = 0, 0
     for _ in range(data.draw(st.integers(1, 8))):
-        if model and data.draw(st.booleans()):
+        op = data.draw(st.sampled_from(["add", "remove", "tune", "save"]))
+        if op == "tune" and model:
+            # Tuning changes the query defaults only; they stay within tune's grid.
+            Q = np.stack(list(model.values())[:6]) + 0.01
+            target = data.draw(st.floats(0.1, 1.0))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)   # target out of reach
+                result = index.tune(Q, k=data.draw(st.integers(1, 5)), target_recall=target,
+                                    n_threads=data.draw(st.integers(1, 2)))
+            assert index.n_probes == result["n_probes"] >= 0
+            assert index.max_candidates == result["max_candidates"]
+            assert 0.0 <= result["recall"] <= 1.0
+        elif op == "save":
+            path = tmp_path_factory.mktemp("lsh") / "index.npz"
+            index.save(path)
+            loaded = LSHIndex.load(path)
+            np.testing.assert_array_equal(loaded.ids, index.ids)
+            if model:
+                Q = np.stack(list(model.values())[:5])
+                np.testing.assert_equal(loaded.query(Q, k=3, n_threads=1),
+                                        index.query(Q, k=3, n_threads=1))
+            index = loaded
+        elif op == "remove" and model:
             live = list(model)
             gone = data.draw(st.lists(st.sampled_from(live), unique=True, max_size=len(live)))
             index.remove(gone)
             for i in gone:
                 del model[i]
-        elif pos < len(X):
+        elif op == "add" and pos < len(X):
             b = data.draw(st.integers(1, max(1, len(X) - pos)))
             batch = X[pos:pos + b]
             pos += len(batch)
