@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmarks import _lsh_data as D  # noqa: E402
 
-PEERS = ("hnswlib", "usearch", "faiss-hnsw", "faiss-ivf")
+PEERS = ("hnswlib", "faiss-flat", "usearch", "faiss-hnsw", "faiss-ivf")
 ADDED = 10_000
 # Targets (issue 18): q/s at recall >= 0.95 at least hnswlib's; build + tune at
 # least 20 times faster than hnswlib's build; adds at least 5 times faster.
@@ -158,7 +158,7 @@ def plot(curves, rows, path, args) -> None:
 
     sets = list(curves)
     fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.2), squeeze=False)
-    styles = {"dlkernels": "o-", "hnswlib": "s-", "usearch": "^--", "faiss-hnsw": "v--",
+    styles = {"dlkernels": "o-", "hnswlib": "s-", "faiss-flat": "x", "usearch": "^--", "faiss-hnsw": "v--",
               "faiss-ivf": "d:"}
     for ax, name in zip(axes[0], sets):
         for colour, (impl, points) in enumerate(curves[name].items()):

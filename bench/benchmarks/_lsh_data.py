@@ -242,6 +242,19 @@ class _Faiss(Searcher):
         self.index.add(np.ascontiguousarray(self._unit(X)))
 
 
+class FaissFlat(_Faiss):
+    label = "faiss IndexFlatL2"
+    sweep = (0,)     # exact: nothing to tune
+
+    def build(self, X):
+        faiss = self._faiss()
+        self.index = faiss.IndexFlatL2(X.shape[1])      # unit vectors: l2 ranks as cosine
+        self.index.add(np.ascontiguousarray(self._unit(X)))
+
+    def set(self, value):
+        pass
+
+
 class FaissHNSW(_Faiss):
     label = "faiss HNSW"
     sweep = Hnswlib.sweep
@@ -277,7 +290,7 @@ class FaissIVF(_Faiss):
 
 
 SEARCHERS = {"dlkernels": DlkernelsLSH, "hnswlib": Hnswlib, "usearch": Usearch,
-             "faiss-hnsw": FaissHNSW, "faiss-ivf": FaissIVF}
+             "faiss-flat": FaissFlat, "faiss-hnsw": FaissHNSW, "faiss-ivf": FaissIVF}
 
 
 @functools.lru_cache(maxsize=8)

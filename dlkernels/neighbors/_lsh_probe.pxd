@@ -29,6 +29,7 @@
 from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
+from dlkernels._lib._heap cimport insertion_sort_pairs, sort_pairs
 from dlkernels._lib._prefetch cimport prefetch
 from dlkernels._lib._random cimport mix64
 from dlkernels.neighbors._lsh_kernels cimport (
@@ -40,7 +41,6 @@ from dlkernels.neighbors._lsh_kernels cimport (
     sign_code,
     tree_input,
 )
-from dlkernels._lib._heap cimport sort_pairs
 from dlkernels.neighbors._lsh_rank cimport select_smallest
 from dlkernels.neighbors._lsh_state cimport (
     BATCH,
@@ -53,23 +53,6 @@ from dlkernels.neighbors._lsh_state cimport (
 )
 
 # -- probes ----------------------------------------------------------------------
-
-cdef inline void sort_positions(double *score, int32_t *coord, Py_ssize_t n) noexcept nogil:
-    # Insertion sort by (score, coord): n <= 64 and mostly a few dozen.
-    cdef Py_ssize_t i, j
-    cdef double s
-    cdef int32_t c
-    for i in range(1, n):
-        s = score[i]
-        c = coord[i]
-        j = i - 1
-        while j >= 0 and (score[j] > s or (score[j] == s and coord[j] > c)):
-            score[j + 1] = score[j]
-            coord[j + 1] = coord[j]
-            j -= 1
-        score[j + 1] = s
-        coord[j + 1] = c
-
 
 cdef inline Py_ssize_t offer_random(const Family *f, Scratch *s, const double *v) noexcept nogil:
     """Homes of the random family into ``s.probes``; the template sets on offer into
@@ -98,7 +81,7 @@ cdef inline Py_ssize_t offer_random(const Family *f, Scratch *s, const double *v
                 g = vt[j] - <double> bucket_of(vt[j])
                 s.tmp[j] = g if g < 1.0 - g else 1.0 - g
                 s.coord[t * P + j] = j
-            sort_positions(s.tmp, s.coord + t * P, K)
+            insertion_sort_pairs(s.tmp, s.coord + t * P, K)
             # The K nearer boundaries ascending, then the K farther ones descending:
             # position i and 2K-1-i perturb the same component in opposite directions.
             for i in range(K):
@@ -114,7 +97,7 @@ cdef inline Py_ssize_t offer_random(const Family *f, Scratch *s, const double *v
             for j in range(K):
                 s.score[t * P + j] = vt[j] * vt[j]
                 s.coord[t * P + j] = j
-            sort_positions(s.score + t * P, s.coord + t * P, K)
+            insertion_sort_pairs(s.score + t * P, s.coord + t * P, K)
         sc = s.score + t * P
         for j in range(T):
             total = 0.0
