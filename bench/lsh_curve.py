@@ -139,8 +139,8 @@ def write_table(rows, path, args) -> None:
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     rule = "  ".join("=" * w for w in widths)
     out = [f".. Written by bench/lsh_curve.py ({args.threads} threads, n={args.n}).", "", rule,
-           "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
-    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells[1:]]
+           "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(), rule]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells[1:]]
     out += [rule, ""]
     with open(path, "w") as f:
         f.write("\n".join(out))

@@ -159,8 +159,9 @@ cdef void prepare(const Store *st, const floating *q, Scratch *s, int16_t *q16,
 
 cdef inline int64_t row_tag(const Store *st, int32_t row) noexcept nogil:
     # The heaps of the k best break distance ties by tag: the row's insertion order
-    # above its number (seq < 2**31, kept so by the store), so equal distances rank
-    # by insertion order and the row comes back from the low 32 bits.
+    # above its number, so equal distances rank by insertion order and the row
+    # comes back from the low 32 bits. seq < 2**31: the store numbers its rows
+    # 0, 1, ... again when it compacts, so seq < n_rows <= MAX_ROWS.
     return (st.seq[row] << 32) | row
 
 

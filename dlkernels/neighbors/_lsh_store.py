@@ -101,10 +101,6 @@ class BucketStore:
             p64 = self.vectors[a:c].astype(np.float64)
             self.inv_norms[a:c] = 1.0 / np.sqrt(np.einsum("ij,ij->i", p64, p64))
         self.row_ids[a:c] = ids[order]
-        if self.next_seq + b > MAX_ROWS:
-            # The kernels keep seq in 31 bits (row_tag): renumber, keeping the order.
-            self.seq[:a] = np.argsort(np.argsort(self.seq[:a], kind="stable"), kind="stable")
-            self.next_seq = a
         self.seq[a:c] = self.next_seq + order
         self.next_seq += b
         self.alive[a:c] = 1

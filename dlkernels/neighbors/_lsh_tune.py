@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Model of a query's cost, in nanoseconds of a two-core x86-64 machine (bench/
-# lsh_curve.py --calibrate fits them): per term of a hashing dot product; per
+# Model of a query's cost, in nanoseconds of a two-core x86-64 machine (hand-set
+# estimates; bench/lsh_curve.py shows whether the choices are fast): per term of a hashing dot product; per
 # bucket looked up in one run of the store; per candidate, fixed and per
 # dimension (its sketch bound); per exact distance, fixed and per dimension.
 COST_DOT = 0.03
