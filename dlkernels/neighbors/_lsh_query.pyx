@@ -285,6 +285,17 @@ cdef void scan_block(const Store *st, Scratch *s, const floating *vectors,
         c0 += nchunk
 
 
+cdef inline Py_ssize_t candidates_of(const Store *st, const Family *f, Scratch *s,
+                                    const floating *q, Py_ssize_t n_extra,
+                                    Py_ssize_t max_candidates) noexcept nogil:
+    """Probe the buckets of query ``q`` and gather its candidates into ``s.cand``
+    (``s.n_used`` buckets looked up); returns their number."""
+    cdef Py_ssize_t i
+    for i in range(st.dim):
+        s.qd[i] = <double> q[i]
+    return gather(st, s, make_probes(f, s, st.dim, n_extra), max_candidates, &s.n_used)
+
+
 # -- drivers --------------------------------------------------------------------
 
 cdef Store make_store(const uint64_t[:, ::1] entries, const int64_t[::1] run_starts,
@@ -507,8 +518,8 @@ def query(tuple store, tuple family, const floating[:, ::1] vectors,
     """
     cdef Store st = unpack_store(store)
     cdef Family f = make_family(family)
-    cdef Py_ssize_t m = queries.shape[0], k = out_ids.shape[1], dim = st.dim
-    cdef Py_ssize_t n_chunks = (m + CHUNK - 1) // CHUNK, c, q, i, n_probes, nc
+    cdef Py_ssize_t m = queries.shape[0], k = out_ids.shape[1]
+    cdef Py_ssize_t n_chunks = (m + CHUNK - 1) // CHUNK, c, q, nc
     cdef int threads = max(1, min(n_threads, n_chunks))
     cdef Scratch *scratch
     cdef Scratch *s
@@ -518,10 +529,7 @@ def query(tuple store, tuple family, const floating[:, ::1] vectors,
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=threads):
         s = &scratch[omp_get_thread_num()]
         for q in range(c * CHUNK, min(m, (c + 1) * CHUNK)):
-            for i in range(dim):
-                s.qd[i] = <double> queries[q, i]
-            n_probes = make_probes(&f, s, dim, n_extra)
-            nc = gather(&st, s, n_probes, max_candidates, &s.n_used)
+            nc = candidates_of(&st, &f, s, &queries[q, 0], n_extra, max_candidates)
             counts[q, 0] = s.n_used
             counts[q, 1] = nc
             counts[q, 2] = rerank(&st, s, &vectors[0, 0], &queries[q, 0], k, s.cand, nc,
@@ -543,9 +551,9 @@ def exact(tuple store, tuple family, const floating[:, ::1] vectors,
     """
     cdef Store st = unpack_store(store)
     cdef Family f = make_family(family)
-    cdef Py_ssize_t m = queries.shape[0], k = out_ids.shape[1], dim = st.dim
+    cdef Py_ssize_t m = queries.shape[0], k = out_ids.shape[1]
     cdef Py_ssize_t words = (st.n_rows + 63) // 64
-    cdef Py_ssize_t n_blocks = (m + BLOCK - 1) // BLOCK, c, q, b, i, n_probes, nc, nb
+    cdef Py_ssize_t n_blocks = (m + BLOCK - 1) // BLOCK, c, q, b, i, nc, nb
     cdef int threads = max(1, min(n_threads, n_blocks))
     cdef int32_t row
     cdef Scratch *scratch
@@ -558,10 +566,7 @@ def exact(tuple store, tuple family, const floating[:, ::1] vectors,
         nb = min(m, (c + 1) * BLOCK) - c * BLOCK
         for b in range(nb):
             q = c * BLOCK + b
-            for i in range(dim):
-                s.qd[i] = <double> queries[q, i]
-            n_probes = make_probes(&f, s, dim, n_extra)
-            nc = gather(&st, s, n_probes, 0, &s.n_used)
+            nc = candidates_of(&st, &f, s, &queries[q, 0], n_extra, 0)
             rerank(&st, s, &vectors[0, 0], &queries[q, 0], k, s.cand, nc, &s.block_size[b])
             forget(s, s.cand, nc)
             for i in range(s.block_size[b]):
@@ -590,8 +595,8 @@ def candidates(tuple store, tuple family, const floating[:, ::1] queries, Py_ssi
     """
     cdef Store st = unpack_store(store)
     cdef Family f = make_family(family)
-    cdef Py_ssize_t m = queries.shape[0], dim = st.dim
-    cdef Py_ssize_t n_chunks = (m + CHUNK - 1) // CHUNK, c, q, i, nc, n_probes
+    cdef Py_ssize_t m = queries.shape[0]
+    cdef Py_ssize_t n_chunks = (m + CHUNK - 1) // CHUNK, c, q, i, nc
     cdef int threads = max(1, min(n_threads, n_chunks))
     cdef Scratch *scratch
     cdef Scratch *s
@@ -603,10 +608,7 @@ def candidates(tuple store, tuple family, const floating[:, ::1] queries, Py_ssi
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=threads):
         s = &scratch[omp_get_thread_num()]
         for q in range(c * CHUNK, min(m, (c + 1) * CHUNK)):
-            for i in range(dim):
-                s.qd[i] = <double> queries[q, i]
-            n_probes = make_probes(&f, s, dim, n_extra)
-            nc = gather(&st, s, n_probes, max_candidates, &s.n_used)
+            nc = candidates_of(&st, &f, s, &queries[q, 0], n_extra, max_candidates)
             if fill:
                 dest = &out[offsets[q]]
                 for i in range(nc):

@@ -14,7 +14,6 @@ from dlkernels.neighbors import LSHIndex, split_csr
 from .lsh_support import (
     DTYPES,
     HASHINGS,
-    METRICS,
     assert_raises_unchanged,
     assert_topk_of,
     brute_distances,
@@ -22,16 +21,6 @@ from .lsh_support import (
     family,
     low_rank,
 )
-
-
-@pytest.fixture(params=METRICS)
-def metric(request):
-    return request.param
-
-
-@pytest.fixture(params=HASHINGS)
-def hashing(request):
-    return request.param
 
 
 # -- construction ----------------------------------------------------------------------------

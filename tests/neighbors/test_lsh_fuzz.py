@@ -12,9 +12,10 @@ from hypothesis import assume, given, settings, strategies as st
 
 from dlkernels.neighbors import LSHIndex, split_csr
 
+from .lsh_support import HASHINGS, brute_distances as distances
+
 metrics = st.sampled_from(["cosine", "l2"])
 dtypes = st.sampled_from(["float32", "float64"])
-HASHINGS = ["kmeans", "random"]
 
 
 @st.composite
@@ -34,14 +35,6 @@ def point_sets(draw, min_rows=1, max_rows=120, dim=None):
     zero = ~np.any(X != 0, axis=1)
     X[zero, 0] = 1.0
     return X
-
-
-def distances(X, q, metric):
-    X = np.asarray(X, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    if metric == "l2":
-        return np.sqrt(((X - q) ** 2).sum(axis=1))
-    return 1.0 - (X @ q) / (np.linalg.norm(X, axis=1) * np.linalg.norm(q))
 
 
 def check_against_candidates(index, Q, k, n_probes, model):

@@ -10,12 +10,7 @@ import pytest
 from dlkernels.neighbors import LSHIndex
 from dlkernels.neighbors._lsh_families import LEAF_SIZE, coarse_cells
 
-from .lsh_support import METRICS, brute_distances, clustered, exact_ids, low_rank, recall
-
-
-@pytest.fixture(params=METRICS)
-def metric(request):
-    return request.param
+from .lsh_support import brute_distances, clustered, exact_ids, low_rank, recall
 
 
 def reference_leaves(index, X):

@@ -10,17 +10,7 @@ from dlkernels import FileFormatError
 from dlkernels._lib.persist import save_arrays
 from dlkernels.neighbors import LSHIndex
 
-from .lsh_support import HASHINGS, METRICS, clustered, family, state
-
-
-@pytest.fixture(params=METRICS)
-def metric(request):
-    return request.param
-
-
-@pytest.fixture(params=HASHINGS)
-def hashing(request):
-    return request.param
+from .lsh_support import clustered, family, state
 
 
 def build(rng, metric, hashing):

@@ -13,14 +13,9 @@ from scipy import stats
 
 from dlkernels.neighbors import LSHIndex, split_csr
 
-from .lsh_support import DTYPES, METRICS, assert_topk_of, brute_distances, clustered, tolerance
+from .lsh_support import DTYPES, assert_topk_of, brute_distances, clustered, tolerance
 
 ALPHA = 1e-4  # as in tests/conftest.py
-
-
-@pytest.fixture(params=METRICS)
-def metric(request):
-    return request.param
 
 
 class TestProbes:
