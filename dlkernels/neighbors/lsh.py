@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from typing import Any, overload
 
 import numpy as np
 
+from dlkernels._lib.array_types import (
+    ArrayLike,
+    FloatingArray,
+    IntArray,
+    NDArray,
+    PathLike,
+    RngLike,
+    Tensor,
+)
 from dlkernels._lib.arrays import is_tensor, like_input
 from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.random import check_rng
@@ -141,8 +151,9 @@ class LSHIndex:
     """
 
     def __init__(self, dim: int, *, metric: str = "cosine", hashing: str = "kmeans",
-                 n_tables: int | None = None, n_bits=None, bucket_width="auto",
-                 dtype="float32", rng=None):
+                 n_tables: int | None = None, n_bits: int | str | None = None,
+                 bucket_width: float | str | None = "auto", dtype: Any = "float32",
+                 rng: RngLike = None) -> None:
         dim = _check_int(dim, "dim", 1, MAX_DIM)
         for value, name, choices in ((metric, "metric", METRICS), (hashing, "hashing", HASHINGS)):
             if not isinstance(value, str):
@@ -210,7 +221,7 @@ class LSHIndex:
         return self._family.n_tables
 
     @property
-    def n_bits(self):
+    def n_bits(self) -> int | str:
         """kmeans: log2 of the leaves per tree (``"auto"`` before the fit); random:
         hash functions per table."""
         family = self._family
@@ -219,14 +230,14 @@ class LSHIndex:
         return family.n_bits
 
     @property
-    def bucket_width(self):
+    def bucket_width(self) -> float | str | None:
         """The p-stable slot width (random, l2); ``"auto"`` until the first add; else None."""
         if self._family.name != "random" or not self._l2:
             return None
         return "auto" if self._family.width is None else self._family.width
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[Any]:
         """Precision of the stored vectors and of the returned distances."""
         return self._dtype
 
@@ -238,7 +249,7 @@ class LSHIndex:
 
     @n_probes.setter
     @writes
-    def n_probes(self, value) -> None:
+    def n_probes(self, value: int) -> None:
         self._n_probes = check_count(value, "n_probes", 0, MAX_PROBES)
 
     @property
@@ -249,7 +260,7 @@ class LSHIndex:
 
     @max_candidates.setter
     @writes
-    def max_candidates(self, value) -> None:
+    def max_candidates(self, value: int | None) -> None:
         self._max_candidates = 0 if value is None else check_count(value, "max_candidates", 1)
 
     def __len__(self) -> int:
@@ -257,13 +268,13 @@ class LSHIndex:
 
     @property
     @reads
-    def ids(self) -> np.ndarray:
+    def ids(self) -> IntArray:
         """Ids of the stored vectors, in the order they were added (a copy)."""
         return self._store.row_ids[self._store.live_rows()]
 
     @property
     @reads
-    def vectors(self) -> np.ndarray:
+    def vectors(self) -> FloatingArray:
         """The stored vectors, row ``i`` for ``ids[i]`` (a copy, in :attr:`dtype`)."""
         return self._store.vectors[self._store.live_rows()]
 
@@ -306,8 +317,14 @@ class LSHIndex:
         return n_probes, check_count(max_candidates, "max_candidates", 1)
 
     # -- hashing ------------------------------------------------------------------------------
+    @overload
+    def hash(self, X: Tensor, *, n_threads: int | None = None) -> Tensor: ...
+    @overload
+    def hash(self, X: ArrayLike, *, n_threads: int | None = None) -> NDArray[np.uint64]: ...
+
     @reads
-    def hash(self, X, *, n_threads: int | None = None):
+    def hash(self, X: ArrayLike | Tensor, *, n_threads: int | None = None
+             ) -> NDArray[np.uint64] | Tensor:
         """The code of each vector in each table.
 
         Parameters
@@ -365,7 +382,8 @@ class LSHIndex:
 
     # -- adding and removing ---------------------------------------------------------------------
     @writes
-    def add(self, X, *, ids=None, n_threads: int | None = None) -> None:
+    def add(self, X: ArrayLike | Tensor, *, ids: ArrayLike | None = None,
+            n_threads: int | None = None) -> None:
         """Store vectors (at any time; earlier ids are unaffected).
 
         Parameters
@@ -439,7 +457,7 @@ class LSHIndex:
         return arr
 
     @writes
-    def remove(self, ids) -> None:
+    def remove(self, ids: ArrayLike) -> None:
         """Remove the vectors with these ids.
 
         Parameters
@@ -504,9 +522,19 @@ class LSHIndex:
                          n_threads)
         return d_out, i_out
 
+    @overload
+    def query(self, X: Tensor, k: int = 10, *, n_probes: int | None = None,
+              max_candidates: int | None = None,
+              n_threads: int | None = None) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def query(self, X: ArrayLike, k: int = 10, *, n_probes: int | None = None,
+              max_candidates: int | None = None,
+              n_threads: int | None = None) -> tuple[FloatingArray, IntArray]: ...
+
     @reads
-    def query(self, X, k: int = 10, *, n_probes: int | None = None,
-              max_candidates: int | None = None, n_threads: int | None = None):
+    def query(self, X: ArrayLike | Tensor, k: int = 10, *, n_probes: int | None = None,
+              max_candidates: int | None = None, n_threads: int | None = None
+              ) -> tuple[FloatingArray | Tensor, IntArray | Tensor]:
         """The ``k`` nearest stored vectors among each query's candidates.
 
         Parameters
@@ -548,9 +576,19 @@ class LSHIndex:
         dist, found, _ = self._search(points, k, n_probes, max_candidates, n_threads)
         return like_input(dist, X), like_input(found, X)
 
+    @overload
+    def candidates(self, X: Tensor, *, n_probes: int | None = None,
+                   max_candidates: int | None = None,
+                   n_threads: int | None = None) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def candidates(self, X: ArrayLike, *, n_probes: int | None = None,
+                   max_candidates: int | None = None,
+                   n_threads: int | None = None) -> tuple[IntArray, IntArray]: ...
+
     @reads
-    def candidates(self, X, *, n_probes: int | None = None, max_candidates: int | None = None,
-                   n_threads: int | None = None):
+    def candidates(self, X: ArrayLike | Tensor, *, n_probes: int | None = None,
+                   max_candidates: int | None = None, n_threads: int | None = None
+                   ) -> tuple[IntArray | Tensor, IntArray | Tensor]:
         """The ids found in the probed buckets of each query, before re-ranking.
 
         Parameters
@@ -586,8 +624,8 @@ class LSHIndex:
         return like_input(flat, X), like_input(offsets, X)
 
     @writes
-    def tune(self, X, k: int = 10, *, target_recall: float = 0.95,
-             n_threads: int | None = None) -> dict:
+    def tune(self, X: ArrayLike | Tensor, k: int = 10, *, target_recall: float = 0.95,
+             n_threads: int | None = None) -> dict[str, Any]:
         """Pick the query settings that reach ``target_recall`` on sample queries, cheapest.
 
         The exact ``k`` nearest neighbours of the queries are computed first
@@ -640,16 +678,16 @@ class LSHIndex:
 
     # -- persistence ------------------------------------------------------------------------------
     @reads
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return state_of(self)
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         fresh = load_index(LSHIndex, state).__dict__
         fresh.pop("_rwlock", None)  # this object keeps its own lock
         self.__dict__.update(fresh)
 
     @reads
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Write the index to an ``.npz`` file (loading it never runs code).
 
         The hash functions, the query settings, the vectors and their ids are
@@ -660,7 +698,7 @@ class LSHIndex:
         save_index(self, path)
 
     @classmethod
-    def load(cls, path) -> LSHIndex:
+    def load(cls, path: PathLike) -> LSHIndex:
         """Read an index written by :meth:`save` (this version or an earlier one).
 
         Raises
