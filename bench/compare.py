@@ -46,9 +46,9 @@ TARGETS = [
     ("binary_code_step", "torch-linear", 10.0),
     ("lsh_attention", "reformer-pytorch", 1.0),
     ("beam_step", "python-loop", 1.0),
-    # LSHIndex at recall@10 >= 0.9 (bench/lsh_curve.py measures the recall) vs exact search.
-    ("lsh_query", "faiss-flat", 10.0),
-    ("lsh_query", "numpy", 10.0),
+    # LSHIndex and hnswlib, each tuned for recall@10 >= 0.95 (bench/lsh_curve.py has the
+    # recalls, the other data sets and peers): at least hnswlib's queries per second.
+    ("lsh_query", "hnswlib", 1.0),
     # prune_units removing 50% of the hidden units: >= 1.6x faster inference.
     ("units_infer", "unpruned", 1.6),
     ("units_infer", "torch-prune", 1.6),

@@ -1,21 +1,27 @@
-"""Recall@10 against queries per second: dlkernels's LSHIndex beside faiss, one run.
+"""LSHIndex against graph and inverted-file indexes: recall@10, queries per second,
+build, tune and update costs, on three data sets, in one run.
 
-    python bench/lsh_curve.py                 # the full sweep, a few minutes
-    python bench/lsh_curve.py --quick         # fewer points
-    python bench/lsh_curve.py --plot docs/_static/lsh_recall_qps.png \
+    python bench/lsh_curve.py                        # everything: about an hour on 2 busy cores
+    python bench/lsh_curve.py --sets clustered --peers hnswlib
+    python bench/lsh_curve.py --n 50000              # smaller sets, a quick look
+    python bench/lsh_curve.py --plot docs/_static/lsh_recall_qps.png \\
                               --table docs/_static/lsh_table.inc
 
-Data: ``benchmarks/_lsh_data.clustered`` (2e5 points, 2000 queries, 128-D
-Gaussian clusters). Every searcher runs with ``--threads`` threads (default 2)
-and is timed by its best of ``--repeat`` calls on all 2000 queries. Exact
-search (faiss ``IndexFlatL2``, and numpy with BLAS) is timed at the start and at
-the end of the run and its better time is the reference: speed-ups are
-reference time / searcher time, measured in the same process.
+Data (``benchmarks/_lsh_data.py``): 2e5 vectors per set, 500 tuning queries and
+2000 test queries from the same distribution. Every index runs with
+``--threads`` threads (default 2). Protocol, as a user would do it:
 
-Peers: faiss ``IndexLSH`` (sign bits of a random rotation, a linear scan of all
-codes by Hamming distance, no re-ranking: its recall is that of Hamming
-ranking) swept over ``nbits``; and ``IndexRefineFlat`` over it, which re-ranks
-the ``k_factor * 10`` best by Hamming distance with exact L2.
+1. build the index (timed);
+2. tune it for recall@10 >= 0.95 on the tuning queries (timed): ``LSHIndex.tune``
+   for dlkernels; for each peer, the smallest ``ef`` (``nprobe`` for IVF) of its
+   sweep that reaches the target on the same queries;
+3. measure recall@10 and queries per second on the test queries with the tuned
+   settings, all indexes of a set in turns, best of ``--rounds`` rounds;
+4. sweep each index's query setting for the recall-speed curve (test queries);
+5. time adding 1e4 fresh vectors.
+
+Ratios are against hnswlib (M=16, ef_construction=200) in the same run; the
+targets of issue 18 are printed with them.
 """
 
 from __future__ import annotations
@@ -24,158 +30,124 @@ import argparse
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmarks import _lsh_data as D  # noqa: E402
 
-TARGET_RECALL, TARGET_SPEEDUP = 0.9, 10.0
-
-DLKERNELS_SWEEP = [  # (n_tables, n_bits, bucket_width, [n_probes...])
-    (16, 12, 20.0, [2, 4, 8, 12, 16, 20, 24, 32, 48]),
-    (8, 14, 25.0, [8, 16, 32, 48, 64, 96]),
-    (12, 16, 30.0, [4, 8, 12, 16, 24, 32]),
-    (24, 12, 20.0, [4, 8, 12, 16, 24]),
-    (20, 12, 20.0, [8, 12, 16, 20]),
-    (16, 11, 18.0, [8, 12, 16, 20]),
-]
-QUICK_SWEEP = [(16, 12, 20.0, [4, 12, 20, 32])]
-FAISS_NBITS = [128, 256, 512, 1024]
-REFINE = [(128, 20), (256, 10), (256, 20), (256, 40), (512, 10), (512, 40), (1024, 20)]
+PEERS = ("hnswlib", "faiss-flat", "usearch", "faiss-hnsw", "faiss-ivf")
+ADDED = 10_000
+# Targets (issue 18): q/s at recall >= 0.95 at least hnswlib's; build + tune at
+# least 20 times faster than hnswlib's build; adds at least 5 times faster.
+QPS_RATIO, BUILD_RATIO, ADD_RATIO = 1.0, 20.0, 5.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="a few points of each curve")
-    parser.add_argument("--plot", metavar="PNG", help="write the recall-QPS plot here")
-    parser.add_argument("--table", metavar="RST", help="write the summary table (reST) here")
-    parser.add_argument("--spread", type=float, default=D.SPREAD,
-                        help="within-cluster spread of the data (default %(default)s)")
-    args = parser.parse_args()
-
-    import dlkernels
-
-    nt, rep = args.threads, args.repeat
-    print(f"dlkernels {dlkernels.__version__}, numpy {np.__version__}, python "
-          f"{platform.python_version()}, {os.cpu_count()} CPUs, n_threads={nt}")
-    X, Q = D.data(args.spread)
-    truth = D.ground_truth(args.spread)
-    m = Q.shape[0]
-    print(f"data: {X.shape[0]} points, {m} queries, {X.shape[1]}-D, {D.N_CLUSTERS} Gaussian "
-          f"clusters, spread {args.spread}")
-    rows = []  # (method, params, recall, seconds, build seconds)
-
-    def run(method, params, build):
-        start = time.perf_counter()
+def run_set(name, impls, args):
+    X, Q_tune, Q_test, metric = D.data(name, args.n)
+    want_tune, want_test = D.truth(name, "tune", args.n), D.truth(name, "test", args.n)
+    print(f"\n== {name}: {X.shape[0]} x {X.shape[1]}, {metric}, relative contrast "
+          f"{D.relative_contrast(name, args.n):.2f}", flush=True)
+    built = {}
+    for impl in impls:
         try:
-            search = build()
+            searcher = D.SEARCHERS[impl](X, metric, args.threads)
         except NotImplementedError as skipped:
-            print(f"  {method}: skipped ({skipped})")
-            return None
-        built = time.perf_counter() - start
-        found = search(Q)
-        seconds = D.best_seconds(lambda: search(Q), rep)
-        row = (method, params, D.recall(found, truth), seconds, built)
-        rows.append(row)
-        print(f"  {method:18} {params:34} recall {row[2]:.3f}  {m / seconds:9.0f} q/s  "
-              f"(build {built:.1f} s)", flush=True)
-        return row
-
-    print("exact search (start of run):")
-    exact = [run("faiss IndexFlatL2", "", lambda: D.faiss_flat(X, nt)),
-             run("numpy BLAS", "", lambda: D.numpy_brute(X, nt))]
-    print("dlkernels LSHIndex (metric='l2'):")
-    for L, K, w, probes in (QUICK_SWEEP if args.quick else DLKERNELS_SWEEP):
-        from dlkernels.neighbors import LSHIndex
-
-        start = time.perf_counter()
-        index = LSHIndex(X.shape[1], metric="l2", n_tables=L, n_bits=K, bucket_width=w, rng=0)
-        index.add(X, n_threads=nt)
-        built = time.perf_counter() - start
-        for P in probes:
-            search = (lambda P: lambda q: index.query(q, k=D.K, n_probes=P, n_threads=nt)[1])(P)
-            found = search(Q)
-            seconds = D.best_seconds(lambda: search(Q), rep)
-            row = ("dlkernels LSHIndex", f"L={L} K={K} w={w:g} n_probes={P}",
-                   D.recall(found, truth), seconds, built)
-            rows.append(row)
-            print(f"  {row[0]:18} {row[1]:34} recall {row[2]:.3f}  {m / seconds:9.0f} q/s  "
-                  f"(build {built:.1f} s)", flush=True)
-        del index
-    print("faiss IndexLSH (Hamming ranking, no re-ranking):")
-    for nbits in (FAISS_NBITS[1::2] if args.quick else FAISS_NBITS):
-        run("faiss IndexLSH", f"nbits={nbits}", lambda: D.faiss_lsh(X, nt, nbits))
-    print("faiss IndexRefineFlat(IndexLSH) (Hamming ranking, exact re-ranking):")
-    for nbits, kf in (REFINE[1::2] if args.quick else REFINE):
-        run("faiss LSH+refine", f"nbits={nbits} k_factor={kf}",
-            lambda: D.faiss_lsh(X, nt, nbits, kf))
-    print("exact search (end of run):")
-    exact += [run("faiss IndexFlatL2", "", lambda: D.faiss_flat(X, nt)),
-              run("numpy BLAS", "", lambda: D.numpy_brute(X, nt))]
-
-    exact = [row for row in exact if row is not None]
-    reference = min(exact, key=lambda row: row[3])
-    print()
-    print(f"reference: {reference[0]}, {m / reference[3]:.0f} q/s (the faster exact search "
-          f"of the run)")
-    print(f"{'method':18} {'parameters':34} {'recall@10':>9} {'q/s':>9} {'speed-up':>9}")
-    for method, params, rec, seconds, _ in rows:
-        print(f"{method:18} {params:34} {rec:9.3f} {m / seconds:9.0f} "
-              f"{reference[3] / seconds:8.1f}x")
-    best = {}
-    for method, params, rec, seconds, _ in rows:
-        if rec >= TARGET_RECALL and (method not in best or seconds < best[method][3]):
-            best[method] = (method, params, rec, seconds)
-    print()
-    print(f"Fastest at recall@10 >= {TARGET_RECALL} (target: >= {TARGET_SPEEDUP:g}x exact search):")
-    for method, params, rec, seconds in best.values():
-        ok = "ok" if reference[3] / seconds >= TARGET_SPEEDUP else "MISS"
-        print(f"  {method:18} {params:34} recall {rec:.3f}  {reference[3] / seconds:6.1f}x  "
-              f"{ok if method == 'dlkernels LSHIndex' else ''}")
-    if args.plot:
-        plot(rows, reference, m, args.plot, args.spread)
-    if args.table:
-        write_table(rows, reference, m, args.table, nt)
-
-
-def write_table(rows, reference, m, path, n_threads) -> None:
-    """The best configuration of each method at recall >= 0.8, 0.9, 0.95, and exact search."""
-    lines = []
-    for method, params, rec, seconds, built in rows:
-        if method in ("faiss IndexFlatL2", "numpy BLAS") and seconds != reference[3]:
+            print(f"  {impl}: skipped ({skipped})")
             continue
-        lines.append((method, params, rec, m / seconds, reference[3] / seconds, built))
-    chosen = [line for line in lines if line[0] in ("faiss IndexFlatL2", "numpy BLAS")]
-    for method in ("dlkernels LSHIndex", "faiss LSH+refine", "faiss IndexLSH"):
-        for floor in (0.8, 0.9, 0.95):
-            ok = [line for line in lines if line[0] == method and line[2] >= floor]
-            if ok:
-                best = max(ok, key=lambda line: line[3])
-                if best not in chosen:
-                    chosen.append(best)
-        if not any(line[0] == method for line in chosen):
-            ok = [line for line in lines if line[0] == method]
-            if ok:
-                chosen.append(max(ok, key=lambda line: line[2]))
-    header = ("method", "parameters", "recall@10", "queries/s", "vs exact", "build (s)")
-    cells = [header] + [(meth, par or "-", f"{rec:.3f}", f"{qps:.0f}", f"{ratio:.1f}x",
-                         f"{built:.1f}") for meth, par, rec, qps, ratio, built in chosen]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+        setting = searcher.tune(Q_tune, want_tune)
+        built[impl] = (searcher, setting)
+        print(f"  {searcher.label:20} built in {searcher.build_seconds:7.2f} s, tuned in "
+              f"{searcher.tune_seconds:6.2f} s: {setting}", flush=True)
+    # The tuned settings, in turns: the machine's load hits every index alike.
+    best = {impl: np.inf for impl in built}
+    found = {}
+    for _ in range(args.rounds):
+        for impl, (searcher, _) in built.items():
+            found[impl], seconds = D.timed(lambda: searcher.search(Q_test))
+            best[impl] = min(best[impl], seconds)
+    rows = []
+    for impl, (searcher, setting) in built.items():
+        rows.append({"set": name, "impl": impl, "label": searcher.label, "setting": setting,
+                     "recall": D.recall(found[impl], want_test),
+                     "qps": Q_test.shape[0] / best[impl], "build": searcher.build_seconds,
+                     "tune": searcher.tune_seconds})
+    curves = {}
+    if not args.no_curves:
+        for impl, (searcher, _) in built.items():
+            points = []
+            for value in searcher.sweep:
+                searcher.set(value)
+                ids = searcher.search(Q_test)
+                rec = D.recall(ids, want_test)
+                points.append((rec, Q_test.shape[0] / D.best_seconds(
+                    lambda: searcher.search(Q_test), 2)))
+                if rec > 0.999:
+                    break
+            curves[impl] = points
+    fresh = D.make_set(name, ADDED, seed=1)[0]
+    for row in rows:
+        searcher = built[row["impl"]][0]
+        ids = np.arange(X.shape[0], X.shape[0] + ADDED)
+        row["add"] = D.timed(lambda: searcher.add(fresh, ids))[1]
+    return rows, curves
+
+
+def report(rows) -> list[str]:
+    lines = []
+    header = (f"{'set':13} {'index':20} {'setting':34} {'recall':>7} {'q/s':>8} {'x hnsw':>7} "
+              f"{'build s':>8} {'tune s':>7} {'add 1e4 s':>9}")
+    lines.append(header)
+    for row in rows:
+        ref = next((r for r in rows if r["set"] == row["set"] and r["impl"] == "hnswlib"), None)
+        ratio = f"{row['qps'] / ref['qps']:7.2f}" if ref else "      -"
+        lines.append(f"{row['set']:13} {row['label']:20} {str(row['setting'])[:34]:34} "
+                     f"{row['recall']:7.4f} {row['qps']:8.0f} {ratio} {row['build']:8.2f} "
+                     f"{row['tune']:7.2f} {row['add']:9.3f}")
+    lines.append("")
+    lines.append("Targets against hnswlib, same run (issue 18):")
+    for name in dict.fromkeys(r["set"] for r in rows):
+        lsh = next((r for r in rows if r["set"] == name and r["impl"] == "dlkernels"), None)
+        ref = next((r for r in rows if r["set"] == name and r["impl"] == "hnswlib"), None)
+        if lsh is None or ref is None:
+            continue
+        checks = [
+            ("recall >= 0.95", lsh["recall"], 0.95, f"{lsh['recall']:.4f} (hnswlib "
+                                                    f"{ref['recall']:.4f})"),
+            ("q/s vs hnswlib", lsh["qps"] / ref["qps"], QPS_RATIO,
+             f"{lsh['qps'] / ref['qps']:.2f}x"),
+            ("hnswlib build / (build + tune)", ref["build"] / (lsh["build"] + lsh["tune"]),
+             BUILD_RATIO, f"{ref['build'] / (lsh['build'] + lsh['tune']):.1f}x"),
+            ("hnswlib add / add", ref["add"] / lsh["add"], ADD_RATIO,
+             f"{ref['add'] / lsh['add']:.1f}x"),
+        ]
+        for what, value, floor, shown in checks:
+            ok = "ok" if value >= floor else "MISS"
+            lines.append(f"  {name:13} {what:32} {shown:28} (target {floor:g}) {ok}")
+    return lines
+
+
+def write_table(rows, path, args) -> None:
+    header = ("data", "index", "tuned setting", "recall@10", "queries/s", "vs hnswlib",
+              "build (s)", "tune (s)", "add 1e4 (s)")
+    cells = [header]
+    for row in rows:
+        ref = next((r for r in rows if r["set"] == row["set"] and r["impl"] == "hnswlib"), None)
+        cells.append((row["set"], row["label"], str(row["setting"]), f"{row['recall']:.3f}",
+                      f"{row['qps']:.0f}", f"{row['qps'] / ref['qps']:.2f}x" if ref else "-",
+                      f"{row['build']:.1f}", f"{row['tune']:.2f}", f"{row['add']:.2f}"))
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     rule = "  ".join("=" * w for w in widths)
-    out = [f".. Written by bench/lsh_curve.py ({n_threads} threads, {m} queries).", "", rule,
-           "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
-    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells[1:]]
+    out = [f".. Written by bench/lsh_curve.py ({args.threads} threads, n={args.n}).", "", rule,
+           "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(), rule]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells[1:]]
     out += [rule, ""]
     with open(path, "w") as f:
         f.write("\n".join(out))
     print(f"wrote {path}")
 
 
-def plot(rows, reference, m, path, spread) -> None:
+def plot(curves, rows, path, args) -> None:
     try:
         import matplotlib
     except ImportError:
@@ -184,39 +156,57 @@ def plot(rows, reference, m, path, spread) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"dlkernels LSHIndex": "o-", "faiss IndexLSH": "s--", "faiss LSH+refine": "^--"}
-    for colour, (method, style) in enumerate(styles.items()):
-        pts = sorted((rec, m / sec) for meth, _, rec, sec, _ in rows if meth == method)
-        # The upper envelope over all configurations: the best q/s at each recall,
-        # with the configurations below it as faint dots.
-        envelope, best_qps = [], 0.0
-        for rec, qps in sorted(pts, reverse=True):
-            if qps > best_qps:
-                envelope.append((rec, qps))
-                best_qps = qps
-        ax.plot([r for r, _ in pts], [q for _, q in pts], ".", color=f"C{colour}", alpha=0.3)
-        pts = sorted(envelope)
-        if pts:
-            ax.plot([r for r, _ in pts], [q for _, q in pts], style, color=f"C{colour}",
-                    label=method)
-    for meth, _, rec, sec, _ in rows:
-        if meth in ("faiss IndexFlatL2", "numpy BLAS") and sec == reference[3]:
-            ax.axhline(m / sec, color="gray", lw=1)
-            ax.text(0.01, m / sec * 1.08, f"exact ({meth})", color="gray", fontsize=8)
-            ax.axhline(TARGET_SPEEDUP * m / sec, color="gray", lw=1, ls=":")
-            ax.text(0.01, TARGET_SPEEDUP * m / sec * 1.08, "10x exact", color="gray", fontsize=8)
-    ax.axvline(TARGET_RECALL, color="gray", lw=1, ls=":")
-    ax.set_yscale("log")
-    ax.set_xlim(0, 1.01)
-    ax.set_xlabel("recall@10")
-    ax.set_ylabel("queries per second")
-    ax.set_title(f"2e5 x 128-D Gaussian clusters (spread {spread}), 2000 queries, 2 threads",
-                 fontsize=9)
-    ax.legend(fontsize=8, loc="center left")
+    sets = list(curves)
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.2), squeeze=False)
+    styles = {"dlkernels": "o-", "hnswlib": "s-", "faiss-flat": "x", "usearch": "^--", "faiss-hnsw": "v--",
+              "faiss-ivf": "d:"}
+    for ax, name in zip(axes[0], sets):
+        for colour, (impl, points) in enumerate(curves[name].items()):
+            label = D.SEARCHERS[impl].label
+            ax.plot([r for r, _ in points], [q for _, q in points], styles.get(impl, "o-"),
+                    color=f"C{colour}", label=label, ms=4)
+            tuned = next(r for r in rows if r["set"] == name and r["impl"] == impl)
+            ax.plot([tuned["recall"]], [tuned["qps"]], "*", color=f"C{colour}", ms=12)
+        ax.axvline(D.TARGET, color="gray", lw=1, ls=":")
+        ax.set_yscale("log")
+        ax.set_xlim(0.7, 1.001)
+        ax.set_xlabel("recall@10 (test queries)")
+        ax.set_title(f"{name} ({args.threads} threads)", fontsize=10)
+    axes[0][0].set_ylabel("queries per second")
+    axes[0][0].legend(fontsize=8, loc="lower left")
+    fig.suptitle("Curves: each index's query setting swept; stars: settings tuned for 0.95 on "
+                 "other queries", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", default=list(D.SETS), choices=D.SETS)
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=PEERS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5, help="timing rounds of tuned settings")
+    parser.add_argument("--n", type=int, default=D.N, help="vectors per set (default %(default)s)")
+    parser.add_argument("--no-curves", action="store_true", help="tuned settings only")
+    parser.add_argument("--plot", metavar="PNG", help="write the recall-q/s curves here")
+    parser.add_argument("--table", metavar="RST", help="write the summary table (reST) here")
+    args = parser.parse_args()
+
+    import dlkernels
+
+    print(f"dlkernels {dlkernels.__version__}, numpy {np.__version__}, python "
+          f"{platform.python_version()}, {os.cpu_count()} CPUs, n_threads={args.threads}")
+    rows, curves = [], {}
+    for name in args.sets:
+        set_rows, curves[name] = run_set(name, ["dlkernels"] + args.peers, args)
+        rows += set_rows
+    print()
+    print("\n".join(report(rows)))
+    if args.table:
+        write_table(rows, args.table, args)
+    if args.plot and curves and not args.no_curves:
+        plot(curves, rows, args.plot, args)
 
 
 if __name__ == "__main__":

@@ -203,15 +203,18 @@ def _digits_models(torch, X, y, seed: int, Distiller, temperature: float = 2.0,
 def demo_lsh(rng: np.random.Generator) -> None:
     from dlkernels.neighbors import LSHIndex
 
-    # 20000 points and 500 queries in 64-D from 300 Gaussian clusters.
-    n, m, dim = 20_000, 500, 64
+    # 20000 points, 300 sample queries to tune on and 500 fresh queries in 64-D,
+    # from 300 Gaussian clusters.
+    n, m_tune, m, dim = 20_000, 300, 500, 64
     centres = rng.standard_normal((300, dim))
-    labels = rng.integers(0, 300, n + m)
-    points = (centres[labels] + 0.5 * rng.standard_normal((n + m, dim))).astype(np.float32)
-    X, Q = points[:n], points[n:]
-    index = LSHIndex(dim, metric="l2", n_tables=12, n_bits=10, rng=rng)
+    labels = rng.integers(0, 300, n + m_tune + m)
+    points = (centres[labels] + 0.5 * rng.standard_normal((n + m_tune + m, dim))
+              ).astype(np.float32)
+    X, sample, Q = points[:n], points[n:n + m_tune], points[n + m_tune:]
+    index = LSHIndex(dim, metric="l2", rng=rng)
     _, build = _timed(lambda: index.add(X), repeat=1)
-    (_, found), secs = _timed(lambda: index.query(Q, k=10, n_probes=12), repeat=2)
+    chosen, secs_tune = _timed(lambda: index.tune(sample, k=10, target_recall=0.95), repeat=1)
+    (_, found), secs = _timed(lambda: index.query(Q, k=10), repeat=2)
     sq = np.einsum("ij,ij->i", X, X)
 
     def exact():
@@ -221,8 +224,8 @@ def demo_lsh(rng: np.random.Generator) -> None:
     truth, secs_exact = _timed(exact, repeat=2)
     recall = np.mean([len(np.intersect1d(f, t)) / 10 for f, t in zip(found, truth)])
     print(f"lsh: {n} points in {dim}-D (300 Gaussian clusters) indexed in {build * 1e3:.0f} ms "
-          f"({index.n_tables} tables of {index.n_bits} p-stable hashes, bucket width "
-          f"{index.bucket_width:.2f})")
+          f"(a k-means tree of {2 ** index.n_bits} leaves), tuned for recall 0.95 on "
+          f"{m_tune} sample queries in {secs_tune * 1e3:.0f} ms (n_probes={chosen['n_probes']})")
     print(f"  {m} queries, k=10: recall@10 {recall:.3f} in {secs * 1e3:.1f} ms; exact search "
           f"(numpy BLAS) {secs_exact * 1e3:.1f} ms, {secs_exact / secs:.1f}x slower")
 def demo_kdtree(rng: np.random.Generator) -> None:

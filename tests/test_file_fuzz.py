@@ -39,11 +39,13 @@ def _kdtree32():
     return tree
 
 
-def _lsh():
-    index = LSHIndex(3, metric="l2", n_tables=4, n_bits=6, rng=0)
-    index.add(_POINTS)
-    index.remove([3, 5])
-    return index
+def _lsh(hashing):
+    def make():
+        index = LSHIndex(3, metric="l2", hashing=hashing, n_tables=2, n_bits=6, rng=0)
+        index.add(_POINTS)
+        index.remove([3, 5])
+        return index
+    return make
 
 
 def _per():
@@ -75,7 +77,8 @@ FORMATS = {
     "KDTree-float32": (_kdtree32, KDTree.load, lambda o: o.query(_POINTS[:5], k=3)[1]),
     "KDTree-one-leaf": (lambda: KDTree(_POINTS[:7]), KDTree.load,
                         lambda o: o.query(_POINTS[:5], k=3)[1]),
-    "LSHIndex": (_lsh, LSHIndex.load, lambda o: o.vectors),
+    "LSHIndex": (_lsh("kmeans"), LSHIndex.load, lambda o: o.query(_POINTS[:5], k=3)),
+    "LSHIndex-random": (_lsh("random"), LSHIndex.load, lambda o: o.query(_POINTS[:5], k=3)),
     "Graph": (lambda: _GRAPH, Graph.load, lambda o: o.to_scipy().toarray()),
     "Graph (mmap)": (lambda: _GRAPH, lambda p: Graph.load(p, mmap=True),
                      lambda o: o.to_scipy().toarray()),

@@ -32,11 +32,9 @@ NEEDS_TORCH = {"readme_debug.py", "readme_decoding_distill.py", "readme_nn.py",
 # when its script passes (xfail is strict: a pass fails the run until then).
 KNOWN_UNTYPED: dict[str, str] = {}
 # pyright --verifytypes completeness of the installed package (issue 12 asks for
-# at least 0.95). 734 of 750 exported symbols are known: the 16 others are
-# neighbors.LSHIndex (being rewritten in issue 18) and VonMisesFisherLoss.build_index,
-# which returns one; every other symbol is complete. Raise this to 1.0 once
-# LSHIndex is annotated.
-MIN_COMPLETENESS = 0.978
+# at least 0.95): all 750 exported symbols are known since LSHIndex is annotated
+# (issue 18).
+MIN_COMPLETENESS = 1.0
 
 
 @pytest.fixture(scope="module")

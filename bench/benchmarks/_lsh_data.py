@@ -1,8 +1,21 @@
-"""Data, ground truth and peers for the LSHIndex benchmarks.
+"""Data, ground truth and searchers for the LSHIndex benchmarks.
 
-The data set of the design target: 2e5 points and 2000 queries in 128-D, drawn
-from Gaussian clusters (:func:`clustered`). Shared by the asv suite
-(``neighbors_lsh.py``, ``_peers.py``) and ``bench/lsh_curve.py``.
+Three sets of 2e5 vectors, each with 500 *tuning* queries (what ``LSHIndex.tune``
+and hnswlib's ``ef`` are chosen on) and 2000 fresh *test* queries (what recall
+and speed are measured on), all drawn from the same distribution:
+
+* ``clustered``: 128-D, 1000 Gaussian clusters (centres N(0, I), spread 0.5);
+  relative contrast 2.3 at 5e4 vectors (He et al., ICML 2012: mean distance to
+  a random point over the distance to the 10th neighbour);
+* ``low-contrast``: 128-D Gaussian whose i-th principal axis has variance
+  1 / i, in random directions: no clusters, relative contrast 1.5 (1.50 at
+  5e4 vectors, 1.55 at 2e5);
+* ``cosine``: unit-normalised 128-D embeddings, rank 32 plus noise (latent
+  variances 1/i, noise 7% of the norm), searched by cosine distance.
+
+Shared by the asv suite (``neighbors_lsh.py``, ``_peers.py``) and
+``bench/lsh_curve.py``. Each searcher builder returns ``(search, info)``:
+``search(Q)`` gives the ids of the K nearest, ``info`` a dict of what it cost.
 """
 
 from __future__ import annotations
@@ -13,61 +26,82 @@ import time
 
 import numpy as np
 
-N, N_QUERIES, DIM, K = 200_000, 2000, 128, 10
-N_CLUSTERS, SPREAD = 1000, 0.5
+N, N_TUNE, N_TEST, DIM, K = 200_000, 500, 2000, 128, 10
+SETS = ("clustered", "low-contrast", "cosine")
+TARGET = 0.95
+# hnswlib and usearch construction (the issue's settings), faiss HNSW the same.
+GRAPH_M, GRAPH_EF_CONSTRUCTION = 16, 200
 
-# The tuned dlkernels configuration (bench/lsh_curve.py sweeps around it): at least
-# 0.9 recall@10 on clustered() with the fewest seconds per query.
-DLKERNELS_L2 = {"n_tables": 20, "n_bits": 12, "bucket_width": 20.0, "n_probes": 16}
 
-
-def clustered(n: int = N, n_queries: int = N_QUERIES, dim: int = DIM,
-              n_clusters: int = N_CLUSTERS, spread: float = SPREAD, seed: int = 0):
-    """Points and queries from the same mixture of Gaussian clusters (float32).
-
-    Cluster centres are drawn from N(0, I); each point picks a cluster
-    uniformly and adds ``spread * N(0, I)``. Queries are new draws, not
-    database points. At the default ``spread = 0.5`` in 128-D, two points of a
-    cluster are typically ``0.5 * sqrt(2 * 128) = 8`` apart and two centres
-    ``sqrt(2 * 128) = 16``: clusters are wide (their points are half as far
-    apart as the centres are) and about 200 points each, so a query's 10
-    nearest neighbours are in its cluster but barely closer than the rest of
-    it (its 10th neighbour is at about 7.3, a random point at about 17.9:
-    relative contrast 2.5, He et al., ICML 2012).
-    """
+def make_set(name: str, n: int = N, seed: int = 0):
+    """``(X, Q_tune, Q_test, metric)``: float32 arrays from one distribution."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_clusters, dim))
-    labels = rng.integers(0, n_clusters, n + n_queries)
-    points = centres[labels] + spread * rng.standard_normal((n + n_queries, dim))
+    total = n + N_TUNE + N_TEST
+    if name == "clustered":
+        centres = rng.standard_normal((1000, DIM))
+        points = centres[rng.integers(0, 1000, total)] + 0.5 * rng.standard_normal((total, DIM))
+        metric = "l2"
+    elif name == "low-contrast":
+        scale = np.arange(1, DIM + 1) ** -0.5
+        rotation, _ = np.linalg.qr(rng.standard_normal((DIM, DIM)))
+        points = (rng.standard_normal((total, DIM)) * scale) @ rotation
+        metric = "l2"
+    elif name == "cosine":
+        rank = 32
+        basis = rng.standard_normal((rank, DIM)) / np.sqrt(rank)
+        latent = rng.standard_normal((total, rank)) * np.arange(1, rank + 1) ** -0.5
+        points = latent @ basis + 0.3 * rng.standard_normal((total, DIM)) / np.sqrt(DIM)
+        points /= np.linalg.norm(points, axis=1, keepdims=True)
+        metric = "cosine"
+    else:
+        raise ValueError(f"no data set {name!r}; one of {SETS}")
     points = points.astype(np.float32)
-    return points[:n], points[n:]
+    return points[:n], points[n:n + N_TUNE], points[n + N_TUNE:], metric
 
 
-@functools.lru_cache(maxsize=4)
-def data(spread: float = SPREAD):
-    return clustered(spread=spread)
+@functools.lru_cache(maxsize=3)
+def data(name: str, n: int = N):
+    return make_set(name, n)
 
 
-@functools.lru_cache(maxsize=4)
-def ground_truth(spread: float = SPREAD) -> np.ndarray:
-    """Exact ``K`` nearest ids of every query (numpy, float64 distances)."""
-    X, Q = data(spread)
+def exact(X: np.ndarray, Q: np.ndarray, metric: str, k: int = K) -> np.ndarray:
+    """Ids of the exact k nearest of each query (numpy, float64)."""
     X64 = X.astype(np.float64)
-    sq = np.einsum("ij,ij->i", X64, X64)
-    out = np.empty((Q.shape[0], K), dtype=np.int64)
+    sq = np.einsum("ij,ij->i", X64, X64) if metric == "l2" else 0.0
+    out = np.empty((Q.shape[0], k), dtype=np.int64)
     for start in range(0, Q.shape[0], 250):
         q = Q[start:start + 250].astype(np.float64)
-        d2 = sq[None, :] - 2.0 * (q @ X64.T)
-        part = np.argpartition(d2, K, axis=1)[:, :K]
-        order = np.argsort(np.take_along_axis(d2, part, axis=1), axis=1)
+        score = sq - 2.0 * (q @ X64.T)      # cosine: unit vectors, rank by -q.x
+        part = np.argpartition(score, k, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(score, part, axis=1), axis=1)
         out[start:start + 250] = np.take_along_axis(part, order, axis=1)
     return out
 
 
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean fraction of the true ``K`` nearest ids among those found."""
-    hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, truth))
-    return hits / truth.size
+@functools.lru_cache(maxsize=6)
+def truth(name: str, which: str, n: int = N) -> np.ndarray:
+    X, Q_tune, Q_test, metric = data(name, n)
+    return exact(X, Q_tune if which == "tune" else Q_test, metric)
+
+
+def relative_contrast(name: str, n: int = N, queries: int = 200) -> float:
+    """Mean distance to a random point over mean distance to the K-th neighbour."""
+    X, _, Q, metric = data(name, n)
+    ids = truth(name, "test", n)[:queries, -1]
+    q = Q[:queries].astype(np.float64)
+
+    def dist(a, b):
+        if metric == "l2":
+            return np.linalg.norm(a - b, axis=-1)
+        return 1.0 - (a * b).sum(-1)
+    far = dist(q[:, None, :], X[np.random.default_rng(1).integers(0, len(X), 500)][None])
+    return float(far.mean() / dist(q, X[ids].astype(np.float64)).mean())
+
+
+def recall(found: np.ndarray, want: np.ndarray) -> float:
+    """Mean fraction of the true K nearest ids among those found."""
+    hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, want))
+    return hits / want.size
 
 
 def require(module: str):
@@ -78,70 +112,192 @@ def require(module: str):
         raise NotImplementedError(f"{module} is not installed") from None
 
 
-# -- searchers: build(n_threads, **params) -> search(Q) -> ids (m, K) ----------------------
-
-def dlkernels_lsh(X, n_threads, n_tables, n_bits, bucket_width, n_probes, metric="l2"):
-    from dlkernels.neighbors import LSHIndex
-
-    index = LSHIndex(X.shape[1], metric=metric, n_tables=n_tables, n_bits=n_bits,
-                     bucket_width=bucket_width, rng=0)
-    index.add(X, n_threads=n_threads)
-    return lambda Q: index.query(Q, k=K, n_probes=n_probes, n_threads=n_threads)[1]
-
-
-def faiss_flat(X, n_threads):
-    faiss = require("faiss")
-    faiss.omp_set_num_threads(n_threads)
-    index = faiss.IndexFlatL2(X.shape[1])
-    index.add(X)
-
-    def search(Q):
-        faiss.omp_set_num_threads(n_threads)  # global to the process: set on every call
-        return index.search(Q, K)[1]
-    return search
-
-
-def numpy_brute(X, n_threads, block: int = 256):
-    """Exact search with BLAS: ``|x|^2 - 2 q.x`` per block of queries, then argpartition."""
-    threadpoolctl = require("threadpoolctl")
-    sq = np.einsum("ij,ij->i", X, X)
-
-    def search(Q):
-        out = np.empty((Q.shape[0], K), dtype=np.int64)
-        with threadpoolctl.threadpool_limits(n_threads):
-            for start in range(0, Q.shape[0], block):
-                d2 = sq[None, :] - 2.0 * (Q[start:start + block] @ X.T)
-                part = np.argpartition(d2, K, axis=1)[:, :K]
-                order = np.argsort(np.take_along_axis(d2, part, axis=1), axis=1)
-                out[start:start + block] = np.take_along_axis(part, order, axis=1)
-        return out
-    return search
-
-
-def faiss_lsh(X, n_threads, nbits, k_factor=None):
-    """faiss ``IndexLSH``: random rotation, sign bits, then a linear scan of all codes by
-    Hamming distance; no re-ranking. ``k_factor``: wrap it in ``IndexRefineFlat``, which
-    re-ranks the ``k_factor * K`` best by Hamming distance with exact L2 (keeps the vectors)."""
-    faiss = require("faiss")
-    faiss.omp_set_num_threads(n_threads)
-    index = faiss.IndexLSH(X.shape[1], nbits, True, False)
-    if k_factor is not None:
-        index = faiss.IndexRefineFlat(index)  # keeps its own copy of the vectors
-        index.k_factor = k_factor
-    index.train(X)
-    index.add(X)
-
-    def search(Q):
-        faiss.omp_set_num_threads(n_threads)
-        return index.search(Q, K)[1]
-    return search
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
 
 
 def best_seconds(fn, repeats: int = 3) -> float:
     """Best wall time of ``fn()`` over ``repeats`` calls."""
-    best = float("inf")
-    for _ in range(repeats):
+    return min(timed(fn)[1] for _ in range(repeats))
+
+
+def first_reaching(values, recall_of, target: float = TARGET):
+    """The first of ``values`` whose recall (on the tuning queries) reaches ``target``,
+    else the last."""
+    for value in values:
+        if recall_of(value) >= target:
+            return value
+    return values[-1]
+
+
+# -- searchers: build(name, n_threads) -> (search, settings, info) --------------------------------
+
+class Searcher:
+    """A built index: ``search(Q)`` -> ids; ``sweep`` settings for a curve;
+    ``set(value)`` picks one; ``add(X_new)`` appends."""
+
+    label = ""
+
+    def __init__(self, X, metric, n_threads):
+        self.metric, self.n_threads = metric, n_threads
+        (_, self.build_seconds) = timed(lambda: self.build(X))
+        self.tune_seconds = 0.0
+
+    def tune(self, Q, want, target=TARGET):
+        """Settings reaching ``target`` on the tuning queries, chosen as a user would."""
         start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+        value = first_reaching(self.sweep, lambda v: (self.set(v), recall(self.search(Q), want))[1],
+                               target)
+        self.set(value)
+        self.tune_seconds = time.perf_counter() - start
+        return value
+
+
+class DlkernelsLSH(Searcher):
+    label = "dlkernels LSHIndex"
+    sweep = (0, 1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256, 362, 512)
+
+    def build(self, X):
+        from dlkernels.neighbors import LSHIndex
+
+        self.index = LSHIndex(X.shape[1], metric=self.metric, rng=0)
+        self.index.add(X, n_threads=self.n_threads)
+
+    def tune(self, Q, want, target=TARGET):
+        start = time.perf_counter()
+        self.chosen = self.index.tune(Q, k=K, target_recall=target, n_threads=self.n_threads)
+        self.tune_seconds = time.perf_counter() - start
+        return f"n_probes={self.chosen['n_probes']} max_candidates={self.chosen['max_candidates']}"
+
+    def set(self, value):
+        self.index.n_probes, self.index.max_candidates = value, None
+
+    def search(self, Q):
+        return self.index.query(Q, k=K, n_threads=self.n_threads)[1]
+
+    def add(self, X, ids):
+        self.index.add(X, ids=ids, n_threads=self.n_threads)
+
+
+class Hnswlib(Searcher):
+    label = "hnswlib HNSW"
+    sweep = (10, 12, 14, 16, 18, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 200, 256)
+
+    def build(self, X):
+        hnswlib = require("hnswlib")
+        self.index = hnswlib.Index(space="l2" if self.metric == "l2" else "cosine",
+                                   dim=X.shape[1])
+        self.index.init_index(max_elements=X.shape[0] + 20_000, M=GRAPH_M,
+                              ef_construction=GRAPH_EF_CONSTRUCTION, random_seed=0)
+        self.index.set_num_threads(self.n_threads)
+        self.index.add_items(X, np.arange(X.shape[0]))
+
+    def set(self, value):
+        self.index.set_ef(value)
+
+    def search(self, Q):
+        return self.index.knn_query(Q, k=K, num_threads=self.n_threads)[0].astype(np.int64)
+
+    def add(self, X, ids):
+        self.index.add_items(X, ids, num_threads=self.n_threads)
+
+
+class Usearch(Searcher):
+    label = "usearch HNSW"
+    sweep = Hnswlib.sweep
+
+    def build(self, X):
+        usearch = require("usearch.index")
+        self.index = usearch.Index(ndim=X.shape[1], metric="l2sq" if self.metric == "l2" else "cos",
+                                   dtype="f32", connectivity=GRAPH_M,
+                                   expansion_add=GRAPH_EF_CONSTRUCTION)
+        self.index.add(np.arange(X.shape[0]), X, threads=self.n_threads)
+
+    def set(self, value):
+        self.index.expansion_search = value
+
+    def search(self, Q):
+        return self.index.search(Q, K, threads=self.n_threads).keys.astype(np.int64)
+
+    def add(self, X, ids):
+        self.index.add(ids, X, threads=self.n_threads)
+
+
+class _Faiss(Searcher):
+    def _faiss(self):
+        faiss = require("faiss")
+        faiss.omp_set_num_threads(self.n_threads)   # global to the process: set every call
+        return faiss
+
+    def _unit(self, X):
+        return X if self.metric == "l2" else X / np.linalg.norm(X, axis=1, keepdims=True)
+
+    def search(self, Q):
+        self._faiss()
+        return self.index.search(np.ascontiguousarray(self._unit(Q)), K)[1]
+
+    def add(self, X, ids):
+        self._faiss()
+        self.index.add(np.ascontiguousarray(self._unit(X)))
+
+
+class FaissFlat(_Faiss):
+    label = "faiss IndexFlatL2"
+    sweep = (0,)     # exact: nothing to tune
+
+    def build(self, X):
+        faiss = self._faiss()
+        self.index = faiss.IndexFlatL2(X.shape[1])      # unit vectors: l2 ranks as cosine
+        self.index.add(np.ascontiguousarray(self._unit(X)))
+
+    def set(self, value):
+        pass
+
+
+class FaissHNSW(_Faiss):
+    label = "faiss HNSW"
+    sweep = Hnswlib.sweep
+
+    def build(self, X):
+        faiss = self._faiss()
+        self.index = faiss.IndexHNSWFlat(X.shape[1], GRAPH_M)   # unit vectors: l2 ranks as cosine
+        self.index.hnsw.efConstruction = GRAPH_EF_CONSTRUCTION
+        self.index.add(np.ascontiguousarray(self._unit(X)))
+
+    def set(self, value):
+        self.index.hnsw.efSearch = value
+
+
+class FaissIVF(_Faiss):
+    label = "faiss IVF-Flat"
+    sweep = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+    def build(self, X):
+        faiss = self._faiss()
+        # About 200 vectors per list (1024 lists for 2e5), trained on 64 per list.
+        n_lists = 1 << max(4, int(np.log2(X.shape[0] / 200) + 0.5))
+        quantizer = faiss.IndexFlatL2(X.shape[1])
+        self.index = faiss.IndexIVFFlat(quantizer, X.shape[1], n_lists)
+        x = np.ascontiguousarray(self._unit(X))
+        sample = np.random.default_rng(0).choice(len(x), min(len(x), 64 * n_lists),
+                                                 replace=False)
+        self.index.train(x[sample])
+        self.index.add(x)
+
+    def set(self, value):
+        self.index.nprobe = value
+
+
+SEARCHERS = {"dlkernels": DlkernelsLSH, "hnswlib": Hnswlib, "usearch": Usearch,
+             "faiss-flat": FaissFlat, "faiss-hnsw": FaissHNSW, "faiss-ivf": FaissIVF}
+
+
+@functools.lru_cache(maxsize=8)
+def tuned(impl: str, name: str, n_threads: int, n: int = N) -> Searcher:
+    """A searcher on data set ``name``, tuned for recall TARGET on its tuning queries."""
+    X, Q_tune, _, metric = data(name, n)
+    searcher = SEARCHERS[impl](X, metric, n_threads)
+    searcher.tune(Q_tune, truth(name, "tune", n))
+    return searcher

@@ -1,73 +1,54 @@
-"""asv benchmarks for dlkernels.neighbors.LSHIndex against faiss and exact search.
+"""asv benchmarks for dlkernels.neighbors.LSHIndex against graph and inverted-file indexes.
 
-The data of the design target (``_lsh_data.clustered``: 2e5 points, 2000
-queries, 128-D Gaussian clusters). Parameters: ``impl`` (dlkernels or a peer) and
-``n_threads``; a peer that is not installed is skipped (n/a). ``track_recall``
-records each implementation's recall@10, so the time tables can be read at
-known accuracy.
-
-Implementations:
-
-* ``dlkernels``: ``LSHIndex(metric="l2")`` with ``_lsh_data.DLKERNELS_L2`` (tuned for
-  recall@10 >= 0.9 on this data);
-* ``faiss-flat``: exact search, faiss ``IndexFlatL2`` (BLAS);
-* ``numpy``: exact search with numpy's BLAS (threadpoolctl sets its threads);
-* ``faiss-lsh``: faiss ``IndexLSH`` with 512 bits (Hamming ranking, no re-ranking);
-* ``faiss-lsh-refine``: 128-bit ``IndexLSH`` inside ``IndexRefineFlat`` (k_factor 20),
-  which re-ranks the 200 best by Hamming distance with exact L2 (the fastest
-  faiss LSH configuration at recall >= 0.9 in ``bench/lsh_curve.py``).
+The three data sets of ``_lsh_data`` (2e5 vectors, 128-D: clustered,
+low-contrast, cosine embeddings). Parameters: ``impl`` (dlkernels or a peer),
+the data set and ``n_threads``; a peer that is not installed is skipped (n/a).
+Each index is tuned for recall@10 >= 0.95 on the tuning queries (``LSHIndex.tune``,
+or the smallest ``ef`` / ``nprobe`` that reaches it) and timed on the 2000 test
+queries; ``track_recall`` records the recall reached there, so the times can be
+read at known accuracy. ``bench/lsh_curve.py`` prints all of it, with the build,
+tune and update costs, in one run.
 """
 
 from . import _lsh_data as D
 
+IMPLS = ["dlkernels", "hnswlib", "usearch", "faiss-hnsw", "faiss-ivf"]
 N_THREADS = [1, 2]
-IMPLS = ["dlkernels", "faiss-flat", "numpy", "faiss-lsh", "faiss-lsh-refine"]
-
-
-def build(impl: str, n_threads: int):
-    X, _ = D.data()
-    if impl == "dlkernels":
-        return D.dlkernels_lsh(X, n_threads, **D.DLKERNELS_L2)
-    if impl == "faiss-flat":
-        return D.faiss_flat(X, n_threads)
-    if impl == "numpy":
-        return D.numpy_brute(X, n_threads)
-    if impl == "faiss-lsh":
-        return D.faiss_lsh(X, n_threads, 512)
-    return D.faiss_lsh(X, n_threads, 128, k_factor=20)
 
 
 class LSHQuery:
-    """2000 queries, k=10, on 2e5 points in 128-D (index built in setup)."""
+    """2000 queries, k=10, on 2e5 vectors (index built and tuned in setup)."""
 
-    params = [IMPLS, N_THREADS]
-    param_names = ["impl", "n_threads"]
-    timeout = 600
+    params = [IMPLS, list(D.SETS), N_THREADS]
+    param_names = ["impl", "data", "n_threads"]
+    timeout = 1800
 
-    def setup(self, impl, n_threads):
-        self.search = build(impl, n_threads)
-        self.queries = D.data()[1]
+    def setup(self, impl, data, n_threads):
+        self.searcher = D.tuned(impl, data, n_threads)
+        self.queries = D.data(data)[2]
 
-    def time_query(self, impl, n_threads):
-        self.search(self.queries)
+    def time_query(self, impl, data, n_threads):
+        self.searcher.search(self.queries)
 
-    def track_recall(self, impl, n_threads):
-        return D.recall(self.search(self.queries), D.ground_truth())
+    def track_recall(self, impl, data, n_threads):
+        return D.recall(self.searcher.search(self.queries), D.truth(data, "test"))
 
     track_recall.unit = "recall@10"
 
 
 class LSHBuild:
-    """Building the index over 2e5 points in 128-D."""
+    """Building (and, for dlkernels, tuning) the index of 2e5 vectors."""
 
-    params = [["dlkernels", "faiss-lsh", "faiss-lsh-refine"], N_THREADS]
-    param_names = ["impl", "n_threads"]
-    timeout = 600
+    params = [IMPLS, list(D.SETS), N_THREADS]
+    param_names = ["impl", "data", "n_threads"]
+    timeout = 1800
+    number, repeat = 1, 1
 
-    def setup(self, impl, n_threads):
+    def setup(self, impl, data, n_threads):
         if impl != "dlkernels":
-            D.require("faiss")  # skip (n/a) without faiss
-        D.data()
+            D.require({"hnswlib": "hnswlib", "usearch": "usearch.index"}.get(impl, "faiss"))
+        D.truth(data, "tune")
 
-    def time_build(self, impl, n_threads):
-        build(impl, n_threads)
+    def time_build_and_tune(self, impl, data, n_threads):
+        X, Q_tune, _, metric = D.data(data)
+        D.SEARCHERS[impl](X, metric, n_threads).tune(Q_tune, D.truth(data, "tune"))

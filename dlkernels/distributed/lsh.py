@@ -67,11 +67,14 @@ class ShardedLSHIndex:
         The cluster's client; None: the current one.
     **lsh_args
         Passed to ``LSHIndex(dim, **lsh_args)`` (``metric``, ``n_tables``,
-        ``n_bits``, ``bucket_width``, ``dtype``, ``rng``). With
+        ``n_bits``, ``bucket_width``, ``dtype``, ``rng``), with
+        ``hashing="random"`` (the default here, and the only family whose
+        hash functions every shard can share: k-means trees are fitted to
+        the data each index holds). With
         ``metric="l2"`` and an automatic bucket width, the width is set from
         the first block added, as one index sets it from its first batch, and
         shared by every shard: the result then equals one
-        ``LSHIndex(..., bucket_width=sharded.bucket_width)``.
+        ``LSHIndex(..., hashing="random", bucket_width=sharded.bucket_width)``.
 
     Examples
     --------
@@ -92,6 +95,11 @@ class ShardedLSHIndex:
         from dlkernels.neighbors import LSHIndex
 
         self._client = check_client(client)
+        hashing = lsh_args.setdefault("hashing", "random")
+        if hashing != "random":
+            # Fitted trees would differ from shard to shard: no shared buckets.
+            raise ValueError(f"ShardedLSHIndex needs hashing='random' (hash functions shared "
+                             f"by every shard), got hashing={hashing!r}")
         gen = check_rng(lsh_args.pop("rng", None))
         self._args = dict(lsh_args)
         self._start = copy.deepcopy(gen)   # to remake the same hash functions with a width

@@ -2,38 +2,58 @@
 
 from __future__ import annotations
 
-import functools
-import heapq
 import numbers
+import warnings
+from typing import Any, overload
 
 import numpy as np
 
+from dlkernels._lib.array_types import (
+    ArrayLike,
+    FloatingArray,
+    IntArray,
+    NDArray,
+    PathLike,
+    RngLike,
+    Tensor,
+)
 from dlkernels._lib.arrays import is_tensor, like_input
-from dlkernels._lib.persist import read_archive, save_arrays
+from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.random import check_rng
 from dlkernels._lib.threads import check_n_threads
-from dlkernels._lib.validation import as_array, check_choice, check_count, check_real
-from dlkernels.neighbors import _lsh
+from dlkernels._lib.validation import (
+    as_array,
+    check_alloc,
+    check_choice,
+    check_count,
+    check_real,
+)
+from dlkernels.neighbors import _lsh_query
+from dlkernels.neighbors._lsh_families import (
+    MAX_TREE_BITS,
+    MIN_TREE_BITS,
+    RandomFamily,
+    TreeFamily,
+)
+from dlkernels.neighbors._lsh_persist import load_index, state_of
+from dlkernels.neighbors._lsh_store import MAX_ROWS, BucketStore
+from dlkernels.neighbors._lsh_tune import tune_settings
 
 __all__ = ["LSHIndex"]
 
 METRICS = ("cosine", "l2")
+HASHINGS = ("kmeans", "random")
 # The kernel's 16-bit query sketch needs dim * qmax * 255 < 2**31 with qmax >= 2.
 MAX_DIM = 2**22
+# Far beyond any useful index; keeps the hash functions' allocation sane.
+MAX_TABLES = 2**16
 DTYPES = {"float32": np.float32, "float64": np.float64}
-# A new run is merged into the one before it while it is at least 1/MERGE_RATIO
-# of that one's size: at most about log_4(n) runs, each point merged O(log n) times.
-MERGE_RATIO = 4
-# Multiprobe buckets per table on average, at most: the scored template of
-# perturbation sets grows with it (2 * n_probes + 8 sets per table).
-MAX_PROBES = 4096
-# bucket_width="auto": this many times the median distance from a sample of the
-# first batch to its AUTO_K-th nearest neighbour (see _auto_width).
-AUTO_SAMPLE, AUTO_K, AUTO_FACTOR = 256, 10, 3.0
-# int64 bucket indices are clipped here (as in the kernel) before they are mixed.
-CLIP = 2.0**62
-# The 64-bit finaliser of dlkernels's SplitMix64 (dlkernels/_lib/_random.pxd), for torch.
-MIX1, MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+# Buckets probed beyond the home buckets, over all tables: at most this many.
+MAX_PROBES = 2**20
+# Construction defaults of each family: (n_tables, n_bits); None is "auto".
+DEFAULTS = {"kmeans": (1, None), "random": (16, 12)}
+# Query settings before tune(): buckets probed beyond the home buckets.
+DEFAULT_PROBES = {"kmeans": 16, "random": 256}
 
 
 def _check_int(value, name: str, low: int, high: int | None = None) -> int:
@@ -46,87 +66,118 @@ def _check_int(value, name: str, low: int, high: int | None = None) -> int:
     return value
 
 
-def _signed(u: int) -> int:
-    """A uint64 constant as the int64 with the same bits (torch has no uint64 arithmetic)."""
-    return u - (1 << 64) if u >= 1 << 63 else u
-
-
 class LSHIndex:
     """Approximate nearest-neighbour search by locality-sensitive hashing.
 
-    Each of ``n_tables`` hash tables maps a vector to a 64-bit code made of
-    ``n_bits`` hash functions; a query looks up its own bucket in every table
-    plus the nearest buckets of a multiprobe sequence, and re-ranks the
-    candidates found with exact distances.
+    Each of ``n_tables`` hash tables puts every vector in a bucket; a query
+    looks up its own bucket in every table plus the most promising other
+    buckets over all tables (multiprobe), and re-ranks the vectors found there
+    (the candidates) with exact distances.
 
-    * ``metric="cosine"``: random-hyperplane hashing (SimHash; Charikar, STOC
-      2002): bit ``j`` of a code is the sign of the projection on a random
-      hyperplane. Two vectors at angle ``theta`` agree on a bit with
-      probability ``1 - theta / pi``. Distance ``1 - cos(x, q)``.
-    * ``metric="l2"``: p-stable hashing (Datar et al., SoCG 2004): each of the
-      ``n_bits`` components is ``floor((a . x + b) / w)`` with Gaussian ``a`` and
-      ``b`` uniform in ``[0, w)``; the components are combined into one 64-bit
-      key by a random linear hash followed by a 64-bit mixer. Euclidean distance.
+    Two families of hash functions:
 
-    Tables are compact sorted stores (no Python object per bucket), so vectors
-    can be added at any time at amortised O(log n) sorting cost each, and
-    removed (marked, then compacted once half the store is removed).
+    * ``hashing="kmeans"`` (default): data-aware. Each table is a two-level
+      k-means tree (``2**n_bits`` leaves) fitted on a sample of the first batch
+      added; a vector's bucket is its leaf, and a query probes the leaves whose
+      centres are nearest to it. On real data it needs several times fewer
+      candidates than random hashing for the same recall.
+    * ``hashing="random"``: data-independent. Cosine: random hyperplanes
+      (SimHash; Charikar, STOC 2002), bit ``j`` of a code is the sign of a
+      projection. L2: p-stable hashing (Datar et al., SoCG 2004), components
+      ``floor((a . x + b) / w)`` mixed into one 64-bit key. Nothing to fit, and
+      :meth:`hash` works on tensors of any device (bucketing for LSH attention).
+
+    Distances: ``1 - cos(x, q)`` for ``metric="cosine"``, Euclidean for
+    ``metric="l2"``. Tables are compact sorted stores (no Python object per
+    bucket): vectors can be added at any time at amortised O(log n) sorting
+    cost each, and removed (marked, then compacted once half are removed).
+
+    The recipe: ``index = LSHIndex(dim, rng=0)``, ``index.add(X)``, then
+    ``index.tune(sample_queries, k=10, target_recall=0.95)``, which picks the
+    query settings (:attr:`n_probes`, :attr:`max_candidates`) that reach the
+    recall on those queries at the lowest cost; :meth:`query` uses them.
 
     Parameters
     ----------
     dim : int
         Dimension of the vectors.
-    metric : {"cosine", "l2"}
+    metric : {"cosine", "l2"}, default "cosine"
         Distance to search by.
-    n_tables : int, default 16
-        Number of hash tables. More tables: higher recall, more memory
-        (about 20 bytes per vector per table, besides the vectors and
-        their 8-bit sketches) and more candidates to re-rank.
-    n_bits : int, default 12
-        Hash functions per table, 1 to 64. More bits: smaller buckets, fewer
-        but closer candidates per probe.
+    hashing : {"kmeans", "random"}, default "kmeans"
+        Hash family (see above).
+    n_tables : int, optional
+        Number of hash tables (default 1 for kmeans, 16 for random). More
+        tables: fewer candidates for the same recall, but more memory (16 bytes
+        per vector per table), more hashing, and only table 0 keeps its buckets'
+        vectors side by side in memory (see the user guide for measurements).
+    n_bits : int or "auto", optional
+        kmeans: ``log2`` of the leaves per tree, 2 to 20; ``"auto"`` (default)
+        gives about 50 vectors per leaf at the fit. random: hash functions per
+        table, 1 to 64 (default 12).
     bucket_width : float or "auto", default "auto"
-        Only for ``metric="l2"``: the width ``w`` of a p-stable slot, in the
-        units of the data. ``"auto"`` sets it at the first :meth:`add`, to the
-        median distance from a sample of that batch to its 10th nearest
-        neighbour within the batch (a representative first batch gives a good
-        width; see the user guide to tune it).
+        Only for ``hashing="random", metric="l2"``: the width ``w`` of a
+        p-stable slot, in the units of the data. ``"auto"`` sets it at the
+        first :meth:`add` to 3 times the median distance from a sample of that
+        batch to its 10th nearest neighbour within the batch.
     dtype : {"float32", "float64"}, default "float32"
-        Precision the vectors are stored and re-ranked in. float32 halves the
-        memory and the memory traffic of re-ranking, and is enough for
-        embeddings; the returned distances are exact in this precision
-        (float64 accumulation of the hash projections keeps codes independent
-        of it).
+        Precision the vectors are stored and re-ranked in; the returned
+        distances are exact in this precision.
     rng : None, int or numpy.random.Generator
-        Draws the hash functions. The same ``rng`` gives the same index.
+        Draws the hash functions (and seeds the k-means fit). The same ``rng``
+        and the same data give the same index at any thread count.
+
+    Notes
+    -----
+    The k-means trees are fitted at the first :meth:`add`, on a sample of that
+    batch (a representative first batch gives good trees), and fitted again on
+    all stored vectors whenever the index has grown 8-fold since: amortised,
+    a constant cost per vector.
+
+    Thread safety: :meth:`query`, :meth:`candidates`, :meth:`hash`,
+    :meth:`save`, :attr:`vectors` and :attr:`ids` may run from any number of
+    threads at once; :meth:`add`, :meth:`remove`, :meth:`tune` and the setters
+    of the query settings wait for them and run alone.
 
     Examples
     --------
     >>> import numpy as np
     >>> from dlkernels.neighbors import LSHIndex
     >>> X = np.random.default_rng(0).standard_normal((1000, 32))
-    >>> index = LSHIndex(32, metric="cosine", rng=0)
+    >>> index = LSHIndex(32, rng=0)
     >>> index.add(X)
     >>> dist, ids = index.query(X[:2], k=3)
     >>> ids[:, 0].tolist()  # each point is its own nearest neighbour
     [0, 1]
     """
 
-    def __init__(self, dim: int, metric: str = "cosine", n_tables: int = 16, n_bits: int = 12,
-                 bucket_width="auto", dtype="float32", rng=None):
+    def __init__(self, dim: int, *, metric: str = "cosine", hashing: str = "kmeans",
+                 n_tables: int | None = None, n_bits: int | str | None = None,
+                 bucket_width: float | str | None = "auto", dtype: Any = "float32",
+                 rng: RngLike = None) -> None:
         dim = _check_int(dim, "dim", 1, MAX_DIM)
-        if not isinstance(metric, str):
-            raise TypeError(f"metric must be a str, one of {METRICS}, got {type(metric).__name__}")
-        check_choice(metric, "metric", METRICS)
-        n_tables = _check_int(n_tables, "n_tables", 1)
-        n_bits = _check_int(n_bits, "n_bits", 1, 64)
-        width = None
-        if bucket_width is None or (isinstance(bucket_width, str) and bucket_width == "auto"):
-            width = None
-        elif metric != "l2":
-            raise ValueError(f"bucket_width applies to metric='l2' only, got {bucket_width!r} "
-                             f"with metric={metric!r}")
+        for value, name, choices in ((metric, "metric", METRICS), (hashing, "hashing", HASHINGS)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, one of {choices}, got "
+                                f"{type(value).__name__}")
+            check_choice(value, name, choices)
+        l2 = metric == "l2"
+        n_tables = DEFAULTS[hashing][0] if n_tables is None else \
+            _check_int(n_tables, "n_tables", 1, MAX_TABLES)
+        if hashing == "kmeans":
+            if n_bits is not None and not (isinstance(n_bits, str) and n_bits == "auto"):
+                n_bits = _check_int(n_bits, "n_bits", MIN_TREE_BITS, MAX_TREE_BITS)
+            else:
+                n_bits = None
         else:
+            n_bits = 12 if n_bits is None else _check_int(n_bits, "n_bits", 1, 64)
+        per_table = n_bits if hashing == "random" else 2**(n_bits or MIN_TREE_BITS)
+        check_alloc(n_tables * per_table * dim, 8, "n_tables")
+        width = None
+        if not (bucket_width is None or (isinstance(bucket_width, str) and bucket_width == "auto")):
+            if hashing != "random" or not l2:
+                raise ValueError(f"bucket_width applies to hashing='random' with metric='l2' "
+                                 f"only, got {bucket_width!r} with hashing={hashing!r}, "
+                                 f"metric={metric!r}")
             width = check_real(bucket_width, "bucket_width", low=0.0, low_open=True)
         try:
             dtype = np.dtype(dtype).name
@@ -135,46 +186,18 @@ class LSHIndex:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         rng = check_rng(rng)
-        planes = rng.standard_normal((n_tables * n_bits, dim))
-        if metric == "cosine":
-            # Unit normals: a projection is then the signed distance to the
-            # hyperplane, which is what multiprobe scores compare across tables.
-            planes /= np.linalg.norm(planes, axis=1, keepdims=True)
-        shifts = rng.random(n_tables * n_bits)
-        mult = rng.integers(0, 2**64, size=(n_tables, n_bits), dtype=np.uint64, endpoint=False)
-        mult |= np.uint64(1)
-        self._setup(dim, metric, n_tables, n_bits, width, dtype, planes, shifts, mult)
+        if hashing == "kmeans":
+            family = TreeFamily(dim, l2, n_tables, n_bits, int(rng.integers(2**63)))
+        else:
+            family = RandomFamily.draw(dim, l2, n_tables, n_bits, width, rng)
+        self._setup(dim, metric, np.dtype(dtype), family, DEFAULT_PROBES[hashing], 0)
 
-    def _setup(self, dim, metric, n_tables, n_bits, width, dtype, planes, shifts, mult):
+    def _setup(self, dim, metric, dtype, family, n_probes: int, max_candidates: int):
         self._dim, self._metric, self._l2 = dim, metric, metric == "l2"
-        self._n_tables, self._n_bits, self._width = n_tables, n_bits, width
-        self._dtype = np.dtype(dtype)
-        self._planes = np.ascontiguousarray(planes, dtype=np.float64)
-        self._shifts = np.ascontiguousarray(shifts, dtype=np.float64)
-        self._mult = np.ascontiguousarray(mult, dtype=np.uint64)
-        self._clear()
-
-    def _clear(self, capacity: int = 0):
-        L = self._n_tables
-        self._n_rows = 0          # stored rows, live or removed
-        self._n_alive = 0
+        self._dtype, self._family = dtype, family
+        self._n_probes, self._max_candidates = n_probes, max_candidates
         self._next_id = 0
-        self._vectors = np.empty((capacity, self._dim), dtype=self._dtype)
-        self._inv_norms = np.empty(capacity, dtype=np.float64)   # 1 / |x| (cosine)
-        # 8-bit sketch of each row for the re-ranking bounds (see _lsh.pyx).
-        self._sketch = np.empty((capacity, _sketch_stride(self._dim)), dtype=np.uint8)
-        self._row_ids = np.empty(capacity, dtype=np.int64)
-        self._alive = np.empty(capacity, dtype=np.uint8)
-        # Per table, sorted by key within each run: the full keys (read by merges),
-        # and the words queries read, fingerprint << 32 | row (see _lsh.pyx).
-        self._keys = np.empty((L, capacity), dtype=np.uint64)
-        self._entries = np.empty((L, capacity), dtype=np.uint64)
-        self._id_sorted = np.empty(capacity, dtype=np.int64)   # ids sorted within each run
-        self._id_rows = np.empty(capacity, dtype=np.int32)
-        self._run_starts = np.zeros(1, dtype=np.int64)
-        self._dir_bits = np.zeros(0, dtype=np.int32)
-        self._dir_offsets = np.zeros(1, dtype=np.int64)
-        self._dirs = np.empty((L, 0), dtype=np.uint32)
+        self._store = BucketStore(dim, dtype, family.n_tables, self._l2, family.sketch_basis())
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -188,44 +211,77 @@ class LSHIndex:
         return self._metric
 
     @property
+    def hashing(self) -> str:
+        """``"kmeans"`` or ``"random"``."""
+        return self._family.name
+
+    @property
     def n_tables(self) -> int:
         """Number of hash tables."""
-        return self._n_tables
+        return self._family.n_tables
 
     @property
-    def n_bits(self) -> int:
-        """Hash functions per table."""
-        return self._n_bits
+    def n_bits(self) -> int | str:
+        """kmeans: log2 of the leaves per tree (``"auto"`` before the fit); random:
+        hash functions per table."""
+        family = self._family
+        if family.name == "kmeans":
+            return family.fitted_bits if family.ready else (family.n_bits or "auto")
+        return family.n_bits
 
     @property
-    def bucket_width(self):
-        """The p-stable slot width (``metric="l2"``); ``"auto"`` until the first add, None for cosine."""
-        if not self._l2:
+    def bucket_width(self) -> float | str | None:
+        """The p-stable slot width (random, l2); ``"auto"`` until the first add; else None."""
+        if self._family.name != "random" or not self._l2:
             return None
-        return "auto" if self._width is None else self._width
+        return "auto" if self._family.width is None else self._family.width
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[Any]:
         """Precision of the stored vectors and of the returned distances."""
         return self._dtype
 
+    @property
+    def n_probes(self) -> int:
+        """Buckets :meth:`query` looks up beyond each table's own bucket of the query, in
+        all (set by :meth:`tune`, or assigned)."""
+        return self._n_probes
+
+    @n_probes.setter
+    @writes
+    def n_probes(self, value: int) -> None:
+        self._n_probes = check_count(value, "n_probes", 0, MAX_PROBES)
+
+    @property
+    def max_candidates(self) -> int | None:
+        """The most candidates :meth:`query` gathers per query (None: no limit); set by
+        :meth:`tune`, or assigned."""
+        return self._max_candidates or None
+
+    @max_candidates.setter
+    @writes
+    def max_candidates(self, value: int | None) -> None:
+        self._max_candidates = 0 if value is None else check_count(value, "max_candidates", 1)
+
     def __len__(self) -> int:
-        return self._n_alive
+        return self._store.n_alive
 
     @property
-    def ids(self) -> np.ndarray:
+    @reads
+    def ids(self) -> IntArray:
         """Ids of the stored vectors, in the order they were added (a copy)."""
-        return self._row_ids[:self._n_rows][self._alive[:self._n_rows].astype(bool)]
+        return self._store.row_ids[self._store.live_rows()]
 
     @property
-    def vectors(self) -> np.ndarray:
+    @reads
+    def vectors(self) -> FloatingArray:
         """The stored vectors, row ``i`` for ``ids[i]`` (a copy, in :attr:`dtype`)."""
-        return self._vectors[:self._n_rows][self._alive[:self._n_rows].astype(bool)]
+        return self._store.vectors[self._store.live_rows()]
 
     def __repr__(self) -> str:
-        width = "" if not self._l2 else f", bucket_width={self.bucket_width!r}"
-        return (f"LSHIndex(dim={self._dim}, metric={self._metric!r}, n_tables={self._n_tables}, "
-                f"n_bits={self._n_bits}{width}, n={len(self)})")
+        width = f", bucket_width={self.bucket_width!r}" if self.bucket_width is not None else ""
+        return (f"LSHIndex(dim={self._dim}, metric={self._metric!r}, hashing={self.hashing!r}, "
+                f"n_tables={self.n_tables}, n_bits={self.n_bits!r}{width}, n={len(self)})")
 
     # -- input checks -----------------------------------------------------------------------
     def _points(self, x, name: str, *, allow_empty: bool, allow_zero: bool = False) -> np.ndarray:
@@ -253,57 +309,61 @@ class LSHIndex:
                                  f"distance is undefined for it")
         return out
 
-    def _width_or_raise(self) -> float:
-        if self._width is None:
-            raise ValueError("bucket_width is 'auto' and is set by the first add(); add data or "
-                             "pass bucket_width to LSHIndex first")
-        return self._width
+    def _settings(self, n_probes, max_candidates) -> tuple[int, int]:
+        n_probes = self._n_probes if n_probes is None else \
+            check_count(n_probes, "n_probes", 0, MAX_PROBES)
+        if max_candidates is None:
+            return n_probes, self._max_candidates
+        return n_probes, check_count(max_candidates, "max_candidates", 1)
 
     # -- hashing ------------------------------------------------------------------------------
-    def _codes(self, X: np.ndarray, store_keys: bool, n_threads: int, width=None) -> np.ndarray:
-        out = np.empty((X.shape[0], self._n_tables), dtype=np.uint64)
-        width = (self._width or 1.0) if width is None else width
-        _lsh.hash_codes(X, self._planes, self._shifts, width, self._l2, self._mult,
-                        store_keys, out, n_threads)
-        return out
+    @overload
+    def hash(self, X: Tensor, *, n_threads: int | None = None) -> Tensor: ...
+    @overload
+    def hash(self, X: ArrayLike, *, n_threads: int | None = None) -> NDArray[np.uint64]: ...
 
-    def hash(self, X, n_threads: int | None = None):
+    @reads
+    def hash(self, X: ArrayLike | Tensor, *, n_threads: int | None = None
+             ) -> NDArray[np.uint64] | Tensor:
         """The code of each vector in each table.
 
         Parameters
         ----------
         X : array-like or torch.Tensor, shape (m, dim)
-            Finite values; all-zero rows are allowed here (their cosine code
-            has every bit set). Converted to :attr:`dtype` first, so a vector
-            gets the code it is stored under.
+            Finite values; all-zero rows are allowed here. Converted to
+            :attr:`dtype` first, so a vector gets the code it is stored under.
         n_threads : int or None
             Threads for the numpy path (None: OpenMP's default).
 
         Returns
         -------
         codes : numpy.ndarray of uint64, or torch.Tensor of int64, shape (m, n_tables)
-            Cosine: the ``n_bits`` sign bits packed into an integer (bit ``j``
+            kmeans: the leaf of each tree (``0 <= code < 2**n_bits``). Random
+            cosine: the ``n_bits`` sign bits packed into an integer (bit ``j``
             set where the projection on hyperplane ``j`` is >= 0), so the
-            Hamming distance between codes estimates the angle. L2: the
-            bucket key, a 64-bit mix of the ``n_bits`` slot indices (equal
-            keys mean the same bucket). A torch tensor, CUDA included, is
-            hashed with torch operations on its own device and gives int64
-            codes with the same bits (torch has no uint64 arithmetic):
-            ``codes.numpy().view(np.uint64)`` recovers the numpy codes.
+            Hamming distance between codes estimates the angle. Random l2: the
+            bucket key, a 64-bit mix of the slot indices (equal keys mean the
+            same bucket). A torch tensor, CUDA included, is hashed with torch
+            operations on its own device and gives int64 codes with the same
+            bits (torch has no uint64 arithmetic): ``codes.numpy().view(np.uint64)``
+            recovers the numpy codes (for kmeans, up to leaves whose centres
+            are equidistant within float32 rounding).
 
         Raises
         ------
         ValueError
-            If ``X`` has the wrong shape or a non-finite value, or if
-            ``bucket_width`` is still ``"auto"`` (l2 before the first add).
+            If ``X`` has the wrong shape or a non-finite value, or if the hash
+            functions are not set yet (kmeans, or random l2 with
+            ``bucket_width="auto"``, before the first add).
         """
-        if self._l2:
-            self._width_or_raise()
+        if not self._family.ready:
+            raise ValueError("the hash functions are set by the first add(): add data first"
+                             + (" or pass bucket_width" if self._family.name == "random" else ""))
         if is_tensor(X):
             return self._hash_torch(X)
         n_threads = check_n_threads(n_threads)
         points = self._points(X, "X", allow_empty=True, allow_zero=True)
-        return self._codes(points, False, n_threads)
+        return self._family.keys(points, n_threads, store_keys=False)
 
     def _hash_torch(self, X):
         import torch
@@ -318,23 +378,12 @@ class LSHIndex:
         x = X.detach().to(store)
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"X must be finite (and within {self._dtype} range)")
-        device = x.device
-        planes = torch.from_numpy(self._planes).to(device)
-        proj = x.to(torch.float64) @ planes.T
-        m, L, K = x.shape[0], self._n_tables, self._n_bits
-        if not self._l2:
-            bits = (proj >= 0).to(torch.int64).reshape(m, L, K)
-            powers = torch.ones(K, dtype=torch.int64, device=device) << torch.arange(
-                K, dtype=torch.int64, device=device)
-            return (bits * powers).sum(dim=2)
-        proj = proj / self._width + torch.from_numpy(self._shifts).to(device)
-        slots = torch.floor(proj).clamp(-CLIP, CLIP).to(torch.int64).reshape(m, L, K)
-        mult = torch.from_numpy(self._mult.view(np.int64)).to(device)
-        # Integer products and sums wrap modulo 2**64, as the uint64 ones in C.
-        return _mix64_torch((slots * mult).sum(dim=2))
+        return self._family.hash_torch(x)
 
     # -- adding and removing ---------------------------------------------------------------------
-    def add(self, X, ids=None, n_threads: int | None = None) -> None:
+    @writes
+    def add(self, X: ArrayLike | Tensor, *, ids: ArrayLike | None = None,
+            n_threads: int | None = None) -> None:
         """Store vectors (at any time; earlier ids are unaffected).
 
         Parameters
@@ -347,7 +396,7 @@ class LSHIndex:
             integers after the largest id ever given (0, 1, ... for a new
             index), so removed ids are not reused.
         n_threads : int or None
-            Threads for hashing (None: OpenMP's default).
+            Threads for fitting and hashing (None: OpenMP's default).
 
         Raises
         ------
@@ -356,15 +405,28 @@ class LSHIndex:
         """
         n_threads = check_n_threads(n_threads)
         points = self._points(X, "X", allow_empty=False)
-        b = points.shape[0]
-        new_ids = self._new_ids(ids, b)
-        width = self._width
-        if self._l2 and width is None:
-            width = _auto_width(points)
-        keys = self._codes(points, True, n_threads, width)
+        new_ids = self._new_ids(ids, points.shape[0])
+        store = self._store
+        if store.n_rows + points.shape[0] > MAX_ROWS:
+            raise ValueError(f"an LSHIndex holds at most {MAX_ROWS} vectors, got "
+                             f"{store.n_rows + points.shape[0]}")
+        family = self._family
+        if isinstance(family, TreeFamily) and family.needs_refit(store.n_alive + points.shape[0]):
+            # Grown 8-fold since the fit: new trees on a sample of everything, new tables.
+            everything = np.concatenate([store.vectors[store.live_rows()], points])
+            family = family.fitted(everything, n_threads)
+            store = store.rekey(lambda v: family.keys(v, n_threads), n_threads,
+                                family.sketch_basis())
+        elif not family.ready:
+            # The first add fits the hash functions (and the sketches' directions).
+            family = family.prepared(points, n_threads)
+            store = store.rekey(lambda v: family.keys(v, n_threads), n_threads,
+                                family.sketch_basis())
+        keys = family.keys(points, n_threads)
         # Everything is checked and computed: from here on the index changes.
-        self._width = width
-        self._append(points, new_ids, keys, n_threads)
+        self._family, self._store = family, store
+        store.append(points, new_ids, keys, n_threads)
+        self._next_id = max(self._next_id, int(new_ids.max()) + 1)
 
     def _new_ids(self, ids, b: int) -> np.ndarray:
         if ids is None:
@@ -388,120 +450,14 @@ class LSHIndex:
         dup = np.flatnonzero(np.diff(arr[order]) == 0)
         if dup.size:
             raise ValueError(f"ids must be distinct, got {arr[order[dup[0]]]} twice")
-        present = self._find_rows(arr) >= 0
+        present = self._store.find_rows(arr) >= 0
         if present.any():
             raise ValueError(f"ids must be new, but id {arr[int(np.argmax(present))]} is already "
                              f"in the index")
         return arr
 
-    def _find_rows(self, ids: np.ndarray) -> np.ndarray:
-        """The live row of each id, or -1."""
-        found = np.full(ids.shape[0], -1, dtype=np.int64)
-        starts = self._run_starts
-        for r in range(starts.shape[0] - 1):
-            seg = self._id_sorted[starts[r]:starts[r + 1]]
-            lo = np.searchsorted(seg, ids, side="left")
-            hi = np.searchsorted(seg, ids, side="right")
-            # A removed id may be stored again: several entries, at most one live.
-            for j in range(int((hi - lo).max(initial=0))):
-                has = hi - lo > j
-                rows = self._id_rows[starts[r] + lo[has] + j]
-                live = self._alive[rows].astype(bool)
-                found[np.flatnonzero(has)[live]] = rows[live]
-        return found
-
-    def _reserve(self, need: int) -> None:
-        cap = self._vectors.shape[0]
-        if need <= cap:
-            return
-        cap = max(need, 2 * cap, 16)
-        n = self._n_rows
-
-        def grown(arr, axis_last=False):
-            shape = (arr.shape[0], cap) if axis_last else (cap,) + arr.shape[1:]
-            out = np.empty(shape, dtype=arr.dtype)
-            if axis_last:
-                out[:, :n] = arr[:, :n]
-            else:
-                out[:n] = arr[:n]
-            return out
-
-        self._vectors = grown(self._vectors)
-        self._sketch = grown(self._sketch)
-        self._inv_norms = grown(self._inv_norms)
-        self._row_ids = grown(self._row_ids)
-        self._alive = grown(self._alive)
-        self._id_sorted = grown(self._id_sorted)
-        self._id_rows = grown(self._id_rows)
-        self._keys = grown(self._keys, axis_last=True)
-        self._entries = grown(self._entries, axis_last=True)
-
-    def _append(self, points: np.ndarray, ids: np.ndarray, keys: np.ndarray,
-                n_threads: int = 1) -> None:
-        """Store rows and their (b, L) keys as a new run, then merge runs as needed."""
-        b, a = points.shape[0], self._n_rows
-        if a + b >= 2**31:
-            raise ValueError(f"an LSHIndex holds at most 2**31 - 1 vectors, got {a + b}")
-        self._reserve(a + b)
-        c = a + b
-        self._vectors[a:c] = points
-        _lsh.sketch(points, self._sketch[a:c], n_threads)
-        if self._l2:
-            self._inv_norms[a:c] = 0.0
-        else:
-            p64 = points.astype(np.float64)
-            self._inv_norms[a:c] = 1.0 / np.sqrt(np.einsum("ij,ij->i", p64, p64))
-        self._row_ids[a:c] = ids
-        self._alive[a:c] = 1
-        self._keys[:, a:c] = keys.T
-        self._entries[:, a:c] = np.arange(a, c, dtype=np.uint64)
-        self._id_sorted[a:c] = ids
-        self._id_rows[a:c] = np.arange(a, c, dtype=np.int32)
-        self._n_rows, self._n_alive = c, self._n_alive + b
-        self._next_id = max(self._next_id, int(ids.max()) + 1)
-        starts = list(self._run_starts)
-        first_changed = len(starts) - 1
-        starts.append(c)
-        # Merge the new run into its predecessors while it is not much smaller.
-        while len(starts) >= 3 and (starts[-1] - starts[-2]) * MERGE_RATIO >= starts[-2] - starts[-3]:
-            del starts[-2]
-            first_changed = min(first_changed, len(starts) - 2)
-        self._run_starts = np.asarray(starts, dtype=np.int64)
-        self._sort_runs(first_changed)
-
-    def _sort_runs(self, first: int) -> None:
-        """Sort the entries of runs ``first``, ``first + 1``, ... and rebuild their directories."""
-        starts = self._run_starts
-        n_runs = starts.shape[0] - 1
-        bits = np.array([int(s).bit_length() - 1 for s in np.diff(starts)], dtype=np.int32)
-        low = np.uint64(0xFFFFFFFF)
-        for r in range(first, n_runs):
-            a, c = int(starts[r]), int(starts[r + 1])
-            for t in range(self._n_tables):
-                # Stable: timsort merges the already sorted runs in linear time.
-                order = np.argsort(self._keys[t, a:c], kind="stable")
-                keys = self._keys[t, a:c][order]
-                rows = self._entries[t, a:c][order] & low
-                self._keys[t, a:c] = keys
-                fingerprints = (keys << np.uint64(bits[r])) >> np.uint64(32)
-                self._entries[t, a:c] = (fingerprints << np.uint64(32)) | rows
-            order = np.argsort(self._id_sorted[a:c], kind="stable")
-            self._id_sorted[a:c] = self._id_sorted[a:c][order]
-            self._id_rows[a:c] = self._id_rows[a:c][order]
-        offsets = np.zeros(n_runs + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum((np.int64(1) << bits.astype(np.int64)) + 1)
-        dirs = np.empty((self._n_tables, int(offsets[-1])), dtype=np.uint32)
-        keep = int(self._dir_offsets[first]) if first < self._dir_offsets.shape[0] else 0
-        keep = min(keep, int(offsets[first]))
-        dirs[:, :keep] = self._dirs[:, :keep]
-        for r in range(first, n_runs):
-            a, c = int(starts[r]), int(starts[r + 1])
-            for t in range(self._n_tables):
-                _lsh.directory(self._keys[t, a:c], int(bits[r]),
-                               dirs[t, offsets[r]:offsets[r + 1]])
-        self._dir_bits, self._dir_offsets, self._dirs = bits, offsets, dirs
-
-    def remove(self, ids) -> None:
+    @writes
+    def remove(self, ids: ArrayLike) -> None:
         """Remove the vectors with these ids.
 
         Parameters
@@ -525,7 +481,7 @@ class LSHIndex:
         if arr.dtype.kind not in "iu":
             raise TypeError(f"ids must hold integers, got dtype {arr.dtype}")
         signed = arr.astype(np.int64)
-        rows = self._find_rows(signed)
+        rows = self._store.find_rows(signed)
         missing = (rows < 0) | (signed != arr)  # a uint64 beyond int64 is unknown too
         if missing.any():
             raise ValueError(f"ids holds {arr[int(np.argmax(missing))]}, which is not in the index")
@@ -533,56 +489,69 @@ class LSHIndex:
             order = np.argsort(signed, kind="stable")
             dup = signed[order][np.flatnonzero(np.diff(signed[order]) == 0)[0]]
             raise ValueError(f"ids holds {dup} twice")
-        self._alive[rows] = 0
-        self._n_alive -= rows.shape[0]
-        if self._n_rows - self._n_alive > self._n_alive:
-            self._compact()
-
-    def _compact(self) -> None:
-        """Drop removed rows: the live ones, renumbered in order, become one run."""
-        n = self._n_rows
-        live = np.flatnonzero(self._alive[:n])
-        keys_by_row = np.empty((n, self._n_tables), dtype=np.uint64)
-        for t in range(self._n_tables):
-            keys_by_row[self._entries[t, :n] & np.uint64(0xFFFFFFFF), t] = self._keys[t, :n]
-        self._rebuild(self._vectors[live], self._row_ids[live], keys_by_row[live], self._next_id)
-
-    def _rebuild(self, vectors, ids, keys, next_id) -> None:
-        self._clear(vectors.shape[0])
-        if vectors.shape[0]:
-            self._append(vectors, ids, keys)
-        self._next_id = next_id
+        if self._store.remove_rows(rows):
+            self._store = self._store.compacted()
 
     # -- queries ----------------------------------------------------------------------------------
-    def _tables(self, n_probes: int):
-        pos, off = _probe_template(self._n_bits, self._l2, n_probes)
-        return (self._entries, self._run_starts, self._dir_bits, self._dir_offsets,
-                self._dirs, self._alive, self._mult, self._row_ids, self._inv_norms, self._sketch,
-                self._planes, self._shifts, self._width or 1.0, pos, off, self._l2)
+    def _search(self, points, k, n_probes, max_candidates, n_threads):
+        """(distances, ids, counts) of the k nearest candidates; counts per query:
+        buckets looked up, candidates, exact distances."""
+        m = points.shape[0]
+        dist = np.full((m, k), np.inf, dtype=self._dtype)
+        found = np.full((m, k), -1, dtype=np.int64)
+        counts = np.zeros((m, 3), dtype=np.int64)
+        kk = min(k, self._store.n_alive)
+        if kk and m:
+            d_out = np.empty((m, kk), dtype=self._dtype)
+            i_out = np.empty((m, kk), dtype=np.int64)
+            _lsh_query.query(self._store.kernel_args(), self._family.kernel_args(n_probes),
+                             self._store.vectors, points, n_probes,
+                             max_candidates, d_out, i_out, counts, n_threads)
+            dist[:, :kk], found[:, :kk] = d_out, i_out
+        return dist, found, counts
 
-    def _query_args(self, Q, n_probes, n_threads):
-        points = self._points(Q, "Q", allow_empty=True)
-        n_probes = check_count(n_probes, "n_probes")
-        if n_probes > MAX_PROBES:
-            raise ValueError(f"n_probes must be at most {MAX_PROBES}, got {n_probes}")
-        n_threads = check_n_threads(n_threads)
-        return points, n_probes, n_threads
+    def _exact(self, points, k, n_threads):
+        """The exact k nearest stored vectors (ids), ties by insertion order."""
+        m, kk = points.shape[0], min(k, self._store.n_alive)
+        d_out = np.empty((m, kk), dtype=self._dtype)
+        i_out = np.empty((m, kk), dtype=np.int64)
+        rows = np.flatnonzero(self._store.alive[:self._store.n_rows]).astype(np.int32)
+        # The probed answer seeds each query's k best: most rows then fail the bound.
+        _lsh_query.exact(self._store.kernel_args(), self._family.kernel_args(self._n_probes),
+                         self._store.vectors, points, rows, self._n_probes, d_out, i_out,
+                         n_threads)
+        return d_out, i_out
 
-    def query(self, Q, k: int = 10, n_probes: int = 16, n_threads: int | None = None):
+    @overload
+    def query(self, X: Tensor, k: int = 10, *, n_probes: int | None = None,
+              max_candidates: int | None = None,
+              n_threads: int | None = None) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def query(self, X: ArrayLike, k: int = 10, *, n_probes: int | None = None,
+              max_candidates: int | None = None,
+              n_threads: int | None = None) -> tuple[FloatingArray, IntArray]: ...
+
+    @reads
+    def query(self, X: ArrayLike | Tensor, k: int = 10, *, n_probes: int | None = None,
+              max_candidates: int | None = None, n_threads: int | None = None
+              ) -> tuple[FloatingArray | Tensor, IntArray | Tensor]:
         """The ``k`` nearest stored vectors among each query's candidates.
 
         Parameters
         ----------
-        Q : array-like or torch.Tensor, shape (m, dim)
+        X : array-like or torch.Tensor, shape (m, dim)
             Finite queries (non-zero for ``metric="cosine"``), rounded to
             :attr:`dtype` like the stored vectors.
         k : int, default 10
             Neighbours per query, at least 1. Fewer than ``k`` candidates (or
             stored vectors) leave the rest of a row padded.
-        n_probes : int, default 16
-            Extra buckets looked up per table on average (0 to 4096), beyond
-            the query's own bucket: ``n_probes * n_tables`` buckets in all, the most likely
-            first over all tables (query-directed multiprobe, Lv et al. 2007).
+        n_probes : int, optional
+            Buckets looked up beyond each table's own bucket of the query, in all
+            (0 to 2**20): the most promising first, over all tables together.
+            Default: :attr:`n_probes`.
+        max_candidates : int, optional
+            Stop looking up buckets once this many candidates are found.
+            Default: :attr:`max_candidates`.
         n_threads : int or None
             Threads (None: OpenMP's default). The result does not depend on it.
 
@@ -591,8 +560,8 @@ class LSHIndex:
         distances : array of :attr:`dtype`, shape (m, k)
             Exact distances (``1 - cos`` or Euclidean), ascending; ``inf`` padding.
         ids : array of int64, shape (m, k)
-            Ids of the neighbours (ties by ascending id); ``-1`` padding.
-            Tensors in, tensors out (on the input's device).
+            Ids of the neighbours (equal distances by insertion order); ``-1``
+            padding. Tensors in, tensors out (on the input's device).
 
         Raises
         ------
@@ -600,225 +569,143 @@ class LSHIndex:
             On a bad argument (named in the message).
         """
         k = _check_int(k, "k", 1)
-        points, n_probes, n_threads = self._query_args(Q, n_probes, n_threads)
-        m = points.shape[0]
-        kk = min(k, self._n_alive)
-        dist = np.full((m, k), np.inf, dtype=self._dtype)
-        found = np.full((m, k), -1, dtype=np.int64)
-        if kk and m:
-            d_out = np.empty((m, kk), dtype=self._dtype)
-            i_out = np.empty((m, kk), dtype=np.int64)
-            _lsh.query(*self._tables(n_probes), self._vectors, points, n_probes * self._n_tables,
-                       d_out, i_out, n_threads)
-            dist[:, :kk], found[:, :kk] = d_out, i_out
-        return like_input(dist, Q), like_input(found, Q)
+        n_probes, max_candidates = self._settings(n_probes, max_candidates)
+        n_threads = check_n_threads(n_threads)
+        points = self._points(X, "X", allow_empty=True)
+        check_alloc(points.shape[0] * k, 16, "k")
+        dist, found, _ = self._search(points, k, n_probes, max_candidates, n_threads)
+        return like_input(dist, X), like_input(found, X)
 
-    def candidates(self, Q, n_probes: int = 16, n_threads: int | None = None):
+    @overload
+    def candidates(self, X: Tensor, *, n_probes: int | None = None,
+                   max_candidates: int | None = None,
+                   n_threads: int | None = None) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def candidates(self, X: ArrayLike, *, n_probes: int | None = None,
+                   max_candidates: int | None = None,
+                   n_threads: int | None = None) -> tuple[IntArray, IntArray]: ...
+
+    @reads
+    def candidates(self, X: ArrayLike | Tensor, *, n_probes: int | None = None,
+                   max_candidates: int | None = None, n_threads: int | None = None
+                   ) -> tuple[IntArray | Tensor, IntArray | Tensor]:
         """The ids found in the probed buckets of each query, before re-ranking.
 
         Parameters
         ----------
-        Q, n_probes, n_threads
+        X, n_probes, max_candidates, n_threads
             As in :meth:`query`.
 
         Returns
         -------
         ids : array of int64, shape (offsets[-1],)
             The candidates of all queries, each query's without repeats, in the
-            order found (own buckets first, then multiprobe buckets).
+            order found (own buckets first, then the others by score).
         offsets : array of int64, shape (m + 1,)
             Query ``i``'s candidates are ``ids[offsets[i]:offsets[i + 1]]``;
             :func:`dlkernels.neighbors.split_csr` splits them into a list.
         """
-        points, n_probes, n_threads = self._query_args(Q, n_probes, n_threads)
+        n_probes, max_candidates = self._settings(n_probes, max_candidates)
+        n_threads = check_n_threads(n_threads)
+        points = self._points(X, "X", allow_empty=True)
         m = points.shape[0]
         counts = np.zeros(m, dtype=np.int64)
         offsets = np.zeros(m + 1, dtype=np.int64)
         flat = np.empty(0, dtype=np.int64)
-        if self._n_alive and m:
-            args = self._tables(n_probes) + (points, n_probes * self._n_tables)
+        if self._store.n_alive and m:
+            args = (self._store.kernel_args(), self._family.kernel_args(n_probes), points,
+                    n_probes, max_candidates)
             # Two passes: count, then fill at the running offsets (no per-query lists).
-            _lsh.candidates(*args, counts, offsets, flat, n_threads)
+            _lsh_query.candidates(*args, counts, offsets, flat, n_threads)
             np.cumsum(counts, out=offsets[1:])
             flat = np.empty(int(offsets[-1]), dtype=np.int64)
             if flat.size:
-                _lsh.candidates(*args, counts, offsets, flat, n_threads)
-        return like_input(flat, Q), like_input(offsets, Q)
+                _lsh_query.candidates(*args, counts, offsets, flat, n_threads)
+        return like_input(flat, X), like_input(offsets, X)
+
+    @writes
+    def tune(self, X: ArrayLike | Tensor, k: int = 10, *, target_recall: float = 0.95,
+             n_threads: int | None = None) -> dict[str, Any]:
+        """Pick the query settings that reach ``target_recall`` on sample queries, cheapest.
+
+        The exact ``k`` nearest neighbours of the queries are computed first
+        (one exact scan of the index per query, at most 500 queries, evenly
+        spaced through ``X``). Then :attr:`n_probes` and :attr:`max_candidates`
+        are searched over: the choice is the setting of the lowest estimated
+        query cost (buckets looked up, candidates bounded, exact distances,
+        hashing: a fixed model, so the same data give the same choice) whose
+        recall@k on the queries is at least ``target_recall``. It becomes the
+        default of :meth:`query`.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor, shape (m, dim)
+            Sample queries, like those the index will serve (not stored vectors:
+            those find themselves).
+        k : int, default 10
+            Neighbours per query the recall is measured at.
+        target_recall : float, default 0.95
+            In (0, 1].
+        n_threads : int or None
+            Threads (None: OpenMP's default). The choice does not depend on it.
+
+        Returns
+        -------
+        dict
+            ``n_probes``, ``max_candidates`` (None: no limit), ``recall`` (on
+            the queries), ``candidates`` (mean per query), ``cost`` (model units).
+
+        Warns
+        -----
+        UserWarning
+            If no setting reaches the target (the best recall found is kept).
+        """
+        k = _check_int(k, "k", 1)
+        target = check_real(target_recall, "target_recall", low=0.0, high=1.0, low_open=True)
+        n_threads = check_n_threads(n_threads)
+        points = self._points(X, "X", allow_empty=False)
+        if not self._store.n_alive:
+            raise ValueError("tune() needs stored vectors: add data first")
+        if points.shape[0] > 500:
+            points = points[np.linspace(0, points.shape[0] - 1, 500).astype(np.int64)]
+        best = tune_settings(self, points, k, target, n_threads)
+        if best["recall"] < target:
+            warnings.warn(f"no setting reaches recall {target} (the best found: "
+                          f"{best['recall']:.4f} with n_probes={best['n_probes']})", UserWarning,
+                          stacklevel=3)  # the caller of the locking wrapper
+        self._n_probes, self._max_candidates = best["n_probes"], best["max_candidates"] or 0
+        return best
 
     # -- persistence ------------------------------------------------------------------------------
-    def _state(self) -> dict:
-        live = self._alive[:self._n_rows].astype(bool)
-        return {"dim": self._dim, "metric": self._metric, "n_tables": self._n_tables,
-                "n_bits": self._n_bits,
-                "bucket_width": np.nan if self._width is None else self._width,
-                "dtype": self._dtype.name, "planes": self._planes, "shifts": self._shifts,
-                "mult": self._mult, "vectors": self._vectors[:self._n_rows][live],
-                "ids": self._row_ids[:self._n_rows][live], "next_id": self._next_id}
+    @reads
+    def __getstate__(self) -> dict[str, Any]:
+        return state_of(self)
 
-    @classmethod
-    def _from_state(cls, state: dict) -> LSHIndex:
-        try:
-            dim, n_tables, n_bits = (int(state[k]) for k in ("dim", "n_tables", "n_bits"))
-            metric, dtype = str(state["metric"]), str(state["dtype"])
-            width = float(state["bucket_width"])
-            planes, shifts, mult = state["planes"], state["shifts"], state["mult"]
-            vectors, ids, next_id = state["vectors"], state["ids"], int(state["next_id"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not a valid LSHIndex state: {exc}") from None
-        index = cls.__new__(cls)
-        problems = []
-        if metric not in METRICS or dtype not in DTYPES or dim < 1 or n_tables < 1 \
-                or not 1 <= n_bits <= 64:
-            problems.append("parameters out of range")
-        if np.shape(planes) != (n_tables * n_bits, dim) or np.shape(shifts) != (n_tables * n_bits,) \
-                or np.shape(mult) != (n_tables, n_bits) or np.asarray(mult).dtype != np.uint64:
-            problems.append("hash functions of the wrong shape")
-        if not (np.isnan(width) or (width > 0 and np.isfinite(1.0 / width))):
-            problems.append(f"bucket width {width}")
-        elif not (np.isfinite(planes).all() and np.isfinite(shifts).all()
-                  and ((0 <= shifts) & (shifts < 1)).all() and (np.asarray(mult) & 1).all()):
-            # Finite planes and shifts in [0, 1), odd multipliers: as the constructor draws them.
-            problems.append("invalid hash functions")
-        if problems:
-            raise ValueError(f"not a valid LSHIndex state: {', '.join(problems)}")
-        index._setup(dim, metric, n_tables, n_bits, None if np.isnan(width) else width, dtype,
-                     planes, shifts, mult)
-        points = index._points(vectors, "vectors", allow_empty=True)
-        ids = np.asarray(ids)
-        if ids.shape != (points.shape[0],) or ids.dtype.kind not in "iu":
-            raise ValueError("not a valid LSHIndex state: ids do not match the vectors")
-        if points.shape[0]:
-            ids = index._new_ids(ids, points.shape[0])
-            index._rebuild(points, ids, index._codes(points, True, check_n_threads(None)),
-                           max(next_id, int(ids.max()) + 1))
-        else:
-            index._next_id = max(next_id, 0)
-        return index
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        fresh = load_index(LSHIndex, state).__dict__
+        fresh.pop("_rwlock", None)  # this object keeps its own lock
+        self.__dict__.update(fresh)
 
-    def __getstate__(self) -> dict:
-        return self._state()
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(LSHIndex._from_state(state).__dict__)
-
-    def save(self, path) -> None:
+    @reads
+    def save(self, path: PathLike) -> None:
         """Write the index to an ``.npz`` file (loading it never runs code).
 
-        The hash functions and the vectors are stored; :meth:`load` rebuilds
-        the tables from them.
+        The hash functions, the query settings, the vectors and their ids are
+        stored; :meth:`load` rebuilds the tables from them.
         """
-        save_arrays(path, "LSHIndex", **self._state())
+        from dlkernels.neighbors._lsh_persist import save_index
+
+        save_index(self, path)
 
     @classmethod
-    def load(cls, path) -> LSHIndex:
-        """Read an index written by :meth:`save`.
+    def load(cls, path: PathLike) -> LSHIndex:
+        """Read an index written by :meth:`save` (this version or an earlier one).
 
         Raises
         ------
         dlkernels.FileFormatError
             (a ValueError) for any other file, a damaged one, or invalid contents.
         """
-        with read_archive(path, "LSHIndex") as archive:
-            archive.expect(["dim", "metric", "n_tables", "n_bits", "bucket_width", "dtype",
-                            "planes", "shifts", "mult", "vectors", "ids", "next_id"])
-            dim = archive.scalar("dim", int, low=1, high=MAX_DIM)
-            n_tables = archive.scalar("n_tables", int, low=1, high=2**16)
-            n_bits = archive.scalar("n_bits", int, low=1, high=64)
-            dtype = archive.scalar("dtype", str)
-            if dtype not in DTYPES:
-                raise ValueError(f"dtype is {dtype!r}, expected one of {DTYPES}")
-            state = {"dim": dim, "n_tables": n_tables, "n_bits": n_bits, "dtype": dtype,
-                     "metric": archive.scalar("metric", str),
-                     "bucket_width": archive.array("bucket_width", "float64", ()),
-                     "planes": archive.array("planes", "float64", (n_tables * n_bits, dim)),
-                     "shifts": archive.array("shifts", "float64", (n_tables * n_bits,)),
-                     "mult": archive.array("mult", "uint64", (n_tables, n_bits)),
-                     "vectors": archive.array("vectors", dtype, (None, dim)),
-                     "next_id": archive.scalar("next_id", int, low=0)}
-            state["ids"] = archive.array("ids", "int64", (state["vectors"].shape[0],))
-            return cls._from_state(state)
+        from dlkernels.neighbors._lsh_persist import read_index
 
-
-def _mix64_torch(z):
-    """dlkernels's 64-bit mixer on int64 tensors (logical shifts emulated by masking)."""
-    import torch
-
-    def shr(x, s):
-        return (x >> s) & ((1 << (64 - s)) - 1)
-
-    z = (z ^ shr(z, 30)) * torch.tensor(_signed(MIX1), dtype=torch.int64, device=z.device)
-    z = (z ^ shr(z, 27)) * torch.tensor(_signed(MIX2), dtype=torch.int64, device=z.device)
-    return z ^ shr(z, 31)
-
-
-SKETCH_HEADER = 32  # bytes: float32 lo, step, |x^|^2, err, 1/|x|, |code|, then 2 unused
-
-
-def _sketch_stride(dim: int) -> int:
-    return SKETCH_HEADER + dim
-
-
-
-
-@functools.lru_cache(maxsize=64)
-def _probe_template(n_bits: int, l2: bool, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
-    """The perturbation sets a query scores in each table (see _lsh.pyx), as (positions, offsets).
-
-    Lv et al.'s shift/expand heap over the *expected* scores of the sorted
-    single perturbations, keeping the first ``2 * n_probes + 8`` valid sets.
-    L2: position ``i < K`` is the i-th nearest boundary, expected at distance
-    ``(i + 1) / (2 (K + 1))`` of a slot, and ``2K - 1 - i`` the opposite step of
-    the same component; a set holding both is invalid. Cosine: the i-th
-    smallest of K half-normal projections, at the matching quantile.
-    """
-    want = 2 * n_probes + 8 if n_probes > 0 else 0
-    K = n_bits
-    if l2:
-        P = 2 * K
-        near = (np.arange(K) + 1) / (2 * (K + 1))
-        expected = np.concatenate([near ** 2, ((1 - near) ** 2)[::-1]])
-    else:
-        from statistics import NormalDist
-
-        P = K
-        expected = np.array([NormalDist().inv_cdf(0.5 + 0.5 * (i + 1) / (K + 1)) ** 2
-                             for i in range(K)])
-    sets: list[tuple[int, ...]] = []
-    heap = [(float(expected[0]), (0,))] if want else []
-    while heap and len(sets) < want:
-        score, members = heapq.heappop(heap)
-        if not (l2 and any(P - 1 - i in members for i in members)):
-            sets.append(members)
-        top = members[-1]
-        if top + 1 < P:
-            heapq.heappush(heap, (score + expected[top + 1], members + (top + 1,)))
-            heapq.heappush(heap, (score - expected[top] + expected[top + 1],
-                                  members[:-1] + (top + 1,)))
-    offsets = np.zeros(len(sets) + 1, dtype=np.int32)
-    offsets[1:] = np.cumsum([len(m) for m in sets])
-    positions = np.array([i for m in sets for i in m], dtype=np.int32)
-    return (positions if positions.size else np.zeros(1, dtype=np.int32)), offsets
-
-
-def _auto_width(points: np.ndarray) -> float:
-    """``AUTO_FACTOR`` times the median distance of a sample to its ``AUTO_K``-th neighbour."""
-    n = points.shape[0]
-    x = points.astype(np.float64)
-    if n >= 2:
-        sample = x[np.linspace(0, n - 1, min(n, AUTO_SAMPLE)).astype(np.int64)]
-        k = min(AUTO_K, n - 1)
-        sq_norms = np.einsum("ij,ij->i", x, x)
-        kth = np.empty(sample.shape[0])
-        for start in range(0, sample.shape[0], 64):
-            s = sample[start:start + 64]
-            d2 = sq_norms[None, :] - 2.0 * (s @ x.T) + np.einsum("ij,ij->i", s, s)[:, None]
-            # k-th smallest excluding the point itself (its distance ~0 is the smallest).
-            kth[start:start + 64] = np.partition(np.maximum(d2, 0.0), k, axis=1)[:, k]
-        width = AUTO_FACTOR * float(np.median(np.sqrt(kth)))
-        if width > 0 and np.isfinite(width):
-            return width
-        spread = float(np.sqrt(((x - x.mean(axis=0)) ** 2).sum(axis=1).mean()))
-        if spread > 0 and np.isfinite(spread):
-            return spread
-    scale = float(np.abs(x).max())
-    return scale if scale > 0 and np.isfinite(scale) else 1.0
+        return read_index(cls, path)

@@ -175,7 +175,8 @@ class VonMisesFisherLoss(nn.Module):
         self._index_options = {"n_tables": n_tables, "n_bits": n_bits, "rng": rng}
         if n_bits is None:
             n_bits = min(20, max(4, round(math.log2(self.n_classes / 16))))
-        index = LSHIndex(self.dim, metric="cosine", n_tables=n_tables, n_bits=n_bits, rng=rng)
+        index = LSHIndex(self.dim, metric="cosine", hashing="random", n_tables=n_tables,
+                         n_bits=n_bits, rng=rng)
         index.add(self.embeddings.detach().float().cpu().numpy())
         self._index = (index, self._embeddings_state())
         return index

@@ -18,7 +18,7 @@ def test_equals_one_index_across_adds(client, metric):
     sharded.add(da.from_array(X[1800:], chunks=(500, 12)))
     assert len(sharded) == 3000
     extra = {"bucket_width": sharded.bucket_width} if metric == "l2" else {}
-    one = LSHIndex(12, metric=metric, n_tables=6, n_bits=8, rng=4, **extra)
+    one = LSHIndex(12, metric=metric, hashing="random", n_tables=6, n_bits=8, rng=4, **extra)
     one.add(X[:1800])
     one.add(X[1800:])
     Q = np.concatenate([X[::37], rng.standard_normal((50, 12))])
@@ -34,7 +34,7 @@ def test_width_of_the_first_block_is_shared(client):
     sharded = ShardedLSHIndex(5, metric="l2", rng=1)
     assert sharded.bucket_width == "auto"
     sharded.add(da.from_array(X, chunks=(300, 5)))
-    first = LSHIndex(5, metric="l2", rng=1)
+    first = LSHIndex(5, metric="l2", hashing="random", rng=1)
     first.add(X[:300])
     assert sharded.bucket_width == first.bucket_width
 
@@ -49,6 +49,8 @@ def test_bad_input_is_named(client):
         sharded.add(np.ones((10, 4)))
     with pytest.raises(ValueError, match="metric"):
         ShardedLSHIndex(4, metric="hamming")
+    with pytest.raises(ValueError, match="hashing='kmeans'"):
+        ShardedLSHIndex(4, hashing="kmeans")
     sharded.add(da.ones((10, 4), chunks=(5, 4)))
     with pytest.raises(ValueError, match=r"shape \(m, 4\)"):
         sharded.query(np.ones((2, 5)))

@@ -3,6 +3,7 @@ and add/remove sequences, and bad input to every method (the error names the
 argument and the index is left as it was)."""
 
 import re
+import warnings
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from dlkernels.neighbors import LSHIndex, split_csr
+
+from .lsh_support import HASHINGS, brute_distances as distances
 
 metrics = st.sampled_from(["cosine", "l2"])
 dtypes = st.sampled_from(["float32", "float64"])
@@ -32,14 +35,6 @@ def point_sets(draw, min_rows=1, max_rows=120, dim=None):
     zero = ~np.any(X != 0, axis=1)
     X[zero, 0] = 1.0
     return X
-
-
-def distances(X, q, metric):
-    X = np.asarray(X, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    if metric == "l2":
-        return np.sqrt(((X - q) ** 2).sum(axis=1))
-    return 1.0 - (X @ q) / (np.linalg.norm(X, axis=1) * np.linalg.norm(q))
 
 
 def check_against_candidates(index, Q, k, n_probes, model):
@@ -72,14 +67,22 @@ def check_against_candidates(index, Q, k, n_probes, model):
                 assert order[int(a)] < order[int(b)]
 
 
-@given(X=point_sets(), metric=metrics, dtype=dtypes, n_tables=st.integers(1, 5),
-       n_bits=st.integers(1, 64), n_probes=st.integers(0, 6), k=st.integers(1, 15),
-       data=st.data())
-def test_query_is_exact_top_k_of_candidates(X, metric, dtype, n_tables, n_bits, n_probes, k,
-                                            data):
+def random_index(dim, metric, data, **kwargs):
     width = data.draw(st.sampled_from(["auto", 0.05, 1.0, 100.0])) if metric == "l2" else "auto"
-    index = LSHIndex(X.shape[1], metric=metric, n_tables=n_tables, n_bits=n_bits,
-                     bucket_width=width, dtype=dtype, rng=data.draw(st.integers(0, 99)))
+    return LSHIndex(dim, metric=metric, hashing="random", bucket_width=width, **kwargs)
+
+
+@given(X=point_sets(), metric=metrics, dtype=dtypes, n_tables=st.integers(1, 5),
+       n_probes=st.integers(0, 12), k=st.integers(1, 15), data=st.data())
+def test_query_is_exact_top_k_of_candidates(X, metric, dtype, n_tables, n_probes, k, data):
+    seed = data.draw(st.integers(0, 99))
+    if data.draw(st.booleans()):
+        index = random_index(X.shape[1], metric, data, n_tables=n_tables,
+                             n_bits=data.draw(st.integers(1, 64)), dtype=dtype, rng=seed)
+    else:
+        bits = data.draw(st.sampled_from([None, 2, 3, 6]))
+        index = LSHIndex(X.shape[1], metric=metric, n_tables=n_tables, n_bits=bits, dtype=dtype,
+                         rng=seed)
     index.add(X)
     stored = index.vectors.astype(np.float64)
     model = {i: stored[i] for i in range(len(X))}
@@ -90,20 +93,44 @@ def test_query_is_exact_top_k_of_candidates(X, metric, dtype, n_tables, n_bits, 
 
 @settings(max_examples=25)
 @given(X=point_sets(min_rows=30, max_rows=150), metric=metrics, data=st.data())
-def test_add_remove_sequences_follow_a_model(X, metric, data):
-    index = LSHIndex(X.shape[1], metric=metric, n_tables=3, n_bits=data.draw(st.integers(1, 8)),
-                     bucket_width=data.draw(st.sampled_from([0.5, 5.0])) if metric == "l2"
-                     else "auto", rng=0)
+def test_add_remove_sequences_follow_a_model(X, metric, data, tmp_path_factory):
+    if data.draw(st.booleans()):
+        index = random_index(X.shape[1], metric, data, n_tables=3,
+                             n_bits=data.draw(st.integers(1, 8)), rng=0)
+    else:
+        index = LSHIndex(X.shape[1], metric=metric, n_tables=data.draw(st.integers(1, 3)), rng=0)
     model: dict[int, np.ndarray] = {}   # id -> vector, in insertion order
     next_id, pos = 0, 0
     for _ in range(data.draw(st.integers(1, 8))):
-        if model and data.draw(st.booleans()):
+        op = data.draw(st.sampled_from(["add", "remove", "tune", "save"]))
+        if op == "tune" and model:
+            # Tuning changes the query defaults only; they stay within tune's grid.
+            Q = np.stack(list(model.values())[:6]) + 0.01
+            target = data.draw(st.floats(0.1, 1.0))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)   # target out of reach
+                result = index.tune(Q, k=data.draw(st.integers(1, 5)), target_recall=target,
+                                    n_threads=data.draw(st.integers(1, 2)))
+            assert index.n_probes == result["n_probes"] >= 0
+            assert index.max_candidates == result["max_candidates"]
+            assert 0.0 <= result["recall"] <= 1.0
+        elif op == "save":
+            path = tmp_path_factory.mktemp("lsh") / "index.npz"
+            index.save(path)
+            loaded = LSHIndex.load(path)
+            np.testing.assert_array_equal(loaded.ids, index.ids)
+            if model:
+                Q = np.stack(list(model.values())[:5])
+                np.testing.assert_equal(loaded.query(Q, k=3, n_threads=1),
+                                        index.query(Q, k=3, n_threads=1))
+            index = loaded
+        elif op == "remove" and model:
             live = list(model)
             gone = data.draw(st.lists(st.sampled_from(live), unique=True, max_size=len(live)))
             index.remove(gone)
             for i in gone:
                 del model[i]
-        elif pos < len(X):
+        elif op == "add" and pos < len(X):
             b = data.draw(st.integers(1, max(1, len(X) - pos)))
             batch = X[pos:pos + b]
             pos += len(batch)
@@ -155,13 +182,14 @@ def corrupt_points(draw, X):
 
 @given(X=point_sets(min_rows=5, max_rows=60), metric=metrics, data=st.data())
 def test_bad_input_changes_nothing(X, metric, data):
-    index = LSHIndex(X.shape[1], metric=metric, n_tables=2, n_bits=4, dtype="float32", rng=1)
+    index = LSHIndex(X.shape[1], metric=metric, hashing=data.draw(st.sampled_from(HASHINGS)),
+                     n_tables=2, n_bits=4, dtype="float32", rng=1)
     index.add(X)
     before = state(index)
     bad, exc = corrupt_points(data.draw, X[:3])
     which = data.draw(st.sampled_from(["add", "query", "candidates", "hash", "ids", "remove",
                                        "k", "n_probes"]))
-    name = {"add": "X", "query": "Q", "candidates": "Q", "hash": "X", "ids": "ids",
+    name = {"add": "X", "query": "X", "candidates": "X", "hash": "X", "ids": "ids",
             "remove": "ids", "k": "k", "n_probes": "n_probes"}[which]
     if which == "add":
         call = lambda: index.add(bad)  # noqa: E731
@@ -202,10 +230,30 @@ def test_hash_numpy_torch_threads(dim, metric, n_tables, n_bits, X, seed, assert
     torch = pytest.importorskip("torch")
     assume(dim >= 3)
     X = np.pad(X, ((0, 0), (0, dim - 3)))
-    index = LSHIndex(dim, metric=metric, n_tables=n_tables, n_bits=n_bits,
+    index = LSHIndex(dim, metric=metric, hashing="random", n_tables=n_tables, n_bits=n_bits,
                      bucket_width=0.37 if metric == "l2" else "auto", rng=seed)
     codes = assert_thread_invariant(lambda t: index.hash(X, n_threads=t))
     assert codes.shape == (len(X), n_tables) and codes.dtype == np.uint64
     if metric == "cosine" and n_bits < 64:
         assert np.all(codes < np.uint64(1) << np.uint64(n_bits))
     np.testing.assert_array_equal(index.hash(torch.from_numpy(X)).numpy().view(np.uint64), codes)
+
+
+@settings(max_examples=30)
+@given(X=point_sets(min_rows=1, max_rows=200), metric=metrics, n_tables=st.integers(1, 3),
+       n_bits=st.sampled_from([None, 2, 5]), seed=st.integers(0, 2**32 - 1))
+def test_tree_fit_on_any_data(X, metric, n_tables, n_bits, seed, assert_thread_invariant):
+    # Duplicates, one point, ties, scales from 1e-3 to 1e3: the fitted trees
+    # still put every vector in its own leaf's bucket, at any thread count.
+    index = LSHIndex(X.shape[1], metric=metric, n_tables=n_tables, n_bits=n_bits, rng=seed)
+    index.add(X)
+    fam = index._family
+    assert np.isfinite(fam.fine).all() and np.isfinite(fam.coarse).all()
+    codes = assert_thread_invariant(lambda t: index.hash(X, n_threads=t))
+    assert codes.max() < 2 ** index.n_bits
+    # Each vector finds itself, or a copy, at distance 0 in its home buckets.
+    dist, found = index.query(X, k=1, n_probes=0)
+    assert np.all(found[:, 0] >= 0)
+    stored = index.vectors.astype(np.float64)
+    d = [distances(stored[f][None], q, metric)[0] for f, q in zip(found[:, 0], stored)]
+    np.testing.assert_allclose(d, 0.0, atol=1e-5)

@@ -18,5 +18,7 @@ new_ids: npt.NDArray[np.int64] = tree.add(rng.random((10, 3)))
 emb = rng.standard_normal((2_000, 32)).astype(np.float32)
 index = LSHIndex(32, metric="cosine", rng=0)
 index.add(emb)
+chosen = index.tune(emb[:50] + 0.1, k=5, target_recall=0.9)
 lsh_dist, lsh_ids = index.query(emb[:10], k=5)
-print(dist.shape, idx.shape, len(per_query), new_ids, lsh_dist.shape, lsh_ids.shape)
+print(dist.shape, idx.shape, len(per_query), new_ids, lsh_dist.shape, lsh_ids.shape,
+      chosen["n_probes"])
