@@ -46,18 +46,14 @@ EXACT_PEERS = ("ckmeans", "kmeans1d")
 
 
 def run(impls: dict, repeats: int) -> dict:
-    """name -> (best seconds, inertia); peers that are not installed are left out."""
+    """name -> (best seconds, inertia), each implementation timed in turn per repeat."""
     best = {}
     for _ in range(repeats):
         for name, fn in impls.items():
             gc.collect()
-            try:
-                start = time.perf_counter()
-                inertia = fn()
-                secs = time.perf_counter() - start
-            except NotImplementedError as skipped:
-                print(f"  {name}: skipped ({skipped})")
-                continue
+            start = time.perf_counter()
+            inertia = fn()
+            secs = time.perf_counter() - start
             old = best.get(name, (np.inf, None))
             best[name] = (min(old[0], secs), inertia)
     return best
@@ -78,11 +74,24 @@ def report(title: str, best: dict, base: str, targets: dict, reference: float | 
                   f"{'<=' if best[base][1] <= best[peer][1] * (1 + 1e-12) else '>'} peer's")
 
 
+def available(makers: dict, skip=()) -> dict:
+    """name -> timed function, for the makers whose peer is installed (and not skipped)."""
+    impls = {}
+    for name, make in makers.items():
+        if name in skip:
+            continue
+        try:  # a peer's set-up raises NotImplementedError when it is not installed
+            impls[name] = make()
+        except NotImplementedError as missing:
+            print(f"  {name}: skipped ({missing})")
+    return impls
+
+
 def exact_impls(x, k: int, n_threads: int, skip) -> dict:
-    impls = {"dlkernels kmeans_1d (exact)": P.dlkernels_1d(x, n_threads, method="optimal", k=k),
-             "ckmeans": P.ckmeans_exact(x, k), "kmeans1d": P.kmeans1d_exact(x, k),
-             "dlkernels Lloyd (default init)": P.dlkernels_1d(x, n_threads, k=k)}
-    return {name: fn for name, fn in impls.items() if name not in skip}
+    return available({
+        "dlkernels kmeans_1d (exact)": lambda: P.dlkernels_1d(x, n_threads, method="optimal", k=k),
+        "ckmeans": lambda: P.ckmeans_exact(x, k), "kmeans1d": lambda: P.kmeans1d_exact(x, k),
+        "dlkernels Lloyd (default init)": lambda: P.dlkernels_1d(x, n_threads, k=k)}, skip)
 
 
 def target_exact(args) -> list:
@@ -126,10 +135,11 @@ def write_table(rows, args) -> None:
 
 def target_1d(args) -> None:
     x = P.values_1d(args.n1d)
-    impls = {"dlkernels Lloyd (default init)": P.dlkernels_1d(x, args.threads),
-             "dlkernels kmeans_1d (exact)": P.dlkernels_1d(x, args.threads, method="optimal"),
-             "sklearn": P.sklearn_kmeans(x[:, None], args.threads),
-             "faiss": P.faiss_kmeans(x[:, None], args.threads)}
+    impls = available({
+        "dlkernels Lloyd (default init)": lambda: P.dlkernels_1d(x, args.threads),
+        "dlkernels kmeans_1d (exact)": lambda: P.dlkernels_1d(x, args.threads, method="optimal"),
+        "sklearn": lambda: P.sklearn_kmeans(x[:, None], args.threads),
+        "faiss": lambda: P.faiss_kmeans(x[:, None], args.threads)})
     best = run(impls, args.repeat)
     report(f"1-D Lloyd: {args.n1d} normal float32 values, k={P.K}", best,
            "dlkernels Lloyd (default init)", {"sklearn": 50.0, "faiss": 1.0},
@@ -138,13 +148,14 @@ def target_1d(args) -> None:
 
 def target_nd(args) -> None:
     X = P.points_nd(args.nnd, P.DIM)
-    best = run({"dlkernels": P.dlkernels_nd(X, args.threads),
-                "sklearn": P.sklearn_kmeans(X, args.threads)}, args.repeat)
+    best = run(available({"dlkernels": lambda: P.dlkernels_nd(X, args.threads),
+                          "sklearn": lambda: P.sklearn_kmeans(X, args.threads)}), args.repeat)
     report(f"n-D: {args.nnd} x {P.DIM} normal float32 points, k={P.K}, every point", best,
            "dlkernels", {"sklearn": 1.0})
-    best = run({"dlkernels (max_points_per_centroid=256)": P.dlkernels_nd(X, args.threads, sample=256),
-                "faiss (niter=300, 256 per centroid)": P.faiss_kmeans(X, args.threads, niter=300)},
-               args.repeat)
+    best = run(available({
+        "dlkernels (max_points_per_centroid=256)": lambda: P.dlkernels_nd(X, args.threads, sample=256),
+        "faiss (niter=300, 256 per centroid)": lambda: P.faiss_kmeans(X, args.threads, niter=300)}),
+        args.repeat)
     report(f"n-D: {args.nnd} x {P.DIM} points, k={P.K}, trained on 256 points per centroid",
            best, "dlkernels (max_points_per_centroid=256)", {"faiss (niter=300, 256 per centroid)": 1.0})
 
