@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import Any, overload
 
@@ -22,13 +21,18 @@ from dlkernels._lib.locks import reads, writes
 from dlkernels._lib.random import check_rng
 from dlkernels._lib.threads import check_n_threads
 from dlkernels._lib.validation import (
-    as_array,
     check_alloc,
     check_choice,
     check_count,
     check_real,
 )
 from dlkernels.neighbors import _lsh_query
+from dlkernels.neighbors._lsh_checks import (
+    check_known_rows,
+    check_new_ids,
+    check_points,
+    check_tensor_points,
+)
 from dlkernels.neighbors._lsh_families import (
     MAX_TREE_BITS,
     MIN_TREE_BITS,
@@ -54,16 +58,6 @@ MAX_PROBES = 2**20
 DEFAULTS = {"kmeans": (1, None), "random": (16, 12)}
 # Query settings before tune(): buckets probed beyond the home buckets.
 DEFAULT_PROBES = {"kmeans": 16, "random": 256}
-
-
-def _check_int(value, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        rng = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {rng}, got {value}")
-    return value
 
 
 class LSHIndex:
@@ -154,7 +148,7 @@ class LSHIndex:
                  n_tables: int | None = None, n_bits: int | str | None = None,
                  bucket_width: float | str | None = "auto", dtype: Any = "float32",
                  rng: RngLike = None) -> None:
-        dim = _check_int(dim, "dim", 1, MAX_DIM)
+        dim = check_count(dim, "dim", 1, MAX_DIM)
         for value, name, choices in ((metric, "metric", METRICS), (hashing, "hashing", HASHINGS)):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, one of {choices}, got "
@@ -162,14 +156,14 @@ class LSHIndex:
             check_choice(value, name, choices)
         l2 = metric == "l2"
         n_tables = DEFAULTS[hashing][0] if n_tables is None else \
-            _check_int(n_tables, "n_tables", 1, MAX_TABLES)
+            check_count(n_tables, "n_tables", 1, MAX_TABLES)
         if hashing == "kmeans":
             if n_bits is not None and not (isinstance(n_bits, str) and n_bits == "auto"):
-                n_bits = _check_int(n_bits, "n_bits", MIN_TREE_BITS, MAX_TREE_BITS)
+                n_bits = check_count(n_bits, "n_bits", MIN_TREE_BITS, MAX_TREE_BITS)
             else:
                 n_bits = None
         else:
-            n_bits = 12 if n_bits is None else _check_int(n_bits, "n_bits", 1, 64)
+            n_bits = 12 if n_bits is None else check_count(n_bits, "n_bits", 1, 64)
         per_table = n_bits if hashing == "random" else 2**(n_bits or MIN_TREE_BITS)
         check_alloc(n_tables * per_table * dim, 8, "n_tables")
         width = None
@@ -286,28 +280,8 @@ class LSHIndex:
     # -- input checks -----------------------------------------------------------------------
     def _points(self, x, name: str, *, allow_empty: bool, allow_zero: bool = False) -> np.ndarray:
         """``x`` as a C-contiguous (m, dim) array of :attr:`dtype`, every value finite."""
-        arr = as_array(x, name)
-        if arr.dtype.kind not in "biuf":
-            what = "real" if arr.dtype.kind == "c" else "numeric"
-            raise TypeError(f"{name} must be {what}, got dtype {arr.dtype}")
-        if arr.ndim != 2 or arr.shape[1] != self._dim:
-            raise ValueError(f"{name} must have shape (m, {self._dim}) for this index of "
-                             f"dim={self._dim}, got shape {arr.shape}")
-        if arr.shape[0] == 0 and not allow_empty:
-            raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
-        with np.errstate(over="ignore"):  # a float64 beyond float32's range turns inf: refused below
-            out = np.ascontiguousarray(arr, dtype=self._dtype)
-        bad = ~np.isfinite(out)
-        if bad.any():
-            pos = np.unravel_index(int(np.argmax(bad)), out.shape)
-            raise ValueError(f"{name} must be finite (and within {self._dtype} range), got "
-                             f"{arr[pos]} at row {pos[0]}, column {pos[1]}")
-        if self._metric == "cosine" and not allow_zero and out.shape[0]:
-            zero = ~np.any(out != 0, axis=1)
-            if zero.any():
-                raise ValueError(f"{name} has an all-zero row {int(np.argmax(zero))}: the cosine "
-                                 f"distance is undefined for it")
-        return out
+        return check_points(x, name, self._dim, self._dtype, self._metric == "cosine",
+                            allow_empty=allow_empty, allow_zero=allow_zero)
 
     def _settings(self, n_probes, max_candidates) -> tuple[int, int]:
         n_probes = self._n_probes if n_probes is None else \
@@ -366,19 +340,7 @@ class LSHIndex:
         return self._family.keys(points, n_threads, store_keys=False)
 
     def _hash_torch(self, X):
-        import torch
-
-        ints = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-        if not (X.dtype.is_floating_point or X.dtype in ints):
-            raise TypeError(f"X must be a real tensor, got dtype {X.dtype}")
-        if X.ndim != 2 or X.shape[1] != self._dim:
-            raise ValueError(f"X must have shape (m, {self._dim}) for this index of "
-                             f"dim={self._dim}, got shape {tuple(X.shape)}")
-        store = torch.float32 if self._dtype == np.float32 else torch.float64
-        x = X.detach().to(store)
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"X must be finite (and within {self._dtype} range)")
-        return self._family.hash_torch(x)
+        return self._family.hash_torch(check_tensor_points(X, self._dim, self._dtype))
 
     # -- adding and removing ---------------------------------------------------------------------
     @writes
@@ -429,32 +391,7 @@ class LSHIndex:
         self._next_id = max(self._next_id, int(new_ids.max()) + 1)
 
     def _new_ids(self, ids, b: int) -> np.ndarray:
-        if ids is None:
-            return np.arange(self._next_id, self._next_id + b, dtype=np.int64)
-        arr = as_array(ids, "ids")
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
-        if arr.ndim != 1 or arr.shape[0] != b:
-            raise ValueError(f"ids must have shape ({b},), one per row of X, got shape {arr.shape}")
-        if arr.dtype.kind not in "iu":
-            raise TypeError(f"ids must hold integers, got dtype {arr.dtype}")
-        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
-            raise ValueError(f"ids must fit in int64, got {arr.max()}")
-        arr = arr.astype(np.int64)
-        if arr.size and arr.min() < 0:
-            raise ValueError(f"ids must be non-negative, got {arr.min()} at position "
-                             f"{int(np.argmin(arr))}")
-        if arr.max() == np.iinfo(np.int64).max:
-            raise ValueError(f"ids must be below {np.iinfo(np.int64).max}, got {arr.max()}")
-        order = np.argsort(arr, kind="stable")
-        dup = np.flatnonzero(np.diff(arr[order]) == 0)
-        if dup.size:
-            raise ValueError(f"ids must be distinct, got {arr[order[dup[0]]]} twice")
-        present = self._store.find_rows(arr) >= 0
-        if present.any():
-            raise ValueError(f"ids must be new, but id {arr[int(np.argmax(present))]} is already "
-                             f"in the index")
-        return arr
+        return check_new_ids(ids, b, self._next_id, self._store)
 
     @writes
     def remove(self, ids: ArrayLike) -> None:
@@ -471,24 +408,9 @@ class LSHIndex:
             If an id is not in the index (the message names it) or repeats;
             nothing is removed then.
         """
-        arr = as_array(ids, "ids")
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
-        if arr.ndim != 1:
-            raise ValueError(f"ids must be an int or 1-dimensional, got shape {arr.shape}")
-        if arr.size == 0:
+        rows = check_known_rows(ids, self._store)
+        if rows.size == 0:
             return
-        if arr.dtype.kind not in "iu":
-            raise TypeError(f"ids must hold integers, got dtype {arr.dtype}")
-        signed = arr.astype(np.int64)
-        rows = self._store.find_rows(signed)
-        missing = (rows < 0) | (signed != arr)  # a uint64 beyond int64 is unknown too
-        if missing.any():
-            raise ValueError(f"ids holds {arr[int(np.argmax(missing))]}, which is not in the index")
-        if np.unique(rows).shape[0] != rows.shape[0]:
-            order = np.argsort(signed, kind="stable")
-            dup = signed[order][np.flatnonzero(np.diff(signed[order]) == 0)[0]]
-            raise ValueError(f"ids holds {dup} twice")
         if self._store.remove_rows(rows):
             self._store = self._store.compacted()
 
@@ -568,7 +490,7 @@ class LSHIndex:
         ValueError, TypeError
             On a bad argument (named in the message).
         """
-        k = _check_int(k, "k", 1)
+        k = check_count(k, "k", 1)
         n_probes, max_candidates = self._settings(n_probes, max_candidates)
         n_threads = check_n_threads(n_threads)
         points = self._points(X, "X", allow_empty=True)
@@ -660,7 +582,7 @@ class LSHIndex:
         UserWarning
             If no setting reaches the target (the best recall found is kept).
         """
-        k = _check_int(k, "k", 1)
+        k = check_count(k, "k", 1)
         target = check_real(target_recall, "target_recall", low=0.0, high=1.0, low_open=True)
         n_threads = check_n_threads(n_threads)
         points = self._points(X, "X", allow_empty=False)
