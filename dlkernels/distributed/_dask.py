@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -80,14 +79,6 @@ def check_queries(X: ArrayLike, d: int, name: str = "X") -> tuple[NDArray[Any], 
         pos = int(np.argmin(np.isfinite(arr).all(axis=1)))
         raise ValueError(f"{name} must be finite, got a non-finite value in row {pos}")
     return np.ascontiguousarray(arr), one
-
-
-def check_k(k: int) -> int:
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"k must be a positive int, got {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"k must be a positive int, got {k}")
-    return int(k)
 
 
 def _identity(x: object) -> object:

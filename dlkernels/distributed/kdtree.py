@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 
 from dlkernels._lib.array_types import ArrayLike, FloatingArray, IntArray
-from dlkernels._lib.validation import check_bool
+from dlkernels._lib.validation import check_bool, check_count
 from dlkernels.distributed import _merge
-from dlkernels.distributed._dask import (as_dask_rows, check_client, check_k, check_queries,
+from dlkernels.distributed._dask import (as_dask_rows, check_client, check_queries,
                                          modules, share)
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ class ShardedKDTree:
             ``k`` neighbours.
         """
         X, one = check_queries(X, self.d)
-        k = check_k(k)
+        k = check_count(k, "k", 1)
         options = {"p": p, "distance_upper_bound": distance_upper_bound, "n_threads": n_threads}
         answers = self._ask(_query, X, k, options)
         dist, ids = _merge.top_k([d for d, _ in answers], [i for _, i in answers], k)

@@ -10,8 +10,9 @@ import numpy as np
 
 from dlkernels._lib.array_types import ArrayLike, FloatingArray, IntArray
 from dlkernels._lib.random import check_rng
+from dlkernels._lib.validation import check_count
 from dlkernels.distributed import _merge
-from dlkernels.distributed._dask import (as_dask_rows, check_client, check_k, check_queries,
+from dlkernels.distributed._dask import (as_dask_rows, check_client, check_queries,
                                          modules, share)
 
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ class ShardedLSHIndex:
             ``inf`` and ``-1`` pad.
         """
         X, _ = check_queries(X, self._dim)
-        k = check_k(k)
+        k = check_count(k, "k", 1)
         client = check_client(self._client)
         if not self._shards:
             dtype = pickle.loads(self._template).dtype
