@@ -293,7 +293,9 @@ def kmeans_1d(x: npt.ArrayLike | Tensor, n_clusters: int, *, method: str = "opti
     with np.errstate(over="ignore", invalid="ignore"):
         direct = fitted.copy()
         _kmeans_1d.means(v, w, bounds, direct)
-    centers = np.where(np.isfinite(direct), direct, fitted)
+    # Sorted again: values that centring merged are apart here, so a run's mean
+    # can pass the fitted centre of an empty cluster beside it.
+    centers = np.sort(np.where(np.isfinite(direct), direct, fitted))
     # Labels and inertia from the final centres in the units of x, as a reader
     # would recompute them (an inertia beyond float64 is inf).
     _kmeans_1d.nearest(v, centers, bounds)

@@ -108,14 +108,21 @@ def test_empty_cluster_is_reseeded():
 
 
 @pytest.mark.parametrize("init", INITS)
-def test_values_merged_by_centring_converge(init, recwarn):
-    # 0 and 4.3e-38 are distinct, but centring on the mean (~1.5) rounds both to
-    # the same value: one of 13 clusters must stay empty. Lloyd used to move it
-    # back and forth until max_iter; it must stop at once, with the optimum's
-    # inertia up to the merged pair.
-    x = np.array([0.0, 1, -1, 2, -2, 3, -3, 4, -4, 5, 6, 7, 4.29290671e-38])
+@pytest.mark.parametrize("x", [
+    [0.0, 1, -1, 2, -2, 3, -3, 4, -4, 5, 6, 7, 4.29290671e-38],
+    # Found by hypothesis: here the empty cluster's centre maps back to exactly 0,
+    # below the mean of the merged pair, and the centres came back unsorted.
+    [0.0, 1, -1, 2, -2, 3, -3, 4, -4, -5, 5, 6, 4.29290671e-38],
+])
+def test_values_merged_by_centring_converge(init, x, recwarn, check_consistent):
+    # 0 and 4.3e-38 are distinct, but centring on the mean rounds both to the
+    # same value: one of 13 clusters must stay empty. Lloyd used to move it
+    # back and forth until max_iter; it must stop at once, with sorted centres
+    # and the optimum's inertia up to the merged pair.
+    x = np.array(x)
     res = kmeans_1d(x, 13, method="lloyd", init=init, rng=0)
     assert not [w for w in recwarn if "max_iter" in str(w.message)]
+    check_consistent(x, res, 13)
     assert res.n_iter < 100
     assert res.inertia <= 1e-74
 
