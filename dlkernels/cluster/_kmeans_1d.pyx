@@ -45,14 +45,26 @@ cdef inline Py_ssize_t upper_bound(const double *v, Py_ssize_t lo, Py_ssize_t hi
     return lo
 
 
+cdef inline bint nearer_upper(double x, double lo, double hi) noexcept nogil:
+    # x strictly nearer the upper centre hi than the lower lo (a tie goes to lo).
+    return x - lo > hi - x
+
+
 cdef void assign(const double *v, Py_ssize_t m, const double *c, Py_ssize_t k,
                  int64_t *bounds) noexcept nogil:
     # Nearest-centre runs of sorted centres: a value at a midpoint goes to the lower one.
-    cdef Py_ssize_t j
+    cdef Py_ssize_t j, b
     bounds[0] = 0
     for j in range(1, k):
         # Halves first: the sum of two centres near 1e308 would overflow.
-        bounds[j] = upper_bound(v, bounds[j - 1], m, 0.5 * c[j - 1] + 0.5 * c[j])
+        b = upper_bound(v, bounds[j - 1], m, 0.5 * c[j - 1] + 0.5 * c[j])
+        # The midpoint is rounded: a value equal to it (as when the centres are
+        # one ulp apart) can land on the wrong side; the distances decide.
+        while b > bounds[j - 1] and nearer_upper(v[b - 1], c[j - 1], c[j]):
+            b -= 1
+        while b < m and not nearer_upper(v[b], c[j - 1], c[j]):
+            b += 1
+        bounds[j] = b
     bounds[k] = m
 
 
@@ -137,19 +149,24 @@ def nearest(const double[::1] v, const double[::1] centers, int64_t[::1] bounds)
 
 def means(const double[::1] v, const double[::1] w, const int64_t[::1] bounds,
           double[::1] centers):
-    """Weighted means of the runs, summed directly rather than from
-    prefix-sum differences, which lose digits."""
-    cdef Py_ssize_t k = centers.shape[0], j, i
+    """Weighted means of the runs, summed directly rather than from prefix-sum
+    differences, which lose digits, and as offsets from the run's first value:
+    a run of one value gives that value back exactly (``w v / w`` need not),
+    and the mean stays within the run."""
+    cdef Py_ssize_t k = centers.shape[0], j, i, lo, hi
     cdef double W, S
     with nogil:
         for j in range(k):
+            lo = bounds[j]
+            hi = bounds[j + 1]
+            if hi <= lo:  # an empty run (Lloyd stopped by max_iter) keeps its centre
+                continue
             W = 0.0
             S = 0.0
-            for i in range(bounds[j], bounds[j + 1]):
+            for i in range(lo, hi):
                 W += w[i]
-                S += w[i] * v[i]
-            if W > 0.0:  # an empty run (Lloyd stopped by max_iter) keeps its centre
-                centers[j] = S / W
+                S += w[i] * (v[i] - v[lo])
+            centers[j] = min(max(v[lo] + S / W, v[lo]), v[hi - 1])
 
 
 def inertia(const double[::1] v, const double[::1] w, const int64_t[::1] bounds,
@@ -248,18 +265,21 @@ def kmeans_plus_plus(const double[::1] v, const double[::1] w, double[::1] cente
     free(d2); free(bsum); free(chosen)
 
 
-def label_values(const double[::1] x, double shift, const double[::1] mids, int64_t[::1] out,
-                 int n_threads):
-    """``out[i]`` = the number of ``mids`` below ``x[i] - shift``: the nearest of
-    the sorted centres whose midpoints are ``mids`` (a value on a midpoint goes
-    to the lower centre). A branch-free binary search, as the comparisons of
-    random values are unpredictable; parallel, and the same at any thread count."""
+def label_values(const double[::1] x, const double[::1] mids, const double[::1] centers,
+                 int64_t[::1] out, int n_threads):
+    """``out[i]``: the nearest of the sorted ``centers`` to ``x[i]`` (a tie goes
+    to the lower one), found as the number of their ``mids`` below ``x[i]``. A
+    branch-free binary search, as the comparisons of random values are
+    unpredictable, then the distances to the centres beside it decide (a
+    rounded midpoint can put a value equal to it on the wrong side); parallel,
+    and the same at any thread count."""
     cdef Py_ssize_t n = x.shape[0], nm = mids.shape[0], i, base, length, half
     cdef double value
     cdef const double *m = &mids[0] if nm else NULL
+    cdef const double *c = &centers[0]
     for i in prange(n, nogil=True, schedule="static",
                     num_threads=threads_for(n_threads, n // 65536 + 1, 1)):
-        value = x[i] - shift
+        value = x[i]
         base = 0
         length = nm
         while length > 1:
@@ -268,4 +288,8 @@ def label_values(const double[::1] x, double shift, const double[::1] mids, int6
             length = length - half
         if length == 1 and m[base] < value:
             base = base + 1
+        while base < nm and nearer_upper(value, c[base], c[base + 1]):
+            base = base + 1
+        while base > 0 and not nearer_upper(value, c[base - 1], c[base]):
+            base = base - 1
         out[i] = base

@@ -301,6 +301,7 @@ def kmeans_1d(x: npt.ArrayLike | Tensor, n_clusters: int, *, method: str = "opti
     _kmeans_1d.nearest(v, centers, bounds)
     inertia = _kmeans_1d.inertia(v, w, bounds, centers)
     labels = np.empty(values.size, dtype=np.int64)
-    _kmeans_1d.label_values(values, 0.0, 0.5 * centers[:-1] + 0.5 * centers[1:], labels, n_threads)
+    _kmeans_1d.label_values(values, 0.5 * centers[:-1] + 0.5 * centers[1:], centers, labels,
+                            n_threads)
     out_centers = centers.astype(dtype)
     return KMeansResult(like_input(out_centers, x), like_input(labels, x), float(inertia), n_iter)

@@ -50,6 +50,37 @@ def test_k_equals_distinct_values_is_exact():
         np.testing.assert_array_equal(res.centers[res.labels], x)
 
 
+@pytest.mark.parametrize("method, base", [
+    # Odd last bits: the midpoint of base and the next float up rounds (to even)
+    # onto the upper one.
+    *((method, base) for method in ("optimal", "lloyd")
+      for base in (np.nextafter(-7.0, 0.0), np.nextafter(1.0, 2.0), np.nextafter(1e300, 2e300))),
+    # Not Lloyd: scaling a subnormal into [-1, 1] can round it onto its neighbour.
+    ("optimal", 3e-310)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_centres_one_ulp_apart_keep_their_values(method, base, weighted):
+    # Found by hypothesis: with weights, w * v / w came back one ulp off, onto a
+    # neighbouring value; and the midpoint of centres one ulp apart rounds onto
+    # one of them, where a value went to the lower centre with its neighbour.
+    up = np.nextafter(base, np.inf)
+    x = np.array([base - 1.0, base, up, up, base + 1.0] if abs(base) < 1e100 else [base, up])
+    w = np.linspace(0.5, 3.0, x.size) if weighted else None
+    k = np.unique(x).size
+    res = kmeans_1d(x, k, method=method, init="linear", sample_weight=w)
+    assert res.inertia == 0.0
+    np.testing.assert_array_equal(res.centers[res.labels], x)
+
+
+def test_weighted_single_value_runs_keep_their_values():
+    # Found by hypothesis: w * v / w came back one ulp off for a run of one
+    # value, onto its neighbour, and the clustering lost a cluster.
+    x = np.array([0.0, -7.0, -6.999999993875, -6.9999999934375, -6.999999993, -6.9999999965,
+                  -6.99999999475, -6.999999999999999])
+    res = kmeans_1d(x, 8, sample_weight=np.linspace(0.5, 3.0, x.size))
+    assert res.inertia == 0.0
+    np.testing.assert_array_equal(res.centers[res.labels], x)
+
+
 def test_optimal_larger_against_dp_reference(rng):
     """An O(k n^2) dynamic programme written the obvious way (n = 300)."""
     x = np.concatenate([rng.normal(0, 1, 150), rng.normal(6, 0.3, 100), rng.uniform(-9, -8, 50)])
