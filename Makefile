@@ -9,7 +9,7 @@ CONSTRAINTS := -c constraints.txt
 SOURCES := meson.build pyproject.toml $(shell find dlkernels -type f ! -name '*.pyc' ! -path '*/__pycache__/*')
 STAMPS := $(VENV)/.stamps
 
-.PHONY: demo test test-all typecheck bench docs wheel clean
+.PHONY: demo test test-all fuzz typecheck bench docs wheel clean
 
 demo: $(STAMPS)/demo
 	$(BIN)/dlkernels demo
@@ -19,6 +19,10 @@ test: $(STAMPS)/test
 
 test-all: $(STAMPS)/test
 	$(BIN)/pytest -m ""
+
+# The hypothesis tests with 500 fresh random examples each (the default run's are fixed).
+fuzz: $(STAMPS)/test
+	DLKERNELS_HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -m fuzz
 
 # mypy --strict on the README's examples, and pyright's type completeness (run from an
 # empty folder, so that the installed package is checked, not the checkout).
