@@ -21,6 +21,13 @@ def _check_temperature(temperature) -> float:
     return t
 
 
+def _log_softmax_at(logits: torch.Tensor, T: float) -> torch.Tensor:
+    """``log_softmax(logits / T)`` of each row, the row maximum taken out
+    first: finite logits divided by a small ``T`` would overflow to inf and give
+    NaN (a gap beyond the float range gives -inf, probability 0)."""
+    return F.log_softmax((logits - logits.amax(dim=1, keepdim=True)) / T, dim=1)
+
+
 def distillation_loss(input: torch.Tensor, teacher_logits: torch.Tensor,
                       target: torch.Tensor | None = None, *,
                       temperature: float = 4.0, alpha: float = 0.9,
@@ -51,7 +58,10 @@ def distillation_loss(input: torch.Tensor, teacher_logits: torch.Tensor,
     Returns
     -------
     torch.Tensor
-        A scalar, or per-example values of shape (...) with ``reduction="none"``.
+        A scalar, or per-example values of shape (...) with ``reduction="none"``;
+        float32 for 16-bit logits (worked in float32, as under autocast), else
+        the dtype of ``input``. Logits whose gaps, divided by ``T``, pass the
+        float range give an infinite loss, never NaN.
 
     Raises
     ------
@@ -90,15 +100,25 @@ def distillation_loss(input: torch.Tensor, teacher_logits: torch.Tensor,
     check_finite(input.detach(), "input")
     check_finite(teacher_logits.detach(), "teacher_logits")
     n_classes = input.shape[-1]
+    # 16-bit logits are worked in float32, as autocast does for torch's losses:
+    # T**2 alone can pass float16's range.
+    work = torch.promote_types(input.dtype, torch.float32)
+    student = input.reshape(-1, n_classes).to(work)
     hard = None
     if target is not None:
         t = check_targets(target, n_classes, input.shape[:-1])
-        hard = F.cross_entropy(input.reshape(-1, n_classes), t.to(input.device),
-                               reduction="none")
-    s = F.log_softmax(input.reshape(-1, n_classes) / T, dim=1)
-    p = F.log_softmax(teacher_logits.detach().reshape(-1, n_classes).to(s.dtype) / T, dim=1)
-    soft = (T * T) * F.kl_div(s, p, reduction="none", log_target=True).sum(1)
-    per_example = soft if hard is None else alpha * soft + (1 - alpha) * hard
+        hard = F.cross_entropy(student, t.to(input.device), reduction="none")
+    s = _log_softmax_at(student, T)
+    p = _log_softmax_at(teacher_logits.detach().reshape(-1, n_classes).to(work), T)
+    # A class the teacher gives probability 0 (underflowed) adds nothing, even
+    # where the student's is 0 too (kl_div would give 0 * inf = NaN).
+    teacher = p.exp()
+    kl = torch.where(teacher > 0, teacher * (p - s), 0.0).sum(1)
+    soft = (T * T) * kl
+    if hard is None or alpha == 1:
+        per_example = soft
+    else:  # a term of weight 0 is left out, so that its inf cannot turn the sum into NaN
+        per_example = (1 - alpha) * hard if alpha == 0 else alpha * soft + (1 - alpha) * hard
     if reduction == "none":
         return per_example.reshape(input.shape[:-1])
     return per_example.sum() if reduction == "sum" else per_example.mean()
