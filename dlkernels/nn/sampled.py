@@ -129,15 +129,25 @@ class NegativeSamplingLoss(_SampledLoss):
     torch.Size([])
     """
 
+    _only_class: int
+
     def __init__(self, dim: int, n_classes: int, *, counts: ArrayLike | Tensor,
                  n_negatives: int = 5, power: float = 0.75, rng: RngLike = None,
                  bias: bool = True, reduction: str = "mean",
                  device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__(dim, n_classes, counts, n_negatives, power, rng, bias, reduction,
                          device, dtype)
+        # The one class noise can draw, if there is only one (-1 otherwise): a
+        # target of that class has no negative.
+        drawable = np.flatnonzero(self.sampler.probabilities > 0)
+        self._only_class = int(drawable[0]) if drawable.size == 1 else -1
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         flat, t = self._check(input, target)
+        if self._only_class >= 0 and bool((t == self._only_class).any()):
+            pos = int((t == self._only_class).nonzero()[0, 0])
+            raise ValueError(f"target holds class {self._only_class} at position {pos}, the only "
+                             f"class with a nonzero count: no negative can differ from it")
         neg = self._draw((t.numel(), self.n_negatives), flat.device, exclude=t.cpu())
         pos_s = self._scores(flat, t[:, None]).squeeze(1)
         neg_s = self._scores(flat, neg)

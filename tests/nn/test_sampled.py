@@ -191,3 +191,43 @@ class TestConventions:
         assert positional == ["dim", "n_classes"]
         forward = list(inspect.signature(cls.forward).parameters)
         assert forward == ["self", "input", "target"]
+
+
+# -- hypothesis ------------------------------------------------------------------------
+from hypothesis import given, strategies as st  # noqa: E402
+
+SAMPLED = [NegativeSamplingLoss, NCELoss, SampledSoftmaxLoss]
+
+
+@given(cls=st.sampled_from(SAMPLED), n_classes=st.integers(2, 12), dim=st.integers(1, 4),
+       power=st.sampled_from([0.0, 0.75, 1.0]), n_negatives=st.integers(1, 8),
+       batch=st.tuples(st.integers(1, 3), st.integers(1, 4)),
+       reduction=st.sampled_from(["mean", "sum", "none"]), seed=st.integers(0, 2**32 - 1),
+       data=st.data())
+def test_fuzz_sampled_losses(cls, n_classes, dim, power, n_negatives, batch, reduction, seed, data):
+    c = data.draw(st.lists(st.sampled_from([0.0, 1.0, 2.5, 100.0]), min_size=n_classes,
+                           max_size=n_classes).filter(lambda v: any(v)))
+    y = torch.tensor(data.draw(st.lists(st.integers(0, n_classes - 1), min_size=batch[0] * batch[1],
+                                        max_size=batch[0] * batch[1]))).view(batch)
+    torch.manual_seed(seed % 2**31)
+    x = (torch.randn(*batch, dim, dtype=torch.float64) * 3).requires_grad_()
+
+    def make():
+        layer = cls(dim, n_classes, counts=c, n_negatives=n_negatives, power=power, rng=seed,
+                    reduction=reduction).double()
+        torch.manual_seed(seed % 2**31)
+        layer.reset_parameters()
+        return layer
+
+    layer, twin = make(), make()
+    drawable = np.flatnonzero(layer.sampler.probabilities > 0)
+    if cls is NegativeSamplingLoss and drawable.size == 1 and bool((y == int(drawable[0])).any()):
+        with pytest.raises(ValueError, match=r"^target holds class \d+ at position \d+, the only"):
+            layer(x, y)
+        y = torch.where(y == int(drawable[0]), (y + 1) % n_classes, y)  # now every row has a negative
+    loss = layer(x, y)   # after a refused call, the same draws as a fresh twin
+    torch.testing.assert_close(loss, twin(x, y), rtol=0, atol=0)
+    assert loss.shape == (batch if reduction == "none" else ())
+    assert bool(torch.isfinite(loss).all()) and bool((loss >= 0).all())
+    loss.sum().backward()
+    assert bool(torch.isfinite(x.grad).all()) and bool(torch.isfinite(layer.weight.grad).all())
