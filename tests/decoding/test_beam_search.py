@@ -222,3 +222,64 @@ class TestBadInput:
     def test_step_fn_output(self, bad, exc, msg):
         with pytest.raises(exc, match=msg):
             beam_search(bad, torch.zeros(3, 1), 3, 2, 4, 0, 1)
+
+
+# -- hypothesis ------------------------------------------------------------------------
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+class TableModel:
+    """Next-token log-probabilities from a table indexed by batch item, position and
+    last token (BOS = V), some tokens masked to -inf; the state carries the item id."""
+
+    def __init__(self, logits, mask):
+        self.log_probs = torch.log_softmax(logits.masked_fill(mask, -math.inf), dim=-1)
+
+    def step(self, tokens, item):
+        return self.log_probs[item, tokens.shape[1] - 1, tokens[:, -1]], item
+
+    def score(self, b, seq):
+        last, total = self.log_probs.shape[-1], 0.0   # BOS first
+        for t, tok in enumerate(seq):
+            total += float(self.log_probs[b, t, last, tok])
+            last = tok
+        return total
+
+
+@given(V=st.integers(2, 4), L=st.integers(1, 3), B=st.integers(1, 2),
+       lp=st.sampled_from([-0.5, 0.0, 0.5, 1.0, 2.0]), data=st.data())
+def test_fuzz_against_exhaustive_search(V, L, B, lp, data):
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1)))
+    logits = torch.randn(B, L, V + 1, V, generator=g, dtype=torch.float64) * 2
+    mask = torch.rand(B, L, V + 1, V, generator=g) < data.draw(st.sampled_from([0.0, 0.3, 0.6]))
+    mask[..., 0] &= ~mask[..., 1:].all(-1)   # every row keeps a token
+    model = TableModel(logits, mask)
+    eos = data.draw(st.integers(0, V - 1))
+    K = data.draw(st.sampled_from([1, 2, V ** L]))
+    n = data.draw(st.integers(1, K))
+    pad = data.draw(st.sampled_from([None, V + 7]))
+    out = beam_search(model.step, torch.arange(B), B, K, L, bos_id=V, eos_id=eos,
+                      length_penalty=lp, num_return=n, pad_id=pad)
+    assert out.sequences.shape == (B, n, L) and out.scores.shape == out.lengths.shape == (B, n)
+    scores = out.scores.tolist()
+    for b in range(B):
+        assert scores[b] == sorted(scores[b], reverse=True)
+        for r in range(n):
+            if scores[b][r] == -math.inf:
+                continue
+            # A returned hypothesis is a real one: it ends at EOS or at L, is padded
+            # after its end, and its score is its own log-probability / length ** lp.
+            length = int(out.lengths[b, r])
+            seq = out.sequences[b, r, :length].tolist()
+            assert eos not in seq[:-1] and (seq[-1] == eos or length == L)
+            assert (out.sequences[b, r, length:] == (eos if pad is None else pad)).all()
+            assert math.isclose(model.score(b, seq) / length ** lp, scores[b][r], rel_tol=1e-9,
+                                abs_tol=1e-12)
+        if K == V ** L:   # wide enough to be exact
+            every = [model.score(b, seq) / len(seq) ** lp
+                     for length in range(1, L + 1) for seq in itertools.product(range(V), repeat=length)
+                     if eos not in seq[:-1] and (seq[-1] == eos or length == L)]
+            want = sorted((s for s in every if s > -math.inf), reverse=True)[:n]
+            want += [-math.inf] * (n - len(want))
+            for got, best in zip(scores[b], want):
+                assert got == best or math.isclose(got, best, rel_tol=1e-9, abs_tol=1e-12)
