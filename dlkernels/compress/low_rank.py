@@ -60,7 +60,8 @@ def low_rank(module: torch.nn.Linear, rank: int | None = None,
         If ``module`` is not an ``nn.Linear``.
     ValueError
         If neither or both of ``rank`` and ``energy`` are given, either is out
-        of range, or the weight holds NaN or inf.
+        of range, the layer has no input or no output feature, or the weight
+        holds NaN or inf.
 
     Examples
     --------
@@ -80,6 +81,9 @@ def low_rank(module: torch.nn.Linear, rank: int | None = None,
     check_finite(weight, "module.weight")
     out_f, in_f = weight.shape
     full = min(out_f, in_f)
+    if full == 0:
+        raise ValueError(f"module must have at least one input and one output feature, got "
+                         f"in_features={in_f}, out_features={out_f}")
     if rank is not None:
         rank = check_count(rank, "rank", minimum=1)
         if rank > full:
@@ -88,7 +92,9 @@ def low_rank(module: torch.nn.Linear, rank: int | None = None,
         energy = check_real(energy, "energy", low=0.0, high=1.0, low_open=True)
     # SVD in float64 for an exact error figure; the factors go back to the layer's dtype.
     u, s, vh = torch.linalg.svd(weight.to(torch.float64), full_matrices=False)
-    power = s.pow(2)
+    # Shares of the largest singular value's square: squares of weights near
+    # float64's range would overflow, and the shares and the error need only ratios.
+    power = (s / s[0]).pow(2) if float(s[0]) > 0 else torch.zeros_like(s)
     total = float(power.sum())
     if rank is None:
         if total == 0:

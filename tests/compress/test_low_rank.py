@@ -1,5 +1,7 @@
 """low_rank: the truncated SVD, its exact relative error, the rank from an energy share."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,54 @@ def test_bad_module_and_nan():
         layer.weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match="module.weight"):
         low_rank(layer, rank=1)
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (4, 0), (0, 0)])
+def test_empty_layer_is_refused(shape):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: "Initializing zero-element tensors is a no-op"
+        layer = torch.nn.Linear(*shape)
+    with pytest.raises(ValueError, match="module must have at least one input and one output"):
+        low_rank(layer, energy=0.9)
+
+
+# -- hypothesis ------------------------------------------------------------------------
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(shape=st.tuples(st.integers(1, 6), st.integers(1, 6)), double=st.booleans(),
+       scale=st.sampled_from([0.0, 1e-30, 1.0, 1e30, 1e200]), by_rank=st.booleans(),
+       seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_fuzz_is_the_truncated_svd(shape, double, scale, by_rank, seed, data):
+    # Weights at any scale: the error and the energy shares are ratios, and squares
+    # of weights near 1e200 used to overflow into inf / inf = NaN.
+    dtype = torch.float64 if double else torch.float32
+    if not double and scale > 1e30:
+        scale = 1e30
+    out_f, in_f = shape
+    layer = torch.nn.Linear(in_f, out_f).to(dtype)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(out_f, in_f, generator=g, dtype=torch.float64) * scale)
+    full = min(shape)
+    kwargs = ({"rank": data.draw(st.integers(1, full))} if by_rank
+              else {"energy": data.draw(st.floats(1e-6, 1.0))})
+    res = low_rank(layer, **kwargs)
+    w = layer.weight.detach().double().numpy()
+    top = np.abs(w).max()
+    w = w / top if top > 0 else w        # the same matrix up to scale, safe to square
+    u, s, vh = np.linalg.svd(w, full_matrices=False)
+    if by_rank:
+        assert res.rank == kwargs["rank"]
+    elif s[0] > 0:
+        share = np.cumsum(s**2) / np.sum(s**2)
+        # The smallest rank keeping the share (within the slack for rounding).
+        assert share[res.rank - 1] >= kwargs["energy"] - 1e-9
+        assert res.rank == 1 or share[res.rank - 2] < kwargs["energy"] + 1e-9
+    r = res.rank
+    tail = np.sqrt(np.sum(s[r:] ** 2) / np.sum(s**2)) if s[0] > 0 else 0.0
+    assert res.error == pytest.approx(tail, rel=1e-6, abs=1e-9) and 0.0 <= res.error <= 1.0
+    approx = (res.module[1].weight @ res.module[0].weight).detach().double().numpy()
+    best = (u[:, :r] * s[:r]) @ vh[:r]
+    tol = 1e-9 if double else 1e-5
+    np.testing.assert_allclose(approx / top if top > 0 else approx, best, atol=tol * max(1, full))
