@@ -57,14 +57,24 @@ class TemperatureSchedule:
         """The temperature at ``step`` (steps past ``total`` give ``end``)."""
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
             raise ValueError(f"step must be a non-negative int, got {step!r}")
-        if self.kind == "constant":
+        if self.kind == "constant" or step == 0:
             return self.start
-        f = min(int(step), self.total) / self.total
-        if self.kind == "linear":
-            return self.start + (self.end - self.start) * f
-        if self.kind == "cosine":
-            return self.end + (self.start - self.end) * 0.5 * (1 + math.cos(math.pi * f))
-        return self.start * (self.end / self.start) ** f
+        if step >= self.total:
+            return self.end
+        f = step / self.total
+        # Weighted means of the two ends rather than start + (end - start) f,
+        # which can cancel to 0 where they differ by orders of magnitude; every
+        # value stays between the ends.
+        if self.kind == "exponential":
+            ratio = self.end / self.start
+            if 0.0 < ratio < math.inf:
+                t = self.start * ratio ** f
+            else:  # the ratio itself under- or overflowed: interpolate the logs
+                t = math.exp(math.log(self.start) * (1 - f) + math.log(self.end) * f)
+        else:
+            w = f if self.kind == "linear" else 0.5 * (1 - math.cos(math.pi * f))
+            t = self.start * (1 - w) + self.end * w
+        return min(max(t, min(self.start, self.end)), max(self.start, self.end))
 
     def __repr__(self) -> str:
         return (f"TemperatureSchedule(start={self.start}, end={self.end}, total={self.total}, "
