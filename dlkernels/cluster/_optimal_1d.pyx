@@ -12,7 +12,8 @@ array), which both methods below rely on.
   Shor and Wilber 1987) in O(m), the boundaries recovered Hirschberg-style (the
   best split of a run into k1 + k2 clusters is where a forward programme of k1
   layers meets a backward one of k2; each side is solved again): O(k m) time,
-  O(m) memory, the two directions on two threads.
+  O(m) memory. Large row-minima problems are cut in two at their middle row and
+  the halves solved on two threads (in Wilber's algorithm below too).
 * Lagrangian (as Grønlund et al., "Fast exact k-means, k-medians and Bregman
   divergence clustering in 1D", 2017): for a price lam per cluster,
   F(i) = min_l F(l) + cost(l, i) + lam is one concave least-weight-subsequence
@@ -34,9 +35,13 @@ from dlkernels.cluster._segment_cost cimport (
 )
 
 cdef enum:
-    # Below this many cells (clusters x values, some 10 ms of work) a layered
+    # Below this many cells (clusters x values, some 3 ms of work) a layered
     # subproblem is solved on one thread: waking a second could cost more.
-    PARALLEL_CELLS = 1 << 20
+    PARALLEL_CELLS = 1 << 18
+    # A row-minima problem of at least this many rows is cut at its middle row
+    # into two halves, solved on two threads. The cut depends on the size only,
+    # so the result is the same at any thread count.
+    SPLIT_ROWS = 4096
     # Lagrangian passes before giving up on the search (it never needs so many)
     # and solving with the layered programme instead.
     MAX_PASSES = 200
@@ -230,17 +235,72 @@ cdef void smawk(const Layer *L, const Py_ssize_t *rows, Py_ssize_t nr,
         start = stop
 
 
-cdef inline void minima(Layer *L, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c0, Py_ssize_t c1,
-                        Py_ssize_t *idx, Py_ssize_t *work) noexcept nogil:
-    # Row minima for the rows [r0, r1) over the columns [c0, c1).
-    cdef Py_ssize_t i, nr = r1 - r0, nc = c1 - c0
-    cdef Py_ssize_t *rows = idx
-    cdef Py_ssize_t *cols = idx + nr
-    for i in range(nr):
-        rows[i] = r0 + i
-    for i in range(nc):
-        cols[i] = c0 + i
-    smawk(L, rows, nr, cols, nc, work)
+cdef void row_minimum(Layer *L, Py_ssize_t r, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    # The leftmost minimum of row r over the columns [c0, c1), by a scan (the
+    # entries at columns >= r are infinite).
+    cdef Py_ssize_t c, best = c0
+    cdef Entry bv = entry(L, r, c0), val
+    for c in range(c0 + 1, min(c1, r)):
+        val = entry(L, r, c)
+        if less(L, val, bv):
+            bv = val
+            best = c
+    L.arg[r] = best
+    L.cur[r] = bv.v
+    if L.ccnt != NULL:
+        L.ccnt[r] = bv.n
+
+
+cdef void minima(Layer *L, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c0, Py_ssize_t c1,
+                 Py_ssize_t *idx, Py_ssize_t *work, int n_threads) noexcept nogil:
+    # Row minima for the rows [r0, r1) over the columns [c0, c1). A large
+    # problem is cut at its middle row: the leftmost minima are monotone, so the
+    # rows above it need only the columns up to its argmin, those below only the
+    # columns from it. The halves share nothing they write (each has its own
+    # rows, scratch and REDUCE stack).
+    cdef Py_ssize_t i, q, mid, a, nr = r1 - r0
+    cdef Layer half[2]
+    cdef Py_ssize_t lo[2]
+    cdef Py_ssize_t hi[2]
+    cdef Py_ssize_t first[2]
+    cdef Py_ssize_t last[2]
+    cdef Py_ssize_t *rows[2]
+    cdef Py_ssize_t *cols[2]
+    cdef Py_ssize_t *scratch[2]
+    if nr < SPLIT_ROWS:
+        for i in range(nr):
+            idx[i] = r0 + i
+        for i in range(c1 - c0):
+            idx[nr + i] = c0 + i
+        smawk(L, idx, nr, idx + nr, c1 - c0, work)
+        return
+    mid = r0 + nr // 2
+    row_minimum(L, mid, c0, c1)
+    a = L.arg[mid]
+    lo[0] = r0
+    hi[0] = mid
+    first[0] = c0
+    last[0] = a + 1
+    lo[1] = mid + 1
+    hi[1] = r1
+    first[1] = a
+    last[1] = c1
+    rows[0] = idx
+    cols[0] = idx + (mid - r0)
+    rows[1] = cols[0] + (a + 1 - c0)
+    cols[1] = rows[1] + (r1 - mid - 1)
+    scratch[0] = work
+    scratch[1] = work + 3 * (mid - r0) + 4     # smawk needs at most 3 per row
+    for q in range(2):
+        half[q] = L[0]
+        for i in range(hi[q] - lo[q]):
+            rows[q][i] = lo[q] + i
+        for i in range(last[q] - first[q]):
+            cols[q][i] = first[q] + i
+    half[1].top = L.top + (mid - r0)
+    half[1].topn = L.topn + (mid - r0)
+    for q in prange(2, schedule="static", num_threads=min(n_threads, 2)):
+        smawk(&half[q], rows[q], hi[q] - lo[q], cols[q], last[q] - first[q], scratch[q])
 
 
 cdef struct Workspace:
@@ -284,7 +344,7 @@ cdef void ws_free(Workspace *ws) noexcept nogil:
 # -- layered programme -----------------------------------------------------------------------
 
 cdef void dp_layers(const Segment *seg, Py_ssize_t n_layers, Py_ssize_t reserve,
-                    Workspace *ws, double **out) noexcept nogil:
+                    Workspace *ws, double **out, int n_threads) noexcept nogil:
     # D_{n_layers}(i) for the local prefixes i in [n_layers, N - reserve], where
     # `reserve` values are kept for the clusters on the other side. *out is set
     # to whichever of ws.a, ws.b holds the last layer.
@@ -294,7 +354,7 @@ cdef void dp_layers(const Segment *seg, Py_ssize_t n_layers, Py_ssize_t reserve,
     cdef double *tmp
     cdef Layer L
     top = N - reserve - (n_layers - 1)
-    for i in range(1, top + 1):
+    for i in prange(1, top + 1, schedule="static", num_threads=n_threads):
         prev[i] = run_cost(seg, 0, i)
     L.seg = seg
     L.arg = ws.arg
@@ -307,7 +367,7 @@ cdef void dp_layers(const Segment *seg, Py_ssize_t n_layers, Py_ssize_t reserve,
         top = N - reserve - (n_layers - j)
         L.prev = prev
         L.cur = cur
-        minima(&L, j, top + 1, j - 1, top, ws.idx, ws.work)
+        minima(&L, j, top + 1, j - 1, top, ws.idx, ws.work, n_threads)
         tmp = prev
         prev = cur
         cur = tmp
@@ -328,9 +388,9 @@ cdef void best_split(const Cost *cost, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t 
         segs[side].lo = lo
         segs[side].hi = hi
         segs[side].rev = side == 1
-    for side in prange(2, schedule="static", num_threads=min(threads, 2)):
+    for side in range(2):  # each side parallel within (its sides can be far from equal)
         dp_layers(&segs[side], k1 if side == 0 else k2, k2 if side == 0 else k1, &ws[side],
-                  &res[side])
+                  &res[side], threads)
     for i in range(k1, N - k2 + 1):
         total = res[0][i] + res[1][N - i]
         if total < bv:
@@ -358,7 +418,7 @@ cdef void layered(const Cost *cost, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t fir
 
 # -- Lagrangian ------------------------------------------------------------------------------
 
-cdef Py_ssize_t wilber(const Segment *seg, double lam, Workspace *ws) noexcept nogil:
+cdef Py_ssize_t wilber(const Segment *seg, double lam, Workspace *ws, int n_threads) noexcept nogil:
     # The path minimising cost + lam * runs to each prefix j = 1..m: its cost in
     # ws[0].a, runs in ws[0].cnt and last boundary in ws[0].arg; returns the
     # runs of the whole path. Wilber's algorithm: the rows known so far, [r, c],
@@ -391,13 +451,13 @@ cdef Py_ssize_t wilber(const Segment *seg, double lam, Workspace *ws) noexcept n
         L.cur = F
         L.ccnt = N
         L.arg = A
-        minima(&L, c + 1, p + 1, r, c + 1, ws[0].idx, ws[0].work)
+        minima(&L, c + 1, p + 1, r, c + 1, ws[0].idx, ws[0].work, n_threads)
         moved = False
         if p >= c + 2:
             L.cur = G
             L.ccnt = Gn
             L.arg = Ag
-            minima(&L, c + 2, p + 1, c + 1, p, ws[0].idx, ws[0].work)
+            minima(&L, c + 2, p + 1, c + 1, p, ws[0].idx, ws[0].work, n_threads)
             for j in range(c + 2, p + 1):
                 g.v = G[j]
                 g.n = Gn[j]
@@ -442,7 +502,8 @@ cdef void splice(const int64_t *a, Py_ssize_t K, const int64_t *b, Py_ssize_t L,
 
 
 cdef int lagrangian(const Cost *cost, Py_ssize_t k, double tol_abs, double tol_rel,
-                    Workspace *ws, int64_t *bounds, int64_t *pk, int64_t *pl) noexcept nogil:
+                    Workspace *ws, int64_t *bounds, int64_t *pk, int64_t *pl,
+                    int n_threads) noexcept nogil:
     # Exact k-clustering of all m values into bounds; 1 if found, 0 if the search
     # ran out of passes. pk, pl: room for m + 1 boundaries each.
     cdef Py_ssize_t m = cost.m, K = 1, L = m, t, i, passes, t0 = 0, t1 = 0
@@ -479,7 +540,7 @@ cdef int lagrangian(const Cost *cost, Py_ssize_t k, double tol_abs, double tol_r
             lam = lam1 * exp(slope * log(<double> k / t1))
             if not (lamL < lam < lamK):
                 lam = sqrt(lamK * lamL) if lamL > 0.0 else 0.5 * lamK
-        t = wilber(&seg, lam, ws)
+        t = wilber(&seg, lam, ws, n_threads)
         V = ws[0].a[m]                     # the cost of t's path, without its price
         if t == k:
             read_path(ws[0].arg, m, t, bounds)
@@ -525,7 +586,7 @@ cdef int solve(Cost *cost, Py_ssize_t k, int algorithm, double total, int n_thre
     bounds[0] = 0
     bounds[k] = m
     if algorithm == 2 and 1 < k < m:
-        if lagrangian(cost, k, tol_abs, tol_rel, ws, bounds, pk, pl):
+        if lagrangian(cost, k, tol_abs, tol_rel, ws, bounds, pk, pl, n_threads):
             return 1
     if ws[1].a == NULL and 1 < k < m:
         # The layered programme needs the second workspace in full.

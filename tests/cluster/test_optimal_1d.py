@@ -140,6 +140,34 @@ def test_lagrangian_equals_layered(k, rng):
     assert layered <= kmeans_1d(x, k, method="lloyd").inertia * (1 + 1e-12)
 
 
+def test_split_row_minima_against_a_plain_dp():
+    # 9000 values: the layered programme's row minima and Wilber's larger blocks
+    # are cut in two at their middle row (from 4096 rows). Both algorithms at
+    # 1 and 2 threads against an O(k n^2) programme written the obvious way.
+    rng = np.random.default_rng(5)
+    xs = np.sort(np.concatenate([rng.normal(size=6000), rng.standard_t(3, size=3000)]))
+    xs -= xs.mean()
+    n = xs.size
+    c1, c2 = np.concatenate([[0], np.cumsum(xs)]), np.concatenate([[0], np.cumsum(xs ** 2)])
+    starts = np.arange(n)
+    D = c2[1:] - c1[1:] ** 2 / np.arange(1, n + 1)      # D_1(i), prefixes of length 1..n
+    D = np.concatenate([[np.inf], D])
+    for k in range(2, 6):
+        new = np.full(n + 1, np.inf)
+        for i in range(k, n + 1):
+            l = starts[k - 1:i]
+            s = c1[i] - c1[l]
+            new[i] = np.min(D[l] + c2[i] - c2[l] - s * s / (i - l))
+        D = new
+        for algorithm in (1, 2):
+            for threads in (1, 2):
+                bounds = np.empty(k + 1, dtype=np.int64)
+                vs = np.ldexp(xs, -int(np.frexp(np.abs(xs).max())[1]))
+                _optimal_1d.optimal(vs, np.ones(n), float(vs.mean()), bounds, threads, algorithm, 0)
+                got = sum(np.var(xs[a:b]) * (b - a) for a, b in zip(bounds[:-1], bounds[1:]))
+                assert got == pytest.approx(D[n], rel=1e-9), (k, algorithm, threads)
+
+
 @pytest.mark.parametrize("k", [2, 3, 300])
 def test_thread_invariant(k, assert_thread_invariant, rng):
     x = rng.laplace(size=50_000)
