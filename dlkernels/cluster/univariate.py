@@ -176,8 +176,9 @@ def kmeans_1d(x: npt.ArrayLike | Tensor, n_clusters: int, *, method: str = "opti
     rng : None, int or numpy.random.Generator, keyword-only
         Randomness of the "random" and "k-means++" inits.
     n_threads : int or None, keyword-only
-        Threads for the labels of the values and the layered programme (which
-        uses at most two). The result does not depend on it.
+        Threads for the labels of the values and the exact method (which uses
+        at most two, on the halves of its larger row-minima problems). The
+        result does not depend on it.
 
     Returns
     -------
