@@ -388,7 +388,7 @@ cdef void best_split(const Cost *cost, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t 
         segs[side].lo = lo
         segs[side].hi = hi
         segs[side].rev = side == 1
-    for side in range(2):  # each side parallel within (its sides can be far from equal)
+    for side in range(2):  # one after the other, each parallel within: they can be far from equal
         dp_layers(&segs[side], k1 if side == 0 else k2, k2 if side == 0 else k1, &ws[side],
                   &res[side], threads)
     for i in range(k1, N - k2 + 1):
