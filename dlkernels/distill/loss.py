@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from dlkernels._lib.torch_checks import check_finite, check_targets
+from dlkernels._lib.torch_reduction import check_reduction, reduce_loss
 
 __all__ = ["distillation_loss"]
 
@@ -95,8 +96,7 @@ def distillation_loss(input: torch.Tensor, teacher_logits: torch.Tensor,
     T = _check_temperature(temperature)
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    reduction = check_reduction(reduction)
     check_finite(input.detach(), "input")
     check_finite(teacher_logits.detach(), "teacher_logits")
     n_classes = input.shape[-1]
@@ -119,6 +119,4 @@ def distillation_loss(input: torch.Tensor, teacher_logits: torch.Tensor,
         per_example = soft
     else:  # a term of weight 0 is left out, so that its inf cannot turn the sum into NaN
         per_example = (1 - alpha) * hard if alpha == 0 else alpha * soft + (1 - alpha) * hard
-    if reduction == "none":
-        return per_example.reshape(input.shape[:-1])
-    return per_example.sum() if reduction == "sum" else per_example.mean()
+    return reduce_loss(per_example.reshape(input.shape[:-1]), reduction)

@@ -12,10 +12,10 @@ from torch import nn
 
 from dlkernels._lib.array_types import ArrayLike, Tensor
 from dlkernels._lib.torch_checks import check_features, check_targets
+from dlkernels._lib.torch_reduction import check_reduction, reduce_loss
 from dlkernels._lib.validation import check_bool, check_count
 from dlkernels.huffman import CodeTree, balanced_tree, huffman_tree
 from dlkernels.nn._params import init_rows, make_rows
-from dlkernels.nn._reduction import check_reduction, reduce_loss
 from dlkernels.nn._topk import check_k, shaped
 
 __all__ = ["HierarchicalSoftmax"]

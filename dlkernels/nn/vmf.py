@@ -11,9 +11,9 @@ from torch import nn
 
 from dlkernels._lib.array_types import ArrayLike, RngLike, Tensor
 from dlkernels._lib.torch_checks import check_features, check_finite, check_targets
+from dlkernels._lib.torch_reduction import check_reduction, reduce_loss
 from dlkernels._lib.validation import as_float_array, check_choice, check_real
 from dlkernels.nn._bessel import vmf_neg_log_normalizer
-from dlkernels.nn._reduction import check_reduction, reduce_loss
 from dlkernels.nn._topk import check_k, shaped
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The ``reduction`` option every loss in dlkernels.nn takes, as torch's losses do."""
+"""The ``reduction`` option every loss in dlkernels takes, as torch's losses do."""
 
 from __future__ import annotations
 
