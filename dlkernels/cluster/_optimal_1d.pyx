@@ -30,6 +30,7 @@ from libc.math cimport INFINITY, exp, log, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
+from dlkernels._lib._openmp cimport threads_for
 from dlkernels.cluster._segment_cost cimport (
     BLK, STRIDE, Cost, DBL_EPSILON, Summary, direct, merge, seg_cost,
 )
@@ -299,7 +300,7 @@ cdef void minima(Layer *L, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c0, Py_ssize
             cols[q][i] = first[q] + i
     half[1].top = L.top + (mid - r0)
     half[1].topn = L.topn + (mid - r0)
-    for q in prange(2, schedule="static", num_threads=min(n_threads, 2)):
+    for q in prange(2, schedule="static", num_threads=threads_for(n_threads, 2, 1)):
         smawk(&half[q], rows[q], hi[q] - lo[q], cols[q], last[q] - first[q], scratch[q])
 
 

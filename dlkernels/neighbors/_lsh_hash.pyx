@@ -15,7 +15,7 @@ from libc.stdlib cimport free, malloc
 
 from cython cimport floating
 
-from dlkernels._lib._openmp cimport omp_get_thread_num
+from dlkernels._lib._openmp cimport omp_get_thread_num, threads_for
 from dlkernels._lib._random cimport mix64
 from dlkernels.neighbors._lsh_kernels cimport (
     argmin,
@@ -48,7 +48,7 @@ def random_keys(const floating[:, ::1] points, const double[:, ::1] planes,
     cdef int n_tables = mult.shape[0], n_bits = mult.shape[1], t
     cdef Py_ssize_t n_planes = planes.shape[0]
     cdef uint64_t c
-    cdef int threads = max(1, min(n_threads, (n + PER_THREAD - 1) // PER_THREAD))
+    cdef int threads = threads_for(n_threads, n, PER_THREAD)
     cdef double *buf
     cdef double *v
     cdef double *xd
@@ -87,7 +87,7 @@ def tree_keys(const floating[:, ::1] points, const float[::1] mean, const float[
     cdef Py_ssize_t n = points.shape[0], d = points.shape[1], r = basis.shape[0], i, j
     cdef Py_ssize_t n_tables = coarse.shape[0], c1 = coarse.shape[1], t, widest = c1, width
     cdef int64_t leaf
-    cdef int threads = max(1, min(n_threads, (n + PER_THREAD - 1) // PER_THREAD))
+    cdef int threads = threads_for(n_threads, n, PER_THREAD)
     cdef double *xd_buf
     cdef float *buf
     cdef double *xd
@@ -175,7 +175,7 @@ def sketch(const floating[:, ::1] points, const float[::1] mean, const float[:, 
     cdef Py_ssize_t n = points.shape[0], d = points.shape[1], i, j
     cdef Py_ssize_t s = basis.shape[0] if basis.shape[0] else d
     cdef const float *rot = &basis[0, 0] if basis.shape[0] else NULL
-    cdef int threads = max(1, min(n_threads, (n + PER_THREAD - 1) // PER_THREAD))
+    cdef int threads = threads_for(n_threads, n, PER_THREAD)
     cdef double *ubuf
     cdef float *fbuf
     cdef double *u
@@ -224,7 +224,7 @@ def nearest(const float[:, ::1] points, const float[:, ::1] centres, const float
     """Index of the nearest of ``centres`` to each point (the first on ties), by the
     same scores as the trees' leaves."""
     cdef Py_ssize_t n = points.shape[0], d = points.shape[1], c = centres.shape[0], i
-    cdef int threads = max(1, min(n_threads, (n + PER_THREAD - 1) // PER_THREAD))
+    cdef int threads = threads_for(n_threads, n, PER_THREAD)
     cdef float *buf
     if n == 0:
         return
@@ -245,7 +245,7 @@ def nearest_in_cells(const float[:, ::1] points, const int64_t[::1] cells,
     offsets[a + 1]]`` for cell ``a = cells[i]``): one Lloyd step of every cell's
     k-means at once, by the same scores as the trees' leaves."""
     cdef Py_ssize_t n = points.shape[0], d = points.shape[1], i, a, lo, widest = 0
-    cdef int threads = max(1, min(n_threads, (n + PER_THREAD - 1) // PER_THREAD))
+    cdef int threads = threads_for(n_threads, n, PER_THREAD)
     cdef float *buf
     if n == 0:
         return

@@ -27,7 +27,7 @@ from libc.string cimport memset
 
 from cython cimport floating
 
-from dlkernels._lib._openmp cimport omp_get_thread_num
+from dlkernels._lib._openmp cimport omp_get_thread_num, threads_for
 from dlkernels._lib._prefetch cimport prefetch_span
 from dlkernels.neighbors._lsh_kernels cimport dots, sketch_bounds
 from dlkernels.neighbors._lsh_probe cimport forget, gather, make_probes
@@ -520,7 +520,7 @@ def query(tuple store, tuple family, const floating[:, ::1] vectors,
     cdef Family f = make_family(family)
     cdef Py_ssize_t m = queries.shape[0], k = out_ids.shape[1]
     cdef Py_ssize_t n_chunks = (m + CHUNK - 1) // CHUNK, c, q, nc
-    cdef int threads = max(1, min(n_threads, n_chunks))
+    cdef int threads = threads_for(n_threads, n_chunks, 1)
     cdef Scratch *scratch
     cdef Scratch *s
     if m == 0 or k == 0:
@@ -554,7 +554,7 @@ def exact(tuple store, tuple family, const floating[:, ::1] vectors,
     cdef Py_ssize_t m = queries.shape[0], k = out_ids.shape[1]
     cdef Py_ssize_t words = (st.n_rows + 63) // 64
     cdef Py_ssize_t n_blocks = (m + BLOCK - 1) // BLOCK, c, q, b, i, nc, nb
-    cdef int threads = max(1, min(n_threads, n_blocks))
+    cdef int threads = threads_for(n_threads, n_blocks, 1)
     cdef int32_t row
     cdef Scratch *scratch
     cdef Scratch *s
@@ -597,7 +597,7 @@ def candidates(tuple store, tuple family, const floating[:, ::1] queries, Py_ssi
     cdef Family f = make_family(family)
     cdef Py_ssize_t m = queries.shape[0]
     cdef Py_ssize_t n_chunks = (m + CHUNK - 1) // CHUNK, c, q, i, nc
-    cdef int threads = max(1, min(n_threads, n_chunks))
+    cdef int threads = threads_for(n_threads, n_chunks, 1)
     cdef Scratch *scratch
     cdef Scratch *s
     cdef bint fill = out.shape[0] > 0
